@@ -1,0 +1,9 @@
+# Source me: activates .venv and the colcon install space, and keeps DDS traffic on this machine.
+_AXCL_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# shellcheck disable=SC1091
+. "$_AXCL_ROOT/.venv/bin/activate"
+# shellcheck disable=SC1091
+. "$_AXCL_ROOT/install/setup.bash"
+export ROS_AUTOMATIC_DISCOVERY_RANGE=${ROS_AUTOMATIC_DISCOVERY_RANGE:-LOCALHOST}
+export ROS_LOG_DIR=${ROS_LOG_DIR:-$_AXCL_ROOT/log/ros}
+unset _AXCL_ROOT

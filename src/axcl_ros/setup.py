@@ -1,0 +1,38 @@
+from glob import glob
+
+from setuptools import find_packages, setup
+
+PACKAGE = "axcl_ros"
+
+setup(
+    name=PACKAGE,
+    version="0.1.0",
+    packages=find_packages(exclude=["test"]),
+    package_data={"axcl_ros.testing": ["axcl_stub/*.c"], "axcl_ros.models": ["labels/*.txt"]},
+    data_files=[
+        ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),
+        (f"share/{PACKAGE}", ["package.xml"]),
+        (f"share/{PACKAGE}/launch", glob("launch/*.py")),
+        (f"share/{PACKAGE}/config", glob("config/*.yaml")),
+        (f"share/{PACKAGE}/rviz", glob("rviz/*.rviz")),
+    ],
+    install_requires=["setuptools"],
+    zip_safe=False,
+    maintainer="axcl_ros maintainers",
+    maintainer_email="axcl_ros@example.com",
+    description="ROS 2 perception (detection, depth, speech) on the AXERA AX650N card or onnxruntime",
+    license="Apache-2.0",
+    entry_points={
+        "console_scripts": [
+            "detector = axcl_ros.nodes.detector:main",
+            "depth = axcl_ros.nodes.depth:main",
+            "speech = axcl_ros.nodes.speech:main",
+            "device_monitor = axcl_ros.nodes.device_monitor:main",
+            "audio_capture = axcl_ros.nodes.audio_capture:main",
+            "wav_publisher = axcl_ros.nodes.wav_publisher:main",
+            "perception_host = axcl_ros.bringup.host:main",
+            "lifecycle_manager = axcl_ros.bringup.lifecycle_manager:main",
+            "axcl_ros = axcl_ros.cli:main",
+        ],
+    },
+)
