@@ -92,6 +92,8 @@ class Session(abc.ABC):
     backend_name: str = ""
     device: str = ""
     path: str = ""
+    #: True when ``run`` returns arrays that no later ``run`` overwrites (the executor then skips its defensive copy)
+    owns_outputs: bool = False
 
     @property
     @abc.abstractmethod
@@ -130,7 +132,7 @@ class Session(abc.ABC):
                 return s
         raise KeyError(name)
 
-    def __enter__(self) -> "Session":
+    def __enter__(self) -> Session:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -151,3 +153,11 @@ class Backend(abc.ABC):
     @abc.abstractmethod
     def load(self, path: str, device: str = "") -> Session:
         """Load ``path`` on ``device`` (backend-specific: ``cpu``/``cuda:0``, or a card index for axcl)."""
+
+    def prepare_thread(self, device: str = "") -> None:
+        """Bind per-thread state (e.g. the AXCL context) for ``device`` to the calling thread.
+
+        The executor calls this on its worker thread before the first ``load`` of each (backend, device) there, and
+        every later ``load``/``run``/``release`` of those sessions happens on that same thread. Default: nothing.
+        """
+        return None

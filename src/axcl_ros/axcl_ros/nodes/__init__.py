@@ -1,0 +1,1 @@
+"""Thin rclpy lifecycle nodes; all inference logic lives in ``runtime``, ``models`` and ``io``."""

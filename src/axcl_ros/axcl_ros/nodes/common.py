@@ -1,0 +1,301 @@
+"""What every axcl_ros lifecycle node shares: parameters with descriptors, QoS, diagnostics, bad-input accounting."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter
+from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence
+
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from rcl_interfaces.msg import (
+    FloatingPointRange,
+    IntegerRange,
+    ParameterDescriptor,
+    SetParametersResult,
+)
+from rclpy.exceptions import ParameterUninitializedException
+from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
+from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+
+QOS_CHOICES = ("sensor_data", "reliable", "system_default")
+
+
+def make_qos(kind: str, depth: int = 1) -> QoSProfile:
+    """QoS for an input: ``sensor_data`` (best effort, keep last ``depth``; subscribes to reliable and best-effort
+    publishers alike), ``reliable`` or ``system_default``."""
+    if kind == "sensor_data":
+        return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=depth, reliability=ReliabilityPolicy.BEST_EFFORT,
+                          durability=DurabilityPolicy.VOLATILE)
+    if kind == "reliable":
+        return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=depth, reliability=ReliabilityPolicy.RELIABLE,
+                          durability=DurabilityPolicy.VOLATILE)
+    if kind == "system_default":
+        return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=max(depth, 10))
+    raise ValueError(f"unknown QoS {kind!r}; choose one of {QOS_CHOICES}")
+
+
+LATCHED_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.RELIABLE,
+                         durability=DurabilityPolicy.TRANSIENT_LOCAL)
+OUTPUT_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=5, reliability=ReliabilityPolicy.RELIABLE)
+
+
+def stamp_to_sec(stamp) -> float:
+    """``builtin_interfaces/Time`` → seconds."""
+    return stamp.sec + stamp.nanosec * 1e-9
+
+
+def sibling_topic(input_topic: str, name: str) -> str:
+    """Output topic in the namespace of an input topic: ``/cam0/image_raw`` + ``detections`` → ``/cam0/detections``.
+
+    A bare relative input (``image``) gives a bare relative output, resolved in the node's namespace.
+    """
+    head, sep, _ = input_topic.rstrip("/").rpartition("/")
+    if not sep:
+        return name
+    return f"{head}/{name}" if head else f"/{name}"
+
+
+class BadInputLog:
+    """Counts rejected inputs per kind and logs them, throttled, so a flood of bad messages stays readable."""
+
+    def __init__(self, logger, period_s: float = 5.0) -> None:
+        self._logger = logger
+        self._period = period_s
+        self._last: Dict[str, float] = {}
+        self._suppressed: Counter = Counter()
+        self.counts: Counter = Counter()
+        self._lock = threading.Lock()
+
+    def report(self, kind: str, error: BaseException | str) -> None:
+        """Count one bad input of ``kind`` and log it unless the same kind was logged less than a period ago."""
+        now = time.monotonic()
+        with self._lock:
+            self.counts[kind] += 1
+            if now - self._last.get(kind, -1e9) < self._period:
+                self._suppressed[kind] += 1
+                return
+            self._last[kind] = now
+            suppressed = self._suppressed.pop(kind, 0)
+        more = f" ({suppressed} similar suppressed)" if suppressed else ""
+        self._logger.error(f"rejected {kind}: {error}{more}")
+
+    @property
+    def total(self) -> int:
+        """All rejected inputs so far."""
+        with self._lock:
+            return sum(self.counts.values())
+
+
+class ParamSpec:
+    """One declared parameter: default, description, optional range/choices, and whether it changes at runtime."""
+
+    def __init__(self, name: str, default: Any, description: str, *, min: float | None = None,
+                 max: float | None = None, choices: Sequence[str] | None = None, dynamic: bool = False) -> None:
+        self.name, self.default, self.description = name, default, description
+        self.min, self.max, self.choices, self.dynamic = min, max, choices, dynamic
+
+    def descriptor(self) -> ParameterDescriptor:
+        """The ROS parameter descriptor (ranges shown by ``ros2 param describe``)."""
+        text = self.description
+        if self.choices:
+            text += f" One of: {', '.join(self.choices)}."
+        if not self.dynamic:
+            text += " Read on configure."
+        d = ParameterDescriptor(description=text, read_only=False)
+        if self.min is not None and self.max is not None:
+            if isinstance(self.default, bool):
+                pass
+            elif isinstance(self.default, int):
+                d.integer_range = [IntegerRange(from_value=int(self.min), to_value=int(self.max), step=1)]
+            elif isinstance(self.default, float):
+                d.floating_point_range = [FloatingPointRange(from_value=float(self.min), to_value=float(self.max),
+                                                             step=0.0)]
+        return d
+
+    def check(self, value: Any) -> Optional[str]:
+        """None when ``value`` is acceptable, else the reason."""
+        if self.choices and value not in self.choices:
+            return f"{self.name}={value!r} is not one of {list(self.choices)}"
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            if self.min is not None and value < self.min:
+                return f"{self.name}={value} is below {self.min}"
+            if self.max is not None and value > self.max:
+                return f"{self.name}={value} is above {self.max}"
+        return None
+
+
+class AxclLifecycleNode(LifecycleNode):
+    """Base of the axcl_ros nodes.
+
+    Subclasses list their parameters in ``PARAMS`` and implement ``configure()`` (load models, allocate; raise with
+    a message that says what to fix), ``activate()`` / ``deactivate()`` (create / destroy subscriptions, timers),
+    ``cleanup()`` (release models and device memory) and ``diagnostic_values()``. Publishers are created in
+    ``configure()`` with :meth:`create_lifecycle_publisher` so they only publish while active.
+    """
+
+    PARAMS: Sequence[ParamSpec] = ()
+
+    def __init__(self, node_name: str, **kwargs) -> None:
+        self._configured = False
+        self._diag_timer = None
+        self._diag_pub = None
+        super().__init__(node_name, **kwargs)
+        self.bad_inputs = BadInputLog(self.get_logger())
+        self.counters: Counter = Counter()
+        self._specs = {p.name: p for p in self.PARAMS}
+        for spec in self.PARAMS:
+            self.declare_parameter(spec.name, spec.default, spec.descriptor())
+        self.add_on_set_parameters_callback(self._on_set_parameters)
+        self.declare_parameter("diagnostics_period", 1.0,
+                               ParameterDescriptor(description="Seconds between /diagnostics messages; 0 = off."))
+
+    # -- parameters ------------------------------------------------------------------------------------------------
+    def param(self, name: str) -> Any:
+        """Current value of a declared parameter (``[]`` for an array declared by type and never set)."""
+        try:
+            return self.get_parameter(name).value
+        except ParameterUninitializedException:
+            return []
+
+    def _on_set_parameters(self, params) -> SetParametersResult:
+        for p in params:
+            spec = self._specs.get(p.name)
+            if spec is None:
+                continue
+            if not spec.dynamic and self._configured:
+                return SetParametersResult(successful=False,
+                                           reason=f"{p.name} is read on configure: cleanup, set it, configure again")
+            reason = spec.check(p.value)
+            if reason is None:
+                reason = self.validate_parameter(p.name, p.value)
+            if reason:
+                return SetParametersResult(successful=False, reason=reason)
+        for p in params:
+            spec = self._specs.get(p.name)
+            if spec is not None and spec.dynamic and self._configured:
+                self.apply_dynamic_parameter(p.name, p.value)
+        return SetParametersResult(successful=True)
+
+    def validate_parameter(self, name: str, value: Any) -> Optional[str]:
+        """Subclass hook: extra validation; return a reason to refuse the value."""
+        return None
+
+    def apply_dynamic_parameter(self, name: str, value: Any) -> None:
+        """Subclass hook: a runtime-changeable parameter was set while configured."""
+
+    # -- lifecycle ---------------------------------------------------------------------------------------------------
+    def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
+        try:
+            self.configure()
+        except Exception as exc:  # noqa: BLE001 - every failure becomes a readable FAILURE
+            self.get_logger().error(f"configure failed: {exc}")
+            self.last_error = str(exc)
+            try:
+                self.cleanup()
+            except Exception as cleanup_exc:  # noqa: BLE001
+                self.get_logger().error(f"cleanup after failed configure also failed: {cleanup_exc}")
+            return TransitionCallbackReturn.FAILURE
+        self.last_error = ""
+        self._configured = True
+        self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        period = float(self.param("diagnostics_period"))
+        if period > 0:
+            self._diag_timer = self.create_timer(period, self.publish_diagnostics)
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        super().on_activate(state)  # enables the lifecycle publishers first, so activate() may publish
+        try:
+            self.activate()
+        except Exception as exc:  # noqa: BLE001
+            self.get_logger().error(f"activate failed: {exc}")
+            self.last_error = str(exc)
+            self.deactivate()
+            super().on_deactivate(state)
+            return TransitionCallbackReturn.FAILURE
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self.deactivate()
+        return super().on_deactivate(state)
+
+    def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._teardown()
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
+        if state.label == "active":
+            self.deactivate()
+        self._teardown()
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_error(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self.get_logger().error(f"error while {state.label}; releasing resources")
+        try:
+            self.deactivate()
+        finally:
+            self._teardown()
+        return TransitionCallbackReturn.SUCCESS
+
+    def _teardown(self) -> None:
+        if self._diag_timer is not None:
+            self.destroy_timer(self._diag_timer)
+            self._diag_timer = None
+        if self._diag_pub is not None:
+            self.destroy_publisher(self._diag_pub)
+            self._diag_pub = None
+        self._configured = False
+        self.cleanup()
+
+    # -- subclass API --------------------------------------------------------------------------------------------------
+    def configure(self) -> None:
+        """Load models and allocate; raise an exception whose message says what to fix."""
+
+    def activate(self) -> None:
+        """Start I/O (subscriptions, timers)."""
+
+    def deactivate(self) -> None:
+        """Stop I/O."""
+
+    def cleanup(self) -> None:
+        """Release models and device memory (idempotent)."""
+
+    def diagnostic_values(self) -> Dict[str, Any]:
+        """Key/values for /diagnostics besides the common ones."""
+        return {}
+
+    def diagnostic_level(self) -> tuple:
+        """``(level, message)`` of this node's status."""
+        if getattr(self, "last_error", ""):
+            return DiagnosticStatus.ERROR, self.last_error
+        return DiagnosticStatus.OK, "ok"
+
+    # -- helpers -------------------------------------------------------------------------------------------------------
+    def destroy_all(self, entities: Iterable, destroy: Callable) -> List:
+        """Destroy each entity with ``destroy`` and return an empty list (for subscription/timer lists)."""
+        for e in entities:
+            destroy(e)
+        return []
+
+    def publish_diagnostics(self) -> None:
+        """Publish this node's status on /diagnostics."""
+        if self._diag_pub is None:
+            return
+        level, message = self.diagnostic_level()
+        values = {"rejected_inputs": self.bad_inputs.total}
+        values.update({f"rejected.{k}": v for k, v in self.bad_inputs.counts.items()})
+        values.update(self.counters)
+        values.update(self.diagnostic_values())
+        status = DiagnosticStatus(level=level, name=f"axcl_ros: {self.get_fully_qualified_name()}",
+                                  hardware_id=str(values.get("device", "")), message=message,
+                                  values=[KeyValue(key=str(k), value=_fmt(v)) for k, v in values.items()])
+        msg = DiagnosticArray(status=[status])
+        msg.header.stamp = self.get_clock().now().to_msg()
+        self._diag_pub.publish(msg)
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:.3f}"
+    return str(v)

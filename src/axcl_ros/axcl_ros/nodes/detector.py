@@ -1,0 +1,272 @@
+"""``detector``: YOLO11 / YOLOv8 detections from one or more camera topics (lifecycle node).
+
+Subscribes (per camera topic ``T`` in ``image_topics``): ``T`` (sensor_msgs/Image) or ``T/compressed``
+(sensor_msgs/CompressedImage) with ``input_transport: compressed``.
+Publishes, in each camera's namespace (``/cam0/image_raw`` → ``/cam0/...``), every message with the input header:
+``detections`` (axcl_msgs/DetectionArray with timing), ``detections_image`` (bgr8 annotated image, only built while
+someone subscribes), and, when vision_msgs is installed, ``detections_vision`` (vision_msgs/Detection2DArray) plus
+``label_info`` (vision_msgs/LabelInfo, transient local).
+Services: ``~/detect`` (axcl_msgs/srv/Detect, one image in, detections out).
+All cameras share one model instance on the process-wide executor; each camera keeps only its latest frame.
+"""
+
+from __future__ import annotations
+
+import time
+from functools import partial
+from typing import Any, Optional
+
+from rclpy.parameter import Parameter
+from sensor_msgs.msg import Image
+
+from axcl_msgs.msg import Detection, DetectionArray, InferenceTiming
+from axcl_msgs.srv import Detect
+
+from ..io.annotate import draw_detections
+from ..io.image import ImageConversionError, array_to_image_fields
+from ..models.labels import LabelsError
+from ..models.yolo import DetectorConfig, YoloAdapter
+from ..runtime.base import BackendError
+from .camera_input import CameraInputs, CameraStream, decode_bgr
+from .common import LATCHED_QOS, OUTPUT_QOS, QOS_CHOICES, AxclLifecycleNode, ParamSpec
+from .detection_messages import fill_detection_array, to_label_info, to_vision_detections, vision_msgs_types
+from .model_host import ModelHost, run_main
+
+BACKENDS = ("auto", "axcl", "onnxruntime")
+
+
+class DetectorNode(AxclLifecycleNode):
+    """Lifecycle node wrapping :class:`~axcl_ros.models.yolo.YoloAdapter` on the shared executor."""
+
+    PARAMS = (
+        ParamSpec("model_path", "", "YOLO11/YOLOv8 model: AXERA .axmodel (card) or Ultralytics .onnx (CPU/CUDA)."),
+        ParamSpec("backend", "auto", "Inference backend; auto = axcl for .axmodel files, else onnxruntime.",
+                  choices=BACKENDS),
+        ParamSpec("device", "", "Backend device: '' or 'cpu', 'cuda:0' (onnxruntime), card index '0' (axcl)."),
+        ParamSpec("labels", "", "Class names: a file (one per line, or YAML list/dict); '' = COCO-80 for 80-class "
+                                "models, else class_<id>."),
+        ParamSpec("confidence_threshold", 0.25, "Minimum class score.", min=0.0, max=1.0, dynamic=True),
+        ParamSpec("iou_threshold", 0.45, "NMS IoU threshold.", min=0.0, max=1.0, dynamic=True),
+        ParamSpec("agnostic_nms", False, "NMS across classes instead of per class.", dynamic=True),
+        ParamSpec("max_detections", 100, "Maximum detections per image.", min=1, max=10000, dynamic=True),
+        ParamSpec("class_filter", Parameter.Type.STRING_ARRAY, "Keep only these classes (ids or names); empty = all.",
+                  dynamic=True),
+        ParamSpec("input_size", 640, "Network input size for models with dynamic H/W (multiple of 32).",
+                  min=32, max=4096),
+        ParamSpec("image_topics", ["image"], "Camera image topics; outputs go to each topic's namespace."),
+        ParamSpec("input_transport", "raw", "raw = sensor_msgs/Image on T; compressed = CompressedImage on "
+                                            "T/compressed.", choices=("raw", "compressed")),
+        ParamSpec("input_qos", "sensor_data", "Input QoS (sensor_data is best effort, keep last 1).",
+                  choices=QOS_CHOICES),
+        ParamSpec("publish_annotated", True, "Publish detections_image while someone subscribes.", dynamic=True),
+    )
+
+    def __init__(self, node_name: str = "detector", **kwargs) -> None:
+        self.host: Optional[ModelHost] = None
+        self.adapter: Optional[YoloAdapter] = None
+        self.cameras: Optional[CameraInputs] = None
+        self._vision = None
+        self._detect_srv = None
+        super().__init__(node_name, **kwargs)
+
+    # -- lifecycle -------------------------------------------------------------------------------------------------
+    def configure(self) -> None:
+        self.host = ModelHost.load(self, self.param("model_path"), self.param("backend"), self.param("device"))
+        handle = self.host.handle
+        self.adapter = YoloAdapter.from_specs(handle.inputs, handle.outputs, labels=self.param("labels") or None,
+                                              input_size=self._input_size(handle))
+        self.adapter.config = self._config()
+        self.cameras = CameraInputs(self, list(self.param("image_topics")), self.param("input_transport"),
+                                    self.param("input_qos"), self._on_frame)
+        self._vision = vision_msgs_types()
+        for cam in self.cameras.streams:
+            pubs = cam.publishers
+            pubs["detections"] = self.create_lifecycle_publisher(DetectionArray, cam.output("detections"), OUTPUT_QOS)
+            pubs["image"] = self.create_lifecycle_publisher(Image, cam.output("detections_image"), OUTPUT_QOS)
+            if self._vision is not None:
+                pubs["vision"] = self.create_lifecycle_publisher(self._vision.Detection2DArray,
+                                                                 cam.output("detections_vision"), OUTPUT_QOS)
+                pubs["label_info"] = self.create_lifecycle_publisher(self._vision.LabelInfo,
+                                                                     cam.output("label_info"), LATCHED_QOS)
+        self._detect_srv = self.create_service(Detect, "~/detect", self._on_detect)
+        self.get_logger().info(f"configured {self.host.describe()}; {self.adapter.layout} layout, {self.adapter.num_classes} classes; "
+                               f"cameras {[c.topic for c in self.cameras.streams]}")
+
+    def activate(self) -> None:
+        self.cameras.start()
+        if self._vision is not None:
+            for cam in self.cameras.streams:
+                info = to_label_info(self._vision, _now_header(self), self.adapter.labels,
+                                     self.param("confidence_threshold"))
+                cam.publishers["label_info"].publish(info)
+
+    def deactivate(self) -> None:
+        if self.cameras is not None:
+            self.cameras.stop()
+
+    def cleanup(self) -> None:
+        if self.cameras is not None:
+            self.cameras.stop()
+            for cam in self.cameras.streams:
+                for pub in cam.publishers.values():
+                    self.destroy_lifecycle_publisher(pub)
+                cam.publishers.clear()
+            self.cameras = None
+        if self._detect_srv is not None:
+            self.destroy_service(self._detect_srv)
+            self._detect_srv = None
+        if self.host is not None:
+            self.host.release()
+            self.host = None
+        self.adapter = None
+
+    # -- parameters --------------------------------------------------------------------------------------------------
+    def _config(self) -> DetectorConfig:
+        return DetectorConfig(conf_threshold=float(self.param("confidence_threshold")),
+                              iou_threshold=float(self.param("iou_threshold")),
+                              agnostic_nms=bool(self.param("agnostic_nms")),
+                              max_detections=int(self.param("max_detections")),
+                              classes=self._class_ids(self.param("class_filter")))
+
+    def _input_size(self, handle) -> Optional[int]:
+        """The configured size only matters for models with a dynamic input."""
+        return None if handle.inputs[0].is_static else int(self.param("input_size"))
+
+    def _class_ids(self, values) -> Optional[frozenset]:
+        """Class filter entries (ids or names) → ids; None = all classes."""
+        values = [str(v).strip() for v in (values or []) if str(v).strip()]
+        if not values:
+            return None
+        ids = {int(v) for v in values if v.isdigit()}
+        names = [v for v in values if not v.isdigit()]
+        if names:
+            ids |= self.adapter.class_ids(names)
+        return frozenset(ids)
+
+    def validate_parameter(self, name: str, value: Any) -> Optional[str]:
+        if name == "class_filter" and self.adapter is not None:
+            try:
+                self.adapter.config.replace(classes=self._class_ids(value))
+                ids = self._class_ids(value) or ()
+            except (LabelsError, ValueError) as exc:
+                return f"class_filter: {exc}"
+            bad = sorted(i for i in ids if i >= self.adapter.num_classes)
+            if bad:
+                return f"class_filter: ids {bad} out of range (the model has {self.adapter.num_classes} classes)"
+        if name == "input_size" and int(value) % 32:
+            return f"input_size={value} must be a multiple of 32"
+        return None
+
+    def apply_dynamic_parameter(self, name: str, value: Any) -> None:
+        if self.adapter is None:
+            return
+        if name == "class_filter":
+            self.adapter.update_config(classes=self._class_ids(value))
+        elif name == "confidence_threshold":
+            self.adapter.update_config(conf_threshold=float(value))
+        elif name == "iou_threshold":
+            self.adapter.update_config(iou_threshold=float(value))
+        elif name == "agnostic_nms":
+            self.adapter.update_config(agnostic_nms=bool(value))
+        elif name == "max_detections":
+            self.adapter.update_config(max_detections=int(value))
+        self.get_logger().info(f"{name} set to {value!r}")
+
+    # -- data path ---------------------------------------------------------------------------------------------------
+    def _on_frame(self, cam: CameraStream, msg, t_received: float) -> None:
+        try:
+            bgr = decode_bgr(msg, self.cameras.transport)
+            feeds, meta = self.adapter.preprocess(bgr)
+        except ImageConversionError as exc:
+            cam.errors += 1
+            self.bad_inputs.report(f"image on {cam.topic}", exc)
+            return
+        t_pre = time.perf_counter()
+        annotate = bool(self.param("publish_annotated")) and cam.publishers["image"].get_subscription_count() > 0
+        future = self.host.submit(feeds, stream=cam.key)
+        future.add_done_callback(partial(self._on_result, cam, msg.header, bgr if annotate else None, meta,
+                                         t_received, t_pre))
+
+    def _on_result(self, cam: CameraStream, header, bgr, meta, t_received: float, t_pre: float, future) -> None:
+        if future.cancelled():
+            cam.dropped += 1
+            return
+        try:
+            result = future.result()
+            t_post0 = time.perf_counter()
+            dets = self.adapter.postprocess(result.outputs, meta)
+        except BackendError as exc:
+            cam.errors += 1
+            self.counters["inference_errors"] += 1
+            self.last_error = str(exc)
+            self.get_logger().error(f"inference failed on {cam.topic}: {exc}", throttle_duration_sec=5.0)
+            return
+        except Exception as exc:  # noqa: BLE001 - a bad frame must never stop the node
+            cam.errors += 1
+            self.bad_inputs.report(f"result on {cam.topic}", exc)
+            return
+        out = self._message(header, dets, meta, result, t_received, t_pre, t_post0)
+        cam.publishers["detections"].publish(out)
+        if "vision" in cam.publishers:
+            cam.publishers["vision"].publish(
+                to_vision_detections(self._vision, header, dets.boxes, dets.scores, dets.class_ids))
+        if bgr is not None:
+            drawn = draw_detections(bgr, dets.boxes, dets.scores, dets.class_ids, dets.names)
+            img = Image(**array_to_image_fields(drawn, "bgr8", data_as="array"))
+            img.header = header
+            cam.publishers["image"].publish(img)
+        cam.published += 1
+        cam.last_latency_ms = out.timing.total_ms
+
+    def _message(self, header, dets, meta, result, t_received, t_pre, t_post0) -> DetectionArray:
+        out = DetectionArray()
+        height, width = meta.image_size
+        fill_detection_array(out, Detection, header, dets.boxes, dets.scores, dets.class_ids, dets.names,
+                             width, height)
+        now = time.perf_counter()
+        out.timing = InferenceTiming(model=self.host.model_name, backend=self.host.backend, device=self.host.device,
+                                     preprocess_ms=(t_pre - t_received) * 1e3, queue_ms=result.queue_wait_ms,
+                                     inference_ms=result.run_ms, postprocess_ms=(now - t_post0) * 1e3,
+                                     total_ms=(now - t_received) * 1e3)
+        return out
+
+    def _on_detect(self, request, response):
+        t0 = time.perf_counter()
+        try:
+            bgr = decode_bgr(request.image, "raw")
+            feeds, meta = self.adapter.preprocess(bgr)
+            t_pre = time.perf_counter()
+            result = self.host.submit(feeds).result(timeout=30.0)
+            t_post0 = time.perf_counter()
+            dets = self.adapter.postprocess(result.outputs, meta)
+        except ImageConversionError as exc:
+            self.bad_inputs.report("image on ~/detect", exc)
+            response.success, response.message = False, f"bad image: {exc}"
+            return response
+        except Exception as exc:  # noqa: BLE001 - the service answers, it never raises
+            response.success, response.message = False, f"detection failed: {exc}"
+            return response
+        response.detections = self._message(request.image.header, dets, meta, result, t0, t_pre, t_post0)
+        response.success, response.message = True, f"{len(dets.scores)} detections"
+        return response
+
+    def diagnostic_values(self) -> dict:
+        values = {}
+        if self.host is not None:
+            values.update(self.host.stats())
+        if self.cameras is not None:
+            values.update(self.cameras.stats())
+        return values
+
+
+def _now_header(node):
+    from std_msgs.msg import Header
+
+    h = Header()
+    h.stamp = node.get_clock().now().to_msg()
+    return h
+
+
+def main(args=None) -> None:
+    """Run the detector node alone (``ros2 run axcl_ros detector``)."""
+    run_main(DetectorNode, args)

@@ -1,0 +1,93 @@
+"""A node's model on the process-wide executor, and the ``main()`` every node executable shares."""
+
+from __future__ import annotations
+
+import os
+from concurrent.futures import Future
+from typing import Mapping, Optional, Sequence
+
+import numpy as np
+
+from ..runtime.base import ModelLoadError
+from ..runtime.executor import InferenceExecutor, ModelHandle, get_executor, shutdown_all
+from ..runtime.registry import resolve_backend
+
+
+def executor_key(backend: str, device: str) -> str:
+    """Key of the executor for ``device`` of ``backend``: every node of a process on that device shares it."""
+    return f"{backend}:{device or 'default'}"
+
+
+class ModelHost:
+    """One loaded model of a node: its handle on the shared executor and what timing messages report."""
+
+    def __init__(self, executor: InferenceExecutor, handle: ModelHandle, backend: str, device: str) -> None:
+        self.executor = executor
+        self.handle = handle
+        self.backend = backend
+        self.device = device or "default"
+        self.model_name = os.path.basename(handle.path)
+
+    @classmethod
+    def load(cls, node, path: str, backend: str, device: str, *, what: str = "model_path") -> ModelHost:
+        """Load ``path`` for ``node``; raise with a message that says which parameter to fix."""
+        if not path:
+            raise ModelLoadError(f"parameter {what} is empty: set it to an .axmodel (AX650N card) or .onnx file "
+                                 f"(see the README, section 'Models')")
+        path = os.path.expanduser(path)
+        if not os.path.isfile(path):
+            raise ModelLoadError(f"{what}={path!r} does not exist or is not a file")
+        chosen = resolve_backend(backend, path)
+        executor = get_executor(executor_key(chosen.name, device))
+        handle = executor.load(path, backend=chosen.name, device=device)
+        node.get_logger().info(f"loaded {path} on {chosen.name}:{device or 'default'} (executor {executor.key})")
+        return cls(executor, handle, chosen.name, device)
+
+    def submit(self, feeds: Mapping[str, np.ndarray], stream=None,
+               output_names: Optional[Sequence[str]] = None) -> Future:
+        """Queue a run on the shared executor (latest-only per ``stream``)."""
+        return self.executor.submit(self.handle, feeds, output_names=output_names, stream=stream)
+
+    def stats(self) -> dict:
+        """This model's executor statistics, flattened for diagnostics."""
+        stats = self.executor.stats()
+        mine = stats["models"].get(self.handle.name, {})
+        out = {"backend": self.backend, "device": self.device, "model": self.model_name,
+               "executor": stats["executor"], "executor_pending": stats["pending"]}
+        out.update({f"model.{k}": v for k, v in mine.items() if k not in ("backend", "device", "path")})
+        return out
+
+    def describe(self) -> str:
+        """``name (backend:device) inputs → outputs`` for logs."""
+        s = self.handle.session
+        return (f"{self.model_name} ({self.backend}:{self.device}) "
+                f"{[t.describe() for t in s.inputs]} -> {[t.describe() for t in s.outputs]}")
+
+    def release(self) -> None:
+        """Unload the model (frees device memory); idempotent."""
+        self.handle.release()
+
+
+def run_main(node_class, args=None, **node_kwargs) -> None:
+    """Run one node on a multi-threaded executor until SIGINT; models and device handles are released on exit."""
+    import rclpy
+    from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+
+    rclpy.init(args=args)
+    node = node_class(**node_kwargs)
+    executor = MultiThreadedExecutor()
+    executor.add_node(node)
+    try:
+        executor.spin()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        try:
+            node.cleanup()
+        except Exception as exc:  # noqa: BLE001 - best effort on the way out
+            node.get_logger().warning(f"cleanup on exit failed: {exc}")
+        executor.shutdown(timeout_sec=2.0)
+        node.destroy_node()
+        shutdown_all()
+        if rclpy.ok():
+            rclpy.shutdown()

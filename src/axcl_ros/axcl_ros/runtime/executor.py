@@ -1,0 +1,649 @@
+"""One inference executor per process and device: a single worker thread runs every model serially.
+
+Why: the AX650N card runs one job at a time per NPU partition, and AXCL calls must come from a thread that holds the
+device context. So every node of a process shares one :class:`InferenceExecutor` per device (:func:`get_executor`):
+
+* models are loaded, run and released on the executor's **worker thread** (``Backend.prepare_thread`` is called
+  there once per backend and device before the first load);
+* :meth:`InferenceExecutor.submit` returns a :class:`concurrent.futures.Future` of a :class:`RunResult`;
+* submissions with a ``stream`` (a camera topic, a microphone) go to a **latest-only slot** per (stream, model):
+  a newer submission replaces one that has not started yet, the replaced future is cancelled
+  (``future.result()`` raises :class:`concurrent.futures.CancelledError`) and the drop is counted exactly;
+  submissions without a stream (one-shot service calls) go to a FIFO queue;
+* pending lanes (each stream slot, the FIFO queue) are served **round-robin**, so one busy camera cannot starve
+  another; model load/unload requests go first;
+* futures are resolved, in completion order, on a separate **completion thread**, so done-callbacks (host
+  post-processing, publishing) never delay the device. Exceptions: a replaced (dropped) future is cancelled in the
+  thread that submitted its replacement, a future whose feeds fail validation is failed in the submitting thread,
+  and futures still pending at shutdown/unload are failed in the thread that calls shutdown/unload;
+* at :meth:`InferenceExecutor.shutdown`, futures still pending are failed with :class:`ExecutorShutdownError`
+  (an exception, not a cancellation, so callers see why), every model is released on the worker thread and both
+  threads are joined.
+
+Errors of a run (bad input, device failure) are set on that run's future and counted; the executor keeps serving.
+Arrays passed as feeds must not be modified until the future is done.
+"""
+
+from __future__ import annotations
+
+import atexit
+import itertools
+import logging
+import os
+import queue
+import threading
+import time
+from collections import deque
+from concurrent.futures import CancelledError, Future, InvalidStateError
+from dataclasses import dataclass
+from typing import Callable, Deque, Dict, Hashable, List, Mapping, Optional, Sequence, Set, Tuple
+
+import numpy as np
+
+from .base import BackendError, InputMismatchError, Session, TensorSpec, check_feeds
+from .registry import AUTO, resolve_backend
+
+__all__ = [
+    "CancelledError", "ExecutorShutdownError", "InferenceExecutor", "ModelHandle", "ModelReleasedError",
+    "RunResult", "get_executor", "shutdown_all",
+]
+
+_log = logging.getLogger(__name__)
+
+
+class ExecutorShutdownError(BackendError):
+    """The executor is shut down: set on futures pending at shutdown, raised by calls made after it."""
+
+
+class ModelReleasedError(BackendError):
+    """The model handle was unloaded: raised by ``submit``, set on its futures still pending at unload."""
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """Outputs of one submission plus its timing.
+
+    Attributes:
+        outputs: ``{output name: array}``; arrays belong to the caller (never overwritten by later runs).
+        queue_wait_ms: time from ``submit`` until the worker started the run.
+        run_ms: time the backend's ``run`` took (host → device → host for device backends).
+        sequence: executor-wide submission number (dropped submissions consume numbers too).
+        model: name of the model handle.
+        stream: the submission's stream, or ``None`` for FIFO submissions.
+    """
+
+    outputs: Dict[str, np.ndarray]
+    queue_wait_ms: float
+    run_ms: float
+    sequence: int
+    model: str
+    stream: Optional[Hashable] = None
+
+
+class ModelHandle:
+    """A model loaded in an executor. Pass it to :meth:`InferenceExecutor.submit`; call :meth:`release` when done."""
+
+    def __init__(self, executor: InferenceExecutor, session: Session, name: str, handle_id: int) -> None:
+        self._executor = executor
+        self._session: Optional[Session] = session
+        self.name = name
+        self.id = handle_id
+        self.backend = session.backend_name
+        self.device = session.device
+        self.path = session.path
+        self._inputs = tuple(session.inputs)
+        self._outputs = tuple(session.outputs)
+        self._released = False
+
+    @property
+    def session(self) -> Session:
+        """The backend session (for its specs; run it through the executor, never directly)."""
+        if self._session is None:
+            raise ModelReleasedError(f"model {self.name!r} was unloaded")
+        return self._session
+
+    @property
+    def inputs(self) -> Sequence[TensorSpec]:
+        """Input specs of the model."""
+        return self._inputs
+
+    @property
+    def outputs(self) -> Sequence[TensorSpec]:
+        """Output specs of the model."""
+        return self._outputs
+
+    @property
+    def released(self) -> bool:
+        """True once :meth:`release` (or the executor's shutdown) has been asked for."""
+        return self._released
+
+    def release(self, timeout: Optional[float] = None) -> None:
+        """Unload the model from its executor (idempotent)."""
+        self._executor.unload(self, timeout=timeout)
+
+    def __enter__(self) -> ModelHandle:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
+    def __repr__(self) -> str:
+        state = "released" if self._released else "loaded"
+        return f"<ModelHandle {self.name!r} {self.backend}:{self.device or 'default'} {state}>"
+
+
+class _ModelStats:
+    __slots__ = ("submitted", "count", "errors", "drops", "cancelled", "ran", "wait_sum", "wait_max",
+                 "run_sum", "run_max", "last_error")
+
+    def __init__(self) -> None:
+        self.submitted = self.count = self.errors = self.drops = self.cancelled = self.ran = 0
+        self.wait_sum = self.wait_max = self.run_sum = self.run_max = 0.0
+        self.last_error = ""
+
+    def as_dict(self) -> dict:
+        ran = max(self.ran, 1)
+        return {
+            "submitted": self.submitted, "count": self.count, "errors": self.errors, "drops": self.drops,
+            "cancelled": self.cancelled,
+            "queue_wait_ms_mean": self.wait_sum / ran, "queue_wait_ms_max": self.wait_max,
+            "run_ms_mean": self.run_sum / ran, "run_ms_max": self.run_max, "last_error": self.last_error,
+        }
+
+
+class _StreamStats:
+    __slots__ = ("submitted", "count", "errors", "drops")
+
+    def __init__(self) -> None:
+        self.submitted = self.count = self.errors = self.drops = 0
+
+    def as_dict(self) -> dict:
+        return {"submitted": self.submitted, "count": self.count, "errors": self.errors, "drops": self.drops}
+
+
+class _RunJob:
+    __slots__ = ("handle", "feeds", "output_names", "future", "stream", "sequence", "t_submit")
+
+    def __init__(self, handle, feeds, output_names, future, stream, sequence) -> None:
+        self.handle = handle
+        self.feeds = feeds
+        self.output_names = output_names
+        self.future = future
+        self.stream = stream
+        self.sequence = sequence
+        self.t_submit = time.perf_counter()
+
+
+class _CallJob:
+    """A control job (load/unload/release-all) run on the worker; its future is resolved there directly."""
+
+    __slots__ = ("fn", "future")
+
+    def __init__(self, fn: Callable[[], object]) -> None:
+        self.fn = fn
+        self.future: Future = Future()
+
+
+_FIFO = ("<fifo>",)  # lane key of the FIFO queue (stream lanes are (stream, handle id))
+_STOP = object()
+
+
+def _error_text(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"
+
+
+class InferenceExecutor:
+    """Serial device-work executor shared by every node of a process (see the module docstring).
+
+    Args:
+        key: name of the executor (appears in thread names and stats), e.g. ``"axcl:0"``.
+        on_thread_start: optional callable run once on the worker thread before any job; if it raises, every job
+            fails with that error.
+    """
+
+    def __init__(self, key: str = "default", on_thread_start: Optional[Callable[[], None]] = None) -> None:
+        self.key = key
+        self.on_thread_start = on_thread_start
+        self._lock = threading.Lock()
+        self._cond = threading.Condition(self._lock)
+        self._control: Deque[_CallJob] = deque()
+        self._fifo: Deque[_RunJob] = deque()
+        self._slots: Dict[Tuple[Hashable, int], _RunJob] = {}
+        self._ring: Deque[tuple] = deque()
+        self._handles: Dict[int, ModelHandle] = {}
+        self._model_stats: Dict[int, _ModelStats] = {}
+        self._stream_stats: Dict[Hashable, _StreamStats] = {}
+        self._ids = itertools.count(1)
+        self._sequence = itertools.count(1)
+        self._closed = False
+        self._stopping = False
+        self._running: Optional[_RunJob] = None
+        self._thread_error: Optional[BaseException] = None
+        self._prepared: Set[Tuple[str, str]] = set()
+        self._completions: queue.SimpleQueue = queue.SimpleQueue()
+        safe = "".join(c if c.isalnum() or c in "-_:." else "_" for c in key)
+        self._worker = threading.Thread(target=self._worker_main, name=f"axcl-exec-{safe}-worker", daemon=True)
+        self._completer = threading.Thread(target=self._completion_main, name=f"axcl-exec-{safe}-completion",
+                                           daemon=True)
+        self._completer.start()
+        self._worker.start()
+
+    # ------------------------------------------------------------------ public API
+
+    @property
+    def is_shutdown(self) -> bool:
+        """True once :meth:`shutdown` has been called."""
+        return self._closed
+
+    @property
+    def worker_thread(self) -> threading.Thread:
+        """The thread that runs every load, run and release."""
+        return self._worker
+
+    def load(self, path, backend: str = AUTO, device: str = "", name: Optional[str] = None,
+             timeout: Optional[float] = None, **options) -> ModelHandle:
+        """Load ``path`` on the worker thread and return its handle (blocks until loaded).
+
+        ``backend``/``device``/``options`` are those of :func:`axcl_ros.runtime.registry.load_model`; ``name``
+        defaults to the file stem (made unique with ``#2``, ``#3`` … among the loaded models). Load errors
+        (:class:`ModelLoadError`, :class:`BackendUnavailableError` …) are raised here.
+        """
+        path = os.fspath(path)
+
+        def factory() -> Session:
+            chosen = resolve_backend(backend, path, **options)
+            key = (chosen.name, device)
+            if key not in self._prepared:
+                chosen.prepare_thread(device)
+                self._prepared.add(key)
+            return chosen.load(path, device)
+
+        default_name = os.path.splitext(os.path.basename(path))[0] or "model"
+        return self.load_session(factory, name=name or default_name, timeout=timeout)
+
+    def load_session(self, factory: Callable[[], Session], name: str = "model",
+                     timeout: Optional[float] = None) -> ModelHandle:
+        """Run ``factory()`` on the worker thread and register the :class:`Session` it returns (blocks)."""
+
+        def create() -> ModelHandle:
+            if self._thread_error is not None:
+                raise self._thread_error_for("load")
+            session = factory()
+            with self._lock:
+                if self._closed:
+                    session.release()
+                    raise ExecutorShutdownError(f"executor {self.key!r} shut down while loading {name!r}")
+                handle = ModelHandle(self, session, self._unique_name(name), next(self._ids))
+                self._handles[handle.id] = handle
+                self._model_stats[handle.id] = _ModelStats()
+            return handle
+
+        return self._call(create, timeout, f"load {name!r}")
+
+    def unload(self, handle: ModelHandle, timeout: Optional[float] = None) -> None:
+        """Release ``handle``'s model on the worker thread (idempotent; blocks unless called on the worker).
+
+        Its submissions still pending fail with :class:`ModelReleasedError`.
+        """
+        self._check_owner(handle)
+        with self._lock:
+            if handle._released:
+                return
+            handle._released = True
+            pending = self._remove_pending(lambda job: job.handle is handle)
+            job = None
+            if not self._closed:
+                job = _CallJob(lambda: self._release_handle(handle))
+                self._control.append(job)
+                self._cond.notify()
+        self._fail(pending, ModelReleasedError(f"model {handle.name!r} was unloaded before this run started"))
+        if job is not None and threading.current_thread() is not self._worker:
+            job.future.result(timeout)
+
+    def submit(self, handle: ModelHandle, feeds: Mapping[str, np.ndarray],
+               output_names: Optional[Sequence[str]] = None, stream: Optional[Hashable] = None) -> Future:
+        """Queue one run of ``handle`` and return a future of its :class:`RunResult`.
+
+        With ``stream`` the run goes to that stream's latest-only slot for this model (see the module docstring);
+        without, to the FIFO queue. Feeds are validated against the model's specs now: a mismatch fails the
+        returned future with :class:`InputMismatchError` (counted as an error) without queueing anything.
+        Raises :class:`ExecutorShutdownError` after shutdown and :class:`ModelReleasedError` for an unloaded handle.
+        """
+        self._check_owner(handle)
+        future: Future = Future()
+        names = None if output_names is None else tuple(output_names)
+        with self._lock:
+            self._check_open(handle)
+            sequence = next(self._sequence)
+            mstats = self._model_stats[handle.id]
+            mstats.submitted += 1
+            sstats = None
+            if stream is not None:
+                sstats = self._stream_stats.setdefault(stream, _StreamStats())
+                sstats.submitted += 1
+        try:
+            check_feeds(handle.inputs, feeds)
+            if names is not None:
+                known = [s.name for s in handle.outputs]
+                unknown = [n for n in names if n not in known]
+                if unknown:
+                    raise InputMismatchError(f"unknown output names {unknown}; model {handle.name!r} has {known}")
+        except InputMismatchError as exc:
+            with self._lock:
+                mstats.errors += 1
+                mstats.last_error = _error_text(exc)
+                if sstats is not None:
+                    sstats.errors += 1
+            future.set_running_or_notify_cancel()
+            future.set_exception(exc)
+            return future
+
+        job = _RunJob(handle, dict(feeds), names, future, stream, sequence)
+        replaced: Optional[_RunJob] = None
+        with self._lock:
+            self._check_open(handle)
+            if stream is None:
+                self._fifo.append(job)
+                if len(self._fifo) == 1:
+                    self._ring.append(_FIFO)
+            else:
+                lane = (stream, handle.id)
+                replaced = self._slots.get(lane)
+                self._slots[lane] = job
+                if replaced is None:
+                    self._ring.append(lane)
+                elif replaced.future.cancelled():  # the caller cancelled it already: not a drop
+                    mstats.cancelled += 1
+                else:
+                    mstats.drops += 1
+                    sstats.drops += 1
+            self._cond.notify()
+        if replaced is not None:
+            replaced.feeds = None
+            # outside the lock: cancel() runs the done-callbacks right here; the notify step then wakes
+            # concurrent.futures.wait()/as_completed() waiters (a cancelled future counts as done for them only then)
+            replaced.future.cancel()
+            replaced.future.set_running_or_notify_cancel()
+        return future
+
+    def run(self, handle: ModelHandle, feeds: Mapping[str, np.ndarray],
+            output_names: Optional[Sequence[str]] = None, timeout: Optional[float] = None) -> RunResult:
+        """Submit to the FIFO queue and wait for the result (not allowed from a completion callback)."""
+        if threading.current_thread() in (self._worker, self._completer):
+            raise RuntimeError("InferenceExecutor.run() would deadlock when called from the executor's own threads; "
+                               "use submit() and a done-callback instead")
+        return self.submit(handle, feeds, output_names).result(timeout)
+
+    def pending(self) -> int:
+        """Number of submissions queued and not started."""
+        with self._lock:
+            return len(self._fifo) + len(self._slots)
+
+    def models(self) -> List[ModelHandle]:
+        """Handles of the models currently loaded."""
+        with self._lock:
+            return list(self._handles.values())
+
+    def stats(self) -> dict:
+        """Plain-dict statistics: per model (by name) and per stream, plus queue state.
+
+        ``{"executor": key, "pending": n, "running": model name or "", "shutdown": bool,
+        "models": {name: {"backend", "device", "path", "submitted", "count", "errors", "drops", "cancelled",
+        "queue_wait_ms_mean", "queue_wait_ms_max", "run_ms_mean", "run_ms_max", "last_error"}},
+        "streams": {str(stream): {"submitted", "count", "errors", "drops"}}}``.
+        ``count`` counts successful runs; means are over runs that started (successful or not).
+        """
+        with self._lock:
+            models = {}
+            for hid, handle in self._handles.items():
+                entry = {"backend": handle.backend, "device": handle.device, "path": handle.path}
+                entry.update(self._model_stats[hid].as_dict())
+                models[handle.name] = entry
+            streams = {str(s): st.as_dict() for s, st in self._stream_stats.items()}
+            running = self._running.handle.name if self._running is not None else ""
+            return {"executor": self.key, "pending": len(self._fifo) + len(self._slots), "running": running,
+                    "shutdown": self._closed, "models": models, "streams": streams}
+
+    def shutdown(self, timeout: Optional[float] = 5.0) -> bool:
+        """Stop the executor; return True when both threads have exited within ``timeout`` seconds.
+
+        Pending submissions fail with :class:`ExecutorShutdownError`; the run in progress (if any) completes;
+        then every loaded model is released on the worker thread. Later calls to ``load``/``submit`` raise
+        :class:`ExecutorShutdownError`. Idempotent.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._lock:
+            pending: List[_RunJob] = []
+            if not self._closed:
+                self._closed = True
+                pending = self._remove_pending(lambda job: True)
+                self._control.append(_CallJob(self._release_all))
+                self._stopping = True
+                self._cond.notify()
+        self._fail(pending, ExecutorShutdownError(f"executor {self.key!r} shut down before this run started"))
+        me = threading.current_thread()
+        if me is not self._worker:
+            self._worker.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
+        if me is not self._completer:
+            self._completer.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
+        done = not self._worker.is_alive() and not self._completer.is_alive()
+        if not done and me not in (self._worker, self._completer):
+            _log.warning("executor %r: threads still running after shutdown(timeout=%s) (a run is stuck?)",
+                         self.key, timeout)
+        return done
+
+    # ------------------------------------------------------------------ internals (lock held where noted)
+
+    def _check_owner(self, handle: ModelHandle) -> None:
+        if not isinstance(handle, ModelHandle) or handle._executor is not self:
+            raise ValueError(f"{handle!r} is not a model handle of executor {self.key!r}")
+
+    def _check_open(self, handle: ModelHandle) -> None:  # lock held
+        if self._closed:
+            raise ExecutorShutdownError(f"executor {self.key!r} is shut down; get a new one with get_executor()")
+        if handle._released:
+            raise ModelReleasedError(f"model {handle.name!r} was unloaded; load it again")
+
+    def _unique_name(self, name: str) -> str:  # lock held
+        taken = {h.name for h in self._handles.values()}
+        if name not in taken:
+            return name
+        for n in itertools.count(2):
+            candidate = f"{name}#{n}"
+            if candidate not in taken:
+                return candidate
+        raise AssertionError("unreachable")
+
+    def _remove_pending(self, predicate: Callable[[_RunJob], bool]) -> List[_RunJob]:  # lock held
+        removed = [job for job in self._fifo if predicate(job)]
+        if removed:
+            self._fifo = deque(job for job in self._fifo if not predicate(job))
+        for lane, job in list(self._slots.items()):
+            if predicate(job):
+                removed.append(self._slots.pop(lane))
+        self._ring = deque(lane for lane in self._ring
+                           if (lane is _FIFO and self._fifo) or lane in self._slots)
+        return removed
+
+    @staticmethod
+    def _fail(jobs: Sequence[_RunJob], exc: BaseException) -> None:
+        for job in jobs:
+            job.feeds = None
+            if job.future.set_running_or_notify_cancel():
+                try:
+                    job.future.set_exception(exc)
+                except InvalidStateError:  # pragma: no cover - RUNNING futures cannot be cancelled
+                    pass
+
+    def _call(self, fn: Callable[[], object], timeout: Optional[float], what: str):
+        if threading.current_thread() is self._worker:
+            raise RuntimeError(f"cannot {what} from the executor's worker thread (it would wait for itself)")
+        job = _CallJob(fn)
+        with self._lock:
+            if self._closed:
+                raise ExecutorShutdownError(f"executor {self.key!r} is shut down; cannot {what}")
+            self._control.append(job)
+            self._cond.notify()
+        return job.future.result(timeout)
+
+    def _thread_error_for(self, what: str) -> BackendError:
+        err = BackendError(f"executor {self.key!r}: on_thread_start failed ({_error_text(self._thread_error)}); "
+                           f"cannot {what}")
+        err.__cause__ = self._thread_error
+        return err
+
+    def _release_handle(self, handle: ModelHandle) -> None:  # worker thread
+        session, handle._session = handle._session, None
+        with self._lock:
+            self._handles.pop(handle.id, None)
+            stats = self._model_stats.pop(handle.id, None)
+        if session is not None:
+            try:
+                session.release()
+            except Exception as exc:  # a failing release must not stop the others
+                _log.warning("executor %r: releasing %r failed: %s", self.key, handle.name, exc)
+                if stats is not None:
+                    stats.last_error = _error_text(exc)
+
+    def _release_all(self) -> None:  # worker thread
+        with self._lock:
+            handles = list(self._handles.values())
+            for handle in handles:
+                handle._released = True
+        for handle in handles:
+            self._release_handle(handle)
+
+    def _next_job(self):  # lock held; ring not empty
+        lane = self._ring.popleft()
+        if lane is _FIFO:
+            job = self._fifo.popleft()
+            if self._fifo:
+                self._ring.append(_FIFO)
+            return job
+        return self._slots.pop(lane)
+
+    def _worker_main(self) -> None:
+        if self.on_thread_start is not None:
+            try:
+                self.on_thread_start()
+            except Exception as exc:
+                _log.error("executor %r: on_thread_start failed: %s", self.key, exc)
+                self._thread_error = exc
+        while True:
+            with self._cond:
+                while not self._control and not self._ring and not self._stopping:
+                    self._cond.wait()
+                if self._control:
+                    job = self._control.popleft()
+                elif self._ring:
+                    job = self._next_job()
+                    if not job.future.set_running_or_notify_cancel():  # cancelled by its caller
+                        self._model_stats[job.handle.id].cancelled += 1
+                        continue
+                    self._running = job
+                else:
+                    break
+            if isinstance(job, _CallJob):
+                try:
+                    job.future.set_result(job.fn())
+                except BaseException as exc:
+                    job.future.set_exception(exc)
+            else:
+                self._execute(job)
+        self._completions.put(_STOP)  # after every result this thread queued: the completion thread ends last
+
+    def _execute(self, job: _RunJob) -> None:  # worker thread
+        handle = job.handle
+        t_start = time.perf_counter()
+        ok = False
+        error: Optional[Exception] = None
+        try:
+            if self._thread_error is not None:
+                raise self._thread_error_for(f"run {handle.name!r}")
+            session = handle._session
+            if session is None:
+                raise ModelReleasedError(f"model {handle.name!r} was unloaded")
+            outputs = session.run(job.feeds, job.output_names)
+            if not session.owns_outputs:
+                outputs = {k: np.array(v, copy=True) for k, v in outputs.items()}
+            ok = True
+        except Exception as exc:
+            error = exc
+        t_end = time.perf_counter()
+        job.feeds = None
+        wait_ms = (t_start - job.t_submit) * 1000.0
+        run_ms = (t_end - t_start) * 1000.0
+        with self._lock:
+            self._running = None
+            mstats = self._model_stats.get(handle.id)
+            sstats = self._stream_stats.get(job.stream) if job.stream is not None else None
+            if mstats is not None:
+                mstats.ran += 1
+                mstats.wait_sum += wait_ms
+                mstats.wait_max = max(mstats.wait_max, wait_ms)
+                mstats.run_sum += run_ms
+                mstats.run_max = max(mstats.run_max, run_ms)
+                if ok:
+                    mstats.count += 1
+                else:
+                    mstats.errors += 1
+                    mstats.last_error = _error_text(error)
+            if sstats is not None:
+                if ok:
+                    sstats.count += 1
+                else:
+                    sstats.errors += 1
+        if ok:
+            result = RunResult(outputs=outputs, queue_wait_ms=wait_ms, run_ms=run_ms, sequence=job.sequence,
+                               model=handle.name, stream=job.stream)
+            self._completions.put((job.future, True, result))
+        else:
+            self._completions.put((job.future, False, error))
+
+    def _completion_main(self) -> None:
+        while True:
+            item = self._completions.get()
+            if item is _STOP:
+                return
+            future, ok, value = item
+            try:
+                if ok:
+                    future.set_result(value)
+                else:
+                    future.set_exception(value)
+            except InvalidStateError:  # pragma: no cover - RUNNING futures cannot be cancelled
+                pass
+
+
+_registry_lock = threading.Lock()
+_executors: Dict[str, InferenceExecutor] = {}
+
+
+def get_executor(key: str = "default", on_thread_start: Optional[Callable[[], None]] = None) -> InferenceExecutor:
+    """Return the process-wide executor for ``key`` (one per device, e.g. ``"axcl:0"``), creating it if needed.
+
+    Thread safe. A shut-down executor is replaced by a new one. ``on_thread_start`` only applies when the executor
+    is created; passing a different hook for an existing executor raises ``ValueError``.
+    """
+    with _registry_lock:
+        executor = _executors.get(key)
+        if executor is None or executor.is_shutdown:
+            executor = InferenceExecutor(key, on_thread_start=on_thread_start)
+            _executors[key] = executor
+        elif on_thread_start is not None and executor.on_thread_start is not on_thread_start:
+            raise ValueError(f"executor {key!r} already exists with another on_thread_start hook")
+        return executor
+
+
+def shutdown_all(timeout: Optional[float] = 5.0) -> bool:
+    """Shut down every executor made by :func:`get_executor`; True when all their threads exited."""
+    with _registry_lock:
+        executors = list(_executors.values())
+        _executors.clear()
+    ok = True
+    for executor in executors:
+        ok = executor.shutdown(timeout) and ok
+    return ok
+
+
+atexit.register(shutdown_all, 2.0)

@@ -1,0 +1,194 @@
+"""ONNX Runtime backend: runs ``.onnx`` models on the host CPU (or CUDA when onnxruntime-gpu is installed)."""
+
+from __future__ import annotations
+
+import os
+import re
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple
+
+import numpy as np
+
+from .base import (
+    Backend,
+    BackendUnavailableError,
+    DeviceError,
+    InputMismatchError,
+    ModelLoadError,
+    Session,
+    TensorSpec,
+    check_feeds,
+)
+
+try:  # imported lazily by the registry; a missing onnxruntime only disables this backend
+    import onnxruntime as ort
+    from onnxruntime.capi import onnxruntime_pybind11_state as _ort_state
+except ImportError as exc:  # pragma: no cover - onnxruntime is a hard dependency of the dev venv
+    ort = None
+    _ort_state = None
+    _IMPORT_ERROR: Optional[ImportError] = exc
+else:
+    _IMPORT_ERROR = None
+
+#: ONNX Runtime type strings → numpy dtypes (``tensor(string)`` maps to object arrays, as ORT returns them)
+ORT_TYPE_TO_DTYPE: Dict[str, np.dtype] = {
+    "tensor(float)": np.dtype(np.float32),
+    "tensor(float16)": np.dtype(np.float16),
+    "tensor(double)": np.dtype(np.float64),
+    "tensor(int8)": np.dtype(np.int8),
+    "tensor(int16)": np.dtype(np.int16),
+    "tensor(int32)": np.dtype(np.int32),
+    "tensor(int64)": np.dtype(np.int64),
+    "tensor(uint8)": np.dtype(np.uint8),
+    "tensor(uint16)": np.dtype(np.uint16),
+    "tensor(uint32)": np.dtype(np.uint32),
+    "tensor(uint64)": np.dtype(np.uint64),
+    "tensor(bool)": np.dtype(np.bool_),
+    "tensor(string)": np.dtype(object),
+}
+
+_CUDA_RE = re.compile(r"^cuda(?::(\d+))?$")
+
+
+def parse_device(device: str) -> Tuple[str, Dict[str, str]]:
+    """Map a device string to ``(execution provider, provider options)``.
+
+    ``""``/``"cpu"`` → CPU; ``"cuda"``/``"cuda:N"`` → CUDA device N. Anything else raises
+    :class:`BackendUnavailableError`.
+    """
+    text = (device or "").strip().lower()
+    if text in ("", "cpu"):
+        return "CPUExecutionProvider", {}
+    match = _CUDA_RE.match(text)
+    if match:
+        return "CUDAExecutionProvider", {"device_id": match.group(1) or "0"}
+    raise BackendUnavailableError(
+        f"onnxruntime: unknown device {device!r}; use '' or 'cpu' for the host CPU, 'cuda' or 'cuda:N' for a GPU")
+
+
+def _spec_from_node_arg(arg, path: str) -> TensorSpec:
+    dtype = ORT_TYPE_TO_DTYPE.get(arg.type)
+    if dtype is None:
+        raise ModelLoadError(
+            f"{path}: tensor {arg.name!r} has type {arg.type}, which has no numpy equivalent here "
+            f"(supported: {sorted(ORT_TYPE_TO_DTYPE)}); re-export the model with one of those types")
+    shape = tuple(d if isinstance(d, int) and d >= 0 else None for d in (arg.shape or ()))
+    return TensorSpec(name=arg.name, shape=shape, dtype=dtype)
+
+
+class OnnxRuntimeSession(Session):
+    """A model loaded in an ``onnxruntime.InferenceSession``. ``run`` returns fresh arrays on every call."""
+
+    backend_name = "onnxruntime"
+    owns_outputs = True
+
+    def __init__(self, sess, path: str, device: str) -> None:
+        self._sess = sess
+        self.path = path
+        self.device = device
+        self._inputs: List[TensorSpec] = [_spec_from_node_arg(a, path) for a in sess.get_inputs()]
+        self._outputs: List[TensorSpec] = [_spec_from_node_arg(a, path) for a in sess.get_outputs()]
+        self._output_names = [s.name for s in self._outputs]
+
+    @property
+    def inputs(self) -> Sequence[TensorSpec]:
+        """Input specs in model order (dynamic dims are ``None``)."""
+        return self._inputs
+
+    @property
+    def outputs(self) -> Sequence[TensorSpec]:
+        """Output specs in model order (dynamic dims are ``None``)."""
+        return self._outputs
+
+    @property
+    def providers(self) -> List[str]:
+        """Execution providers the session actually uses."""
+        if self._sess is None:
+            return []
+        return list(self._sess.get_providers())
+
+    def run(self, feeds: Mapping[str, np.ndarray],
+            output_names: Optional[Sequence[str]] = None) -> dict:
+        """Run the model; see :meth:`Session.run`."""
+        sess = self._sess
+        if sess is None:
+            raise DeviceError(f"onnxruntime session for {self.path} was released; load the model again")
+        check_feeds(self._inputs, feeds)
+        names = list(self._output_names if output_names is None else output_names)
+        unknown = [n for n in names if n not in self._output_names]
+        if unknown:
+            raise InputMismatchError(f"unknown output names {unknown}; the model has outputs {self._output_names}")
+        try:
+            values = sess.run(names, dict(feeds))
+        except _ort_state.InvalidArgument as exc:
+            # shapes that pass the spec (dynamic dims) but that the graph cannot combine
+            raise InputMismatchError(f"onnxruntime rejected the inputs of {self.path}: {exc}") from exc
+        except Exception as exc:
+            raise DeviceError(f"onnxruntime failed to run {self.path} on {self.device or 'cpu'}: {exc}") from exc
+        return dict(zip(names, values))
+
+    def release(self) -> None:
+        """Drop the ONNX Runtime session (idempotent)."""
+        self._sess = None
+
+
+class OnnxRuntimeBackend(Backend):
+    """Loads ``.onnx`` files with ONNX Runtime.
+
+    Args:
+        intra_op_num_threads: threads ORT uses inside one operator; 0 keeps ORT's default (all cores).
+        inter_op_num_threads: threads across operators (only used by parallel execution mode); 0 = default.
+        log_severity_level: ORT log level for new sessions (0 verbose … 4 fatal); 3 shows errors only.
+    """
+
+    name = "onnxruntime"
+    suffixes = (".onnx",)
+
+    def __init__(self, intra_op_num_threads: int = 0, inter_op_num_threads: int = 0,
+                 log_severity_level: int = 3) -> None:
+        if intra_op_num_threads < 0 or inter_op_num_threads < 0:
+            raise ValueError(f"thread counts must be >= 0, got intra={intra_op_num_threads} "
+                             f"inter={inter_op_num_threads}")
+        self.intra_op_num_threads = int(intra_op_num_threads)
+        self.inter_op_num_threads = int(inter_op_num_threads)
+        self.log_severity_level = int(log_severity_level)
+
+    def available(self) -> Tuple[bool, str]:
+        """ORT is usable when the ``onnxruntime`` package imports."""
+        if ort is None:
+            return False, f"onnxruntime is not installed ({_IMPORT_ERROR}): pip install onnxruntime"
+        return True, ""
+
+    def _session_options(self):
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = self.intra_op_num_threads
+        opts.inter_op_num_threads = self.inter_op_num_threads
+        opts.log_severity_level = self.log_severity_level
+        return opts
+
+    def load(self, path: str, device: str = "") -> OnnxRuntimeSession:
+        """Load the ONNX file ``path`` on ``device`` (``""``/``"cpu"``, ``"cuda"``, ``"cuda:N"``)."""
+        ok, reason = self.available()
+        if not ok:
+            raise BackendUnavailableError(reason)
+        provider, options = parse_device(device)
+        if provider not in ort.get_available_providers():
+            raise BackendUnavailableError(
+                f"onnxruntime: device {device!r} needs {provider}, but this onnxruntime build only has "
+                f"{ort.get_available_providers()}; install onnxruntime-gpu (with a matching CUDA) or use device 'cpu'")
+        path = os.fspath(path)
+        if not os.path.exists(path):
+            raise ModelLoadError(f"model file {path!r} does not exist; check the path (absolute, or relative to "
+                                 f"{os.getcwd()}) or export the model there")
+        if not os.path.isfile(path):
+            raise ModelLoadError(f"model path {path!r} is not a file; pass the .onnx file itself")
+        providers = [(provider, options)] if options else [provider]
+        try:
+            sess = ort.InferenceSession(path, sess_options=self._session_options(), providers=providers)
+        except Exception as exc:
+            raise ModelLoadError(f"onnxruntime cannot load {path!r} (corrupt, truncated or not an ONNX model, or an "
+                                 f"unsupported opset/operator): {exc}") from exc
+        if provider not in sess.get_providers():
+            raise BackendUnavailableError(
+                f"onnxruntime could not start {provider} for {path!r} (session uses {sess.get_providers()}); "
+                "check the CUDA/cuDNN install or use device 'cpu'")
+        return OnnxRuntimeSession(sess, path, (device or "cpu").strip().lower())

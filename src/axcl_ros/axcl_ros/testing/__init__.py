@@ -1,0 +1,1 @@
+"""Test helpers (tiny ONNX model builders, ROS graph helpers); imported by tests only."""
