@@ -430,17 +430,20 @@ def array_to_image_fields(array: np.ndarray, encoding: str, *, data_as: str = "b
 
 
 def array_to_compressed(array: np.ndarray, fmt: str = "jpeg", quality: int = 90, *,
-                        encoding: Optional[str] = None, png_level: int = 3) -> Dict[str, Any]:
+                        encoding: Optional[str] = None, png_level: int = 3, data_as: str = "bytes") -> Dict[str, Any]:
     """Fields of a ``sensor_msgs/CompressedImage`` (``format``, ``data`` bytes) for a BGR/BGRA/mono array.
 
     ``fmt`` is ``"jpeg"`` (``quality`` 1..100; uint8 H×W or H×W×3) or ``"png"`` (``png_level`` 0..9; uint8 or
     uint16, 1/3/4 channels); the array must already be in BGR(A) order. ``format`` follows image_transport,
     ``"<original>; <jpeg|png> compressed <stored>"``, e.g. ``"rgb8; jpeg compressed bgr8"``: ``stored`` is inferred
     from the array (mono8/bgr8/bgra8/mono16/bgr16), ``original`` is ``encoding`` (default: the stored one).
+    ``data_as="array"`` returns ``data`` as ``array.array('B')`` (see :func:`array_to_image_fields`).
     """
     if not isinstance(array, np.ndarray) or array.ndim not in (2, 3) or array.size == 0:
         got = f"{array.dtype.name}{list(array.shape)}" if isinstance(array, np.ndarray) else type(array).__name__
         raise ImageConversionError("array", f"needs a non-empty H×W or H×W×C array, got {got}")
+    if data_as not in ("bytes", "array"):
+        raise ImageConversionError("data_as", f"must be 'bytes' or 'array', got {data_as!r}")
     kind = str(fmt).strip().lower()
     kind = "jpeg" if kind == "jpg" else kind
     if kind not in ("jpeg", "png"):
@@ -463,4 +466,6 @@ def array_to_compressed(array: np.ndarray, fmt: str = "jpeg", quality: int = 90,
     ok, buf = cv2.imencode(".jpg" if kind == "jpeg" else ".png", array, params)
     if not ok:
         raise ImageConversionError("array", f"cv2.imencode failed for {kind} {array.dtype.name}{list(array.shape)}")
-    return {"format": f"{original}; {kind} compressed {stored}", "data": buf.tobytes()}
+    data = buf.tobytes()
+    return {"format": f"{original}; {kind} compressed {stored}",
+            "data": _array.array("B", data) if data_as == "array" else data}

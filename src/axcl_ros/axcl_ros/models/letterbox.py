@@ -1,0 +1,96 @@
+"""Aspect-preserving resize with centred padding (letterbox), and the inverse mapping of boxes.
+
+Geometry follows AXERA's samples: ``scale = min(H/h, W/w)``, resized size ``round(w·scale) × round(h·scale)``
+(bilinear ``cv2.resize``), padding split as ``top = (H - rh) // 2``, ``bottom = H - rh - top`` (same for left/right).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional, Sequence, Tuple, Union
+
+import cv2
+import numpy as np
+
+__all__ = ["LetterboxInfo", "letterbox", "unletterbox_boxes"]
+
+
+@dataclass(frozen=True)
+class LetterboxInfo:
+    """How an image of ``image_size`` (h, w) was placed into the letterboxed ``size`` (H, W)."""
+
+    scale: float
+    pad_left: int
+    pad_top: int
+    image_size: Tuple[int, int] = (0, 0)
+    size: Tuple[int, int] = (0, 0)
+
+    @property
+    def resized_size(self) -> Tuple[int, int]:
+        """(h, w) of the resized image inside the padding."""
+        return _resized(self.image_size, self.scale)
+
+
+def _resized(image_size: Tuple[int, int], scale: float) -> Tuple[int, int]:
+    h, w = image_size
+    return max(1, int(round(h * scale))), max(1, int(round(w * scale)))
+
+
+def letterbox(image: np.ndarray, size: Union[int, Sequence[int]],
+              pad_value: Union[int, float, Sequence[float]] = 0, *,
+              interpolation: int = cv2.INTER_LINEAR, out: Optional[np.ndarray] = None,
+              ) -> Tuple[np.ndarray, LetterboxInfo]:
+    """Resize ``image`` (H×W or H×W×C) to fit ``size`` = (H, W) (or an int for a square) keeping its aspect ratio,
+    and pad the rest with ``pad_value`` (0 for AXERA models, 114 for Ultralytics exports).
+
+    ``out`` (optional) is a preallocated destination of the final shape and dtype, reused across frames; the
+    resized image is written straight into its centre. Returns ``(letterboxed, LetterboxInfo)``.
+    Raises ``ValueError`` for an empty image or a non-positive size.
+    """
+    if isinstance(size, (int, np.integer)):
+        size = (int(size), int(size))
+    th, tw = int(size[0]), int(size[1])
+    if th <= 0 or tw <= 0:
+        raise ValueError(f"letterbox size must be positive, got {tuple(size)}")
+    if not isinstance(image, np.ndarray) or image.ndim not in (2, 3) or image.shape[0] == 0 or image.shape[1] == 0:
+        got = list(image.shape) if isinstance(image, np.ndarray) else type(image).__name__
+        raise ValueError(f"letterbox needs a non-empty H×W or H×W×C image, got {got}")
+    h, w = image.shape[:2]
+    scale = min(th / h, tw / w)
+    rh, rw = _resized((h, w), scale)
+    rh, rw = min(rh, th), min(rw, tw)
+    top, left = (th - rh) // 2, (tw - rw) // 2
+    shape = (th, tw) + image.shape[2:]
+    if out is None or out.shape != shape or out.dtype != image.dtype:
+        out = np.empty(shape, image.dtype)
+    if top or left or rh != th or rw != tw:
+        # pad only the borders; the centre is overwritten by the resize below
+        out[:top] = pad_value
+        out[top + rh:] = pad_value
+        out[top:top + rh, :left] = pad_value
+        out[top:top + rh, left + rw:] = pad_value
+    roi = out[top:top + rh, left:left + rw]
+    if (rh, rw) == (h, w):
+        roi[...] = image
+    else:
+        resized = cv2.resize(image, (rw, rh), dst=roi, interpolation=interpolation)
+        if resized is not roi and not np.shares_memory(resized, roi):
+            roi[...] = resized.reshape(roi.shape)
+    return out, LetterboxInfo(scale=scale, pad_left=left, pad_top=top, image_size=(h, w), size=(th, tw))
+
+
+def unletterbox_boxes(boxes: np.ndarray, info: LetterboxInfo, *, clip: bool = True) -> np.ndarray:
+    """Map N×4 ``x1, y1, x2, y2`` boxes from letterbox pixels back to the original image (new float32 array).
+
+    With ``clip`` the boxes are clipped to ``[0, w] × [0, h]`` of the original image (continuous pixel edges).
+    """
+    boxes = np.asarray(boxes, dtype=np.float32)
+    if boxes.ndim != 2 or boxes.shape[1] != 4:
+        raise ValueError(f"boxes must be N×4 (x1, y1, x2, y2), got shape {list(boxes.shape)}")
+    out = boxes - np.array([info.pad_left, info.pad_top, info.pad_left, info.pad_top], np.float32)
+    out /= np.float32(info.scale)
+    if clip:
+        h, w = info.image_size
+        np.clip(out[:, 0::2], 0, w, out=out[:, 0::2])
+        np.clip(out[:, 1::2], 0, h, out=out[:, 1::2])
+    return out

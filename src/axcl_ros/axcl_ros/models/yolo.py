@@ -1,0 +1,455 @@
+"""YOLO detector adapter: pre/post-processing for the two YOLOv8/YOLO11 layouts, chosen from the model's TensorSpecs.
+
+Layouts (read from the model, never configured):
+
+``axera`` (AXERA's compiled YOLO11/YOLOv8 axmodels, graph cut before the DFL decode)
+    one input ``uint8 [1,H,W,3]`` NHWC **BGR**, normalisation inside the model, letterbox pad 0;
+    one output per stride, ``float [1,h,w,4·16+nc]`` NHWC: 4×16 DFL logits (l, t, r, b) then ``nc`` class logits;
+    ``stride = H / h``.
+``ultralytics`` (``yolo export format=onnx``)
+    one input ``float32 [1,3,H,W]`` NCHW **RGB** /255, letterbox pad 114 (dynamic H/W → the configured size);
+    one output ``float [1,4+nc,N]``: cx, cy, w, h in letterbox pixels, then sigmoided class scores.
+
+Post-processing: confidence threshold, optional class filter, class-aware (or agnostic) NMS with
+``cv2.dnn.NMSBoxesBatched``/``NMSBoxes``, ``max_detections``, and boxes mapped back to input-image pixels.
+The AXERA decode is vectorised and thresholds the class logits first (``sigmoid(x) > t  ⇔  x > logit(t)``), so the
+DFL softmax only runs on the cells that pass.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import Any, FrozenSet, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
+
+import cv2
+import numpy as np
+
+from ..io.image import ImageConversionError
+from ..runtime.base import TensorSpec
+from .labels import LabelsError, LabelsLike, resolve_labels
+from .letterbox import LetterboxInfo, letterbox, unletterbox_boxes
+
+__all__ = [
+    "LAYOUT_AXERA",
+    "LAYOUT_ULTRALYTICS",
+    "DetectorConfig",
+    "DetectorConfigError",
+    "Detections",
+    "ModelLayoutError",
+    "ModelOutputError",
+    "YoloAdapter",
+]
+
+LAYOUT_AXERA = "axera"
+LAYOUT_ULTRALYTICS = "ultralytics"
+_REG_MAX = 16
+_DEFAULT_SIZE = 640
+_FLOATS = (np.dtype(np.float32), np.dtype(np.float16))
+
+
+class ModelLayoutError(ValueError):
+    """The model's inputs/outputs match no supported YOLO layout (the message lists what was found)."""
+
+
+class ModelOutputError(ValueError):
+    """The outputs given to :meth:`YoloAdapter.postprocess` do not match the model's output specs."""
+
+
+class DetectorConfigError(ValueError):
+    """A :class:`DetectorConfig` value is out of range."""
+
+
+def _check_unit(name: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise DetectorConfigError(f"{name} must be a number in [0, 1], got {type(value).__name__} {value!r}")
+    value = float(value)
+    if not 0.0 <= value <= 1.0:  # also rejects NaN
+        raise DetectorConfigError(f"{name} must be in [0, 1], got {value}")
+    return value
+
+
+@dataclass(frozen=True)
+class DetectorConfig:
+    """Run-time detection settings (immutable: swap the whole object, e.g. from a parameter callback).
+
+    ``classes``: class ids to keep (``None`` or empty = all). Scores are taken over the kept classes only, so a
+    box whose best class is filtered out can still be reported under its best *kept* class.
+    ``max_candidates``: boxes passed to NMS at most (highest scores first), bounding the NMS cost.
+    """
+
+    conf_threshold: float = 0.25
+    iou_threshold: float = 0.45
+    max_detections: int = 300
+    agnostic_nms: bool = False
+    classes: Optional[FrozenSet[int]] = None
+    max_candidates: int = 30000
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "conf_threshold", _check_unit("conf_threshold", self.conf_threshold))
+        object.__setattr__(self, "iou_threshold", _check_unit("iou_threshold", self.iou_threshold))
+        for name in ("max_detections", "max_candidates"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+                raise DetectorConfigError(f"{name} must be an integer >= 1, got {value!r}")
+            object.__setattr__(self, name, int(value))
+        if not isinstance(self.agnostic_nms, (bool, np.bool_)):
+            raise DetectorConfigError(f"agnostic_nms must be a bool, got {self.agnostic_nms!r}")
+        object.__setattr__(self, "agnostic_nms", bool(self.agnostic_nms))
+        classes = self.classes
+        if classes is not None:
+            if isinstance(classes, (str, bytes)) or not isinstance(classes, Iterable):
+                raise DetectorConfigError(f"classes must be a set of class ids, got {classes!r}")
+            ids = list(classes)
+            bad = [c for c in ids if isinstance(c, bool) or not isinstance(c, (int, np.integer)) or c < 0]
+            if bad:
+                raise DetectorConfigError(f"classes must hold non-negative integer ids, got {bad}")
+            classes = frozenset(int(c) for c in ids) or None
+        object.__setattr__(self, "classes", classes)
+
+    def replace(self, **changes: Any) -> DetectorConfig:
+        """A copy with ``changes`` applied (validated)."""
+        return dataclasses.replace(self, **changes)
+
+
+@dataclass(frozen=True, eq=False)
+class Detections:
+    """Detections of one image, best score first, in pixels of the image given to ``preprocess``.
+
+    ``boxes`` float32 K×4 ``x1, y1, x2, y2`` (clipped to the image), ``scores`` float32 K, ``class_ids`` int32 K,
+    ``labels`` all class names of the model (``labels[class_id]``), ``image_size`` (h, w).
+    """
+
+    boxes: np.ndarray
+    scores: np.ndarray
+    class_ids: np.ndarray
+    labels: Tuple[str, ...]
+    image_size: Tuple[int, int] = (0, 0)
+
+    def __len__(self) -> int:
+        return int(self.scores.shape[0])
+
+    @property
+    def names(self) -> List[str]:
+        """Class name of each detection."""
+        return [self.labels[int(c)] for c in self.class_ids]
+
+    def centers_sizes(self) -> np.ndarray:
+        """K×4 float64 ``center_x, center_y, size_x, size_y`` (vision_msgs BoundingBox2D convention)."""
+        b = self.boxes.astype(np.float64)
+        return np.column_stack([(b[:, 0] + b[:, 2]) / 2, (b[:, 1] + b[:, 3]) / 2, b[:, 2] - b[:, 0], b[:, 3] - b[:, 1]])
+
+    @classmethod
+    def empty(cls, labels: Tuple[str, ...], image_size: Tuple[int, int] = (0, 0)) -> Detections:
+        """No detections."""
+        return cls(np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros(0, np.int32), labels, image_size)
+
+
+def _describe(specs: Sequence[TensorSpec]) -> str:
+    return "[" + ", ".join(s.describe() for s in specs) + "]" if specs else "[]"
+
+
+def _size_tuple(size: Union[int, Sequence[int]]) -> Tuple[int, int]:
+    if isinstance(size, (int, np.integer)) and not isinstance(size, bool):
+        return int(size), int(size)
+    try:
+        h, w = (int(v) for v in size)
+    except (TypeError, ValueError):
+        raise ModelLayoutError(f"input_size must be an int or (height, width), got {size!r}") from None
+    return h, w
+
+
+class YoloAdapter:
+    """Pre/post-processing of one YOLO model; build it with :meth:`from_specs` (or :meth:`from_session`).
+
+    Attributes: ``layout`` (``"axera"``/``"ultralytics"``), ``input_name``, ``input_size`` (H, W), ``num_classes``,
+    ``labels``, ``strides`` (AXERA heads, ascending), ``output_names`` (in the order the decode uses them, i.e.
+    by ascending stride) and ``model_output_names`` (the model's own order, as ``session.run`` returns them).
+    Stateless per frame: ``preprocess``/``postprocess`` may run concurrently; ``config`` is swapped atomically.
+    """
+
+    def __init__(self, *, layout: str, input_spec: TensorSpec, output_specs: Sequence[TensorSpec],
+                 input_size: Tuple[int, int], num_classes: int, labels: Tuple[str, ...],
+                 strides: Tuple[int, ...] = (), config: Optional[DetectorConfig] = None,
+                 model_output_names: Optional[Sequence[str]] = None):
+        self.layout = layout
+        self.input_spec = input_spec
+        self.input_name = input_spec.name
+        self.output_specs = tuple(output_specs)
+        self.output_names = tuple(s.name for s in output_specs)
+        self.model_output_names = tuple(model_output_names) if model_output_names else self.output_names
+        self.input_size = input_size
+        self.num_classes = num_classes
+        self.labels = labels
+        self.strides = strides
+        self.pad_value = 0 if layout == LAYOUT_AXERA else 114
+        self._config = DetectorConfig()
+        self.config = config if config is not None else DetectorConfig()
+
+    # ------------------------------------------------------------------------------------------ construction
+    @classmethod
+    def from_session(cls, session: Any, labels: LabelsLike = None, **kwargs: Any) -> YoloAdapter:
+        """:meth:`from_specs` with ``session.inputs`` / ``session.outputs``."""
+        return cls.from_specs(session.inputs, session.outputs, labels, **kwargs)
+
+    @classmethod
+    def from_specs(cls, inputs: Sequence[TensorSpec], outputs: Sequence[TensorSpec], labels: LabelsLike = None, *,
+                   config: Optional[DetectorConfig] = None,
+                   input_size: Optional[Union[int, Sequence[int]]] = None) -> YoloAdapter:
+        """Choose the layout from the model's own specs.
+
+        ``labels``: names (sequence, ``{id: name}`` or label-file path); default COCO-80 when the model has 80
+        classes, else ``class_<i>``. ``input_size``: (H, W) or int used when the model's input H/W are dynamic
+        (default 640; must be a multiple of 32); for a fixed-size model it must agree with the model.
+        Raises :class:`ModelLayoutError` when the specs match neither layout, and
+        :class:`~axcl_ros.models.labels.LabelsError` when the label count differs from the model's class count.
+        """
+        inputs, outputs = list(inputs), list(outputs)
+        found = (f"found inputs {_describe(inputs)}, outputs {_describe(outputs)}; expected either AXERA YOLO "
+                 "(input uint8[1,H,W,3] NHWC; outputs float[1,H/s,W/s,64+nc] per stride s) or Ultralytics YOLO "
+                 "(input float32[1,3,H,W]; output float[1,4+nc,N])")
+        if len(inputs) != 1 or len(inputs[0].shape) != 4 or not outputs:
+            raise ModelLayoutError(f"not a YOLO detector: {found}")
+        spec = inputs[0]
+        dtype = np.dtype(spec.dtype)
+        batch_ok = spec.shape[0] in (None, 1)
+        if dtype == np.uint8 and spec.shape[3] == 3 and batch_ok:
+            return cls._axera(spec, outputs, labels, config, input_size, found)
+        if dtype in _FLOATS and spec.shape[1] == 3 and batch_ok:
+            return cls._ultralytics(spec, outputs, labels, config, input_size, found)
+        raise ModelLayoutError(f"input {spec.describe()} is neither uint8[1,H,W,3] nor float32[1,3,H,W]: {found}")
+
+    @staticmethod
+    def _model_size(spec_hw: Tuple[Optional[int], Optional[int]], input_size: Any, found: str,
+                    multiple: int) -> Tuple[int, int]:
+        h, w = spec_hw
+        if h is not None and w is not None:
+            if input_size is not None and _size_tuple(input_size) != (h, w):
+                raise ModelLayoutError(f"input_size {_size_tuple(input_size)} conflicts with the model's fixed "
+                                       f"input {h}x{w}: {found}")
+            return h, w
+        size = _size_tuple(_DEFAULT_SIZE if input_size is None else input_size)
+        size = (h or size[0], w or size[1])
+        if size[0] <= 0 or size[1] <= 0 or size[0] % multiple or size[1] % multiple:
+            raise ModelLayoutError(f"input_size {size} must be positive multiples of {multiple} for this model "
+                                   f"with a dynamic input: {found}")
+        return size
+
+    @classmethod
+    def _axera(cls, spec: TensorSpec, outputs: List[TensorSpec], labels: LabelsLike,
+               config: Optional[DetectorConfig], input_size: Any, found: str) -> YoloAdapter:
+        bad = [o.describe() for o in outputs
+               if len(o.shape) != 4 or o.shape[0] not in (None, 1) or np.dtype(o.dtype) not in _FLOATS
+               or o.shape[3] is None or o.shape[3] <= 4 * _REG_MAX]
+        if bad:
+            raise ModelLayoutError(f"uint8 NHWC input, but outputs {bad} are not float[1,h,w,64+nc] DFL heads: {found}")
+        channels = {o.shape[3] for o in outputs}
+        if len(channels) != 1:
+            raise ModelLayoutError(f"DFL heads disagree on the channel count {sorted(channels)}: {found}")
+        nc = channels.pop() - 4 * _REG_MAX
+        size = cls._model_size((spec.shape[1], spec.shape[2]), input_size, found, 32)
+        strides = []
+        for i, o in enumerate(outputs):
+            gh, gw = o.shape[1], o.shape[2]
+            if gh is None or gw is None:
+                strides.append(8 * 2 ** i)  # dynamic grid: assume the usual P3/P4/P5 order
+                continue
+            if size[0] % gh or size[1] % gw or size[0] // gh != size[1] // gw:
+                raise ModelLayoutError(f"head {o.describe()} is not an integer stride of the {size[0]}x{size[1]} "
+                                       f"input: {found}")
+            strides.append(size[0] // gh)
+        if len(set(strides)) != len(strides):
+            raise ModelLayoutError(f"DFL heads share a stride {strides}: {found}")
+        order = sorted(range(len(outputs)), key=lambda i: strides[i])
+        names = resolve_labels(labels, nc, source=f"{len(outputs)} DFL heads with {nc} classes")
+        return cls(layout=LAYOUT_AXERA, input_spec=spec, output_specs=[outputs[i] for i in order], input_size=size,
+                   num_classes=nc, labels=names, strides=tuple(strides[i] for i in order), config=config,
+                   model_output_names=[o.name for o in outputs])
+
+    @classmethod
+    def _ultralytics(cls, spec: TensorSpec, outputs: List[TensorSpec], labels: LabelsLike,
+                     config: Optional[DetectorConfig], input_size: Any, found: str) -> YoloAdapter:
+        out = outputs[0]
+        if (len(outputs) != 1 or len(out.shape) != 3 or out.shape[0] not in (None, 1)
+                or np.dtype(out.dtype) not in _FLOATS or out.shape[1] is None or out.shape[1] <= 4):
+            raise ModelLayoutError(f"float32 NCHW input, but the outputs are not one float[1,4+nc,N]: {found}")
+        nc = out.shape[1] - 4
+        size = cls._model_size((spec.shape[2], spec.shape[3]), input_size, found, 32)
+        anchors = sum((size[0] // s) * (size[1] // s) for s in (8, 16, 32))
+        if out.shape[2] is not None and out.shape[2] != anchors:
+            raise ModelLayoutError(f"output {out.describe()} has {out.shape[2]} boxes, but a {size[0]}x{size[1]} "
+                                   f"input gives {anchors} anchors at strides 8/16/32: {found}")
+        names = resolve_labels(labels, nc, source=f"{out.describe()} with {nc} classes")
+        return cls(layout=LAYOUT_ULTRALYTICS, input_spec=spec, output_specs=[out], input_size=size,
+                   num_classes=nc, labels=names, config=config)
+
+    # ---------------------------------------------------------------------------------------------- config
+    @property
+    def config(self) -> DetectorConfig:
+        """Current :class:`DetectorConfig`; assigning validates the class ids against the model."""
+        return self._config
+
+    @config.setter
+    def config(self, value: DetectorConfig) -> None:
+        if not isinstance(value, DetectorConfig):
+            raise DetectorConfigError(f"config must be a DetectorConfig, got {type(value).__name__}")
+        self._check_classes(value)
+        self._config = value
+
+    def update_config(self, **changes: Any) -> DetectorConfig:
+        """Replace some settings (validated) and return the new config."""
+        self.config = self._config.replace(**changes)
+        return self._config
+
+    def _check_classes(self, config: DetectorConfig) -> None:
+        if config.classes is not None:
+            bad = sorted(c for c in config.classes if c >= self.num_classes)
+            if bad:
+                raise DetectorConfigError(f"class ids {bad} out of range: the model has {self.num_classes} classes")
+
+    def class_ids(self, names: Iterable[str]) -> FrozenSet[int]:
+        """Class ids of ``names`` (for ``DetectorConfig.classes``); unknown names raise ``LabelsError``."""
+        index = {n: i for i, n in enumerate(self.labels)}
+        names = list(names)
+        unknown = [n for n in names if n not in index]
+        if unknown:
+            raise LabelsError(f"unknown class names {unknown}; the model's classes are {list(self.labels)}")
+        return frozenset(index[n] for n in names)
+
+    # ------------------------------------------------------------------------------------------ preprocess
+    def preprocess(self, bgr_image: np.ndarray) -> Tuple[dict, LetterboxInfo]:
+        """Letterbox a BGR uint8 image (H×W×3; mono H×W and BGRA H×W×4 are converted) into the model input.
+
+        Returns ``({input name: tensor}, LetterboxInfo)``; pass the info to :meth:`postprocess`.
+        Raises :class:`~axcl_ros.io.image.ImageConversionError` (field ``image``) for anything else.
+        """
+        img = bgr_image
+        if not isinstance(img, np.ndarray) or img.dtype != np.uint8 or img.ndim not in (2, 3) or img.size == 0:
+            got = f"{img.dtype.name}{list(img.shape)}" if isinstance(img, np.ndarray) else type(img).__name__
+            raise ImageConversionError("image", f"needs a non-empty uint8 H×W×3 BGR image, got {got}")
+        if img.ndim == 3 and img.shape[2] == 4:
+            img = cv2.cvtColor(img, cv2.COLOR_BGRA2BGR)
+        elif img.ndim == 2 or img.shape[2] == 1:
+            img = cv2.cvtColor(img.reshape(img.shape[:2]), cv2.COLOR_GRAY2BGR)
+        elif img.shape[2] != 3:
+            raise ImageConversionError("image", f"needs 1, 3 or 4 channels, got shape {list(img.shape)}")
+        boxed, info = letterbox(img, self.input_size, self.pad_value)
+        if self.layout == LAYOUT_AXERA:
+            tensor = boxed[None]
+        else:
+            tensor = cv2.dnn.blobFromImage(boxed, scalefactor=1.0 / 255.0, swapRB=True)
+            if np.dtype(self.input_spec.dtype) != tensor.dtype:
+                tensor = tensor.astype(self.input_spec.dtype)
+        return {self.input_name: tensor}, info
+
+    # ----------------------------------------------------------------------------------------- postprocess
+    def _gather(self, outputs: Union[Mapping[str, np.ndarray], Sequence[np.ndarray]]) -> List[np.ndarray]:
+        if isinstance(outputs, Mapping):
+            missing = [n for n in self.output_names if n not in outputs]
+            if missing:
+                raise ModelOutputError(f"outputs {missing} missing; got {sorted(outputs)}; the model has "
+                                       f"{_describe(self.output_specs)}")
+            arrays = [outputs[n] for n in self.output_names]
+        else:
+            arrays = list(outputs)
+            if len(arrays) != len(self.output_specs):
+                raise ModelOutputError(f"expected {len(self.output_specs)} outputs "
+                                       f"{_describe(self.output_specs)}, got {len(arrays)}")
+            by_name = dict(zip(self.model_output_names, arrays))
+            arrays = [by_name[n] for n in self.output_names]
+        for spec, arr in zip(self.output_specs, arrays):
+            if not isinstance(arr, np.ndarray) or arr.ndim != len(spec.shape) or arr.shape[0] != 1 or any(
+                    d is not None and d != a for d, a in zip(spec.shape[1:], arr.shape[1:])):
+                got = f"{arr.dtype.name}{list(arr.shape)}" if isinstance(arr, np.ndarray) else type(arr).__name__
+                raise ModelOutputError(f"output {spec.name!r} expects {spec.describe()} (batch 1), got {got}")
+        return arrays
+
+    def postprocess(self, outputs: Union[Mapping[str, np.ndarray], Sequence[np.ndarray]], meta: LetterboxInfo,
+                    config: Optional[DetectorConfig] = None) -> Detections:
+        """Decode raw outputs (``{name: array}``, or a list in the model's output order as ``session.run``
+        returns it) into :class:`Detections`.
+
+        ``meta`` is the :class:`LetterboxInfo` from :meth:`preprocess`; ``config`` overrides ``self.config`` for
+        this call. Raises :class:`ModelOutputError` when the arrays do not match the model's outputs.
+        """
+        if not isinstance(meta, LetterboxInfo):
+            raise TypeError(f"meta must be the LetterboxInfo returned by preprocess, got {type(meta).__name__}")
+        if config is None:
+            config = self._config
+        else:
+            self._check_classes(config)
+        arrays = self._gather(outputs)
+        cls_ids = None if config.classes is None else np.array(sorted(config.classes), np.intp)
+        if self.layout == LAYOUT_AXERA:
+            boxes, scores, classes = self._decode_axera(arrays, config.conf_threshold, cls_ids)
+        else:
+            boxes, scores, classes = self._decode_ultralytics(arrays[0], config.conf_threshold, cls_ids)
+        return self._finish(boxes, scores, classes, meta, config)
+
+    def _decode_ultralytics(self, out: np.ndarray, thr: float, cls_ids: Optional[np.ndarray]):
+        pred = out[0]
+        scores = pred[4:] if cls_ids is None else pred[4:][cls_ids]
+        conf = scores.max(axis=0)
+        keep = np.flatnonzero(conf > thr)
+        cls = scores[:, keep].argmax(axis=0)
+        if cls_ids is not None:
+            cls = cls_ids[cls]
+        cx, cy, w, h = (pred[i, keep].astype(np.float32) for i in range(4))
+        boxes = np.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], axis=1)
+        return boxes, conf[keep].astype(np.float32), cls.astype(np.int32)
+
+    def _decode_axera(self, heads: List[np.ndarray], thr: float, cls_ids: Optional[np.ndarray]):
+        if thr <= 0.0:
+            logit_thr = -math.inf
+        elif thr >= 1.0:
+            logit_thr = math.inf
+        else:
+            logit_thr = math.log(thr / (1.0 - thr))
+        reg = 4 * _REG_MAX
+        bins = np.arange(_REG_MAX, dtype=np.float32)
+        all_boxes, all_scores, all_cls = [], [], []
+        for head, stride in zip(heads, self.strides):
+            gh, gw, ch = head.shape[1:]
+            flat = head.reshape(gh * gw, ch)
+            logits = flat[:, reg:] if cls_ids is None else flat[:, reg + cls_ids]
+            keep = np.flatnonzero((logits > logit_thr).any(axis=1))  # 2x faster than max() on 80+ classes
+            if keep.size == 0:
+                continue
+            sel = logits[keep]
+            cls = sel.argmax(axis=1)
+            best = sel[np.arange(keep.size), cls].astype(np.float32)
+            if cls_ids is not None:
+                cls = cls_ids[cls]
+            score = 1.0 / (1.0 + np.exp(-best))
+            dfl = flat[keep, :reg].astype(np.float32).reshape(-1, 4, _REG_MAX)
+            dfl = np.exp(dfl - dfl.max(axis=2, keepdims=True))
+            dist = (dfl @ bins) / dfl.sum(axis=2) * np.float32(stride)  # (k, 4): l, t, r, b
+            cx = ((keep % gw).astype(np.float32) + 0.5) * stride
+            cy = ((keep // gw).astype(np.float32) + 0.5) * stride
+            all_boxes.append(np.stack([cx - dist[:, 0], cy - dist[:, 1], cx + dist[:, 2], cy + dist[:, 3]], axis=1))
+            all_scores.append(score)
+            all_cls.append(cls)
+        if not all_boxes:
+            return np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros(0, np.int32)
+        return (np.concatenate(all_boxes), np.concatenate(all_scores).astype(np.float32),
+                np.concatenate(all_cls).astype(np.int32))
+
+    def _finish(self, boxes: np.ndarray, scores: np.ndarray, classes: np.ndarray, meta: LetterboxInfo,
+                config: DetectorConfig) -> Detections:
+        if scores.size == 0:
+            return Detections.empty(self.labels, meta.image_size)
+        if scores.size > config.max_candidates:
+            top = np.argpartition(-scores, config.max_candidates - 1)[:config.max_candidates]
+            boxes, scores, classes = boxes[top], scores[top], classes[top]
+        xywh = np.column_stack([boxes[:, :2], boxes[:, 2:] - boxes[:, :2]])
+        if config.agnostic_nms:
+            idx = cv2.dnn.NMSBoxes(xywh, scores, config.conf_threshold, config.iou_threshold)
+        else:
+            idx = cv2.dnn.NMSBoxesBatched(xywh, scores, classes, config.conf_threshold, config.iou_threshold)
+        idx = np.asarray(idx, dtype=np.intp).reshape(-1)
+        idx = idx[np.argsort(-scores[idx], kind="stable")]
+        mapped = unletterbox_boxes(boxes[idx], meta)
+        nonempty = (mapped[:, 2] > mapped[:, 0]) & (mapped[:, 3] > mapped[:, 1])
+        idx, mapped = idx[nonempty][:config.max_detections], mapped[nonempty][:config.max_detections]
+        return Detections(mapped, scores[idx], classes[idx], self.labels, meta.image_size)
