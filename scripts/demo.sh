@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# The main job: the composed perception pipeline on bundled sample inputs (run after scripts/bootstrap.sh).
+set -euo pipefail
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+cd "$ROOT"
+# shellcheck disable=SC1091
+. scripts/env.sh
+export ROS_DOMAIN_ID=${ROS_DOMAIN_ID:-$(( (RANDOM % 100) + 1 ))}
+export ROS_LOG_DIR=$ROOT/out/demo/ros_log HF_HUB_OFFLINE=1 PYTHONUNBUFFERED=1
+exec python -m axcl_ros.demo --out out/demo "$@"
