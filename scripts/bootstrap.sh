@@ -29,11 +29,11 @@ apt_install() {  # apt_install PKG... (only the missing ones)
 # 1. Python >= 3.10 with venv and headers (rosidl compiles a C extension per message package), C/C++ compiler, cmake.
 PY=${PYTHON:-}
 if [ -z "$PY" ]; then
-  for c in python3.11 python3.12 python3.10 python3; do command -v "$c" >/dev/null && { PY=$c; break; }; done
+  for c in python3.11 python3.12 python3.13 python3; do command -v "$c" >/dev/null && { PY=$c; break; }; done
 fi
 [ -n "$PY" ] || { apt_install python3 python3-venv python3-dev; PY=python3; }
-"$PY" -c 'import sys; assert (3, 10) <= sys.version_info[:2] <= (3, 13), sys.version' \
-  || { say "need Python 3.10-3.13 (ROS 2 Jazzy wheels); found $($PY --version)"; exit 1; }
+"$PY" -c 'import sys; assert (3, 11) <= sys.version_info[:2] <= (3, 13), sys.version' \
+  || { say "need Python 3.11-3.13 for the pinned wheels (numpy 2.4, ROS 2 Jazzy); found $($PY --version). Set PYTHON=python3.11"; exit 1; }
 if ! "$PY" -c 'import sysconfig, os; assert os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h"))' 2>/dev/null \
    || ! "$PY" -c 'import venv, ensurepip' 2>/dev/null; then
   V=$("$PY" -c 'import sys; print(f"{sys.version_info[0]}.{sys.version_info[1]}")')

@@ -1,0 +1,438 @@
+"""``depth``: Depth Anything V2 monocular depth from one camera topic (lifecycle node).
+
+Subscribes: ``image_topic`` ``T`` (sensor_msgs/Image), or ``T/compressed`` (sensor_msgs/CompressedImage) with
+``input_transport: compressed``; ``camera_info_topic`` (sensor_msgs/CameraInfo, default the sibling
+``camera_info`` of ``T``; only the latest valid message is kept, no time synchronisation).
+
+What the output values mean is declared by ``output_mode`` (the model file cannot say) and shows in the topic name:
+
+* ``inverse_relative`` (DA-V2 relative checkpoints, AXERA's axmodel): relative, affine-invariant **inverse** depth,
+  larger = nearer, no unit. Published on ``<ns>/inverse_depth_relative`` - never on a topic called ``depth``,
+  because it is not metres.
+* ``metric`` (DA-V2 metric indoor/outdoor checkpoints): metres along the optical axis (REP 118), optional
+  ``max_depth`` clip. Published on ``<ns>/depth``.
+* ``scale_shift``: metres from a calibration of relative inverse depth, ``depth = 1 / (scale * inv + shift)``
+  (NaN where undefined or beyond ``max_depth``; ``fit_scale_shift`` in ``models/depth_anything.py`` computes
+  ``scale``/``shift`` from a few known depths). Published on ``<ns>/depth``.
+
+Publishes, in the image topic's namespace (``/cam0/image_raw`` -> ``/cam0/...``), every message with the input header
+copied exactly; ``<suffix>`` is ``depth`` or ``inverse_depth_relative`` as above:
+
+* ``<suffix>`` (32FC1) at the input resolution, or ``output_width`` x ``output_height``;
+* ``<suffix>/camera_info``: the latest CameraInfo with the image header, scaled to the output size (ROI/binning
+  applied and zeroed), so ``depth_image_proc`` and RViz DepthCloud can use ``<suffix>`` directly. Skipped (counter
+  ``missing_camera_info``) until a valid CameraInfo has arrived;
+* ``<suffix>/colored`` (bgr8 OpenCV ``colormap``, 2-98 percentile range, near = hot), only built while subscribed;
+* ``points`` (sensor_msgs/PointCloud2, x y z [+ rgb with ``publish_rgb_points``], camera optical frame, every
+  ``point_stride``-th pixel) in the metric modes, only built while subscribed and a CameraInfo is known. Relative
+  inverse depth is not a metric cloud, so in ``inverse_relative`` mode there is no point cloud unless
+  ``relative_points: true``; then it goes to ``points_relative`` with ``z = 1 / inverse_depth`` (unitless, the shape
+  only up to an unknown scale and shift - for visualisation, never for measuring);
+* ``<suffix>/timing`` (axcl_msgs/InferenceTiming), only while subscribed; timing and counters also on /diagnostics.
+
+The model runs on the process-wide executor with a keep-latest slot: a frame arriving while the previous one still
+waits replaces it (counted as ``dropped``). A malformed image or CameraInfo is rejected with a throttled error and a
+counter; the next frame is served.
+"""
+
+from __future__ import annotations
+
+import array
+import time
+from dataclasses import dataclass
+from functools import partial
+from typing import Any, Optional, Tuple
+
+import cv2
+import numpy as np
+from sensor_msgs.msg import CameraInfo, Image, PointCloud2, PointField
+
+from axcl_msgs.msg import InferenceTiming
+
+from ..io.image import ImageConversionError, array_to_image_fields
+from ..models.depth_anything import (
+    MODE_INVERSE_RELATIVE,
+    MODE_SCALE_SHIFT,
+    MODES,
+    PATCH,
+    DepthAnythingAdapter,
+    DepthConfigError,
+    DepthInputError,
+)
+from ..models.depth_geometry import (
+    GeometryInputError,
+    apply_roi_binning,
+    colorize,
+    depth_to_points,
+    pack_pointcloud2_fields,
+    scale_camera_info,
+)
+from ..runtime.base import BackendError
+from .camera_input import CameraInputs, CameraStream, decode_bgr
+from .common import OUTPUT_QOS, QOS_CHOICES, AxclLifecycleNode, ParamSpec, make_qos, sibling_topic
+from .model_host import ModelHost, run_main
+
+BACKENDS = ("auto", "axcl", "onnxruntime")
+#: OpenCV colormaps by lower-case name (``turbo``, ``inferno``, ``viridis`` ...).
+COLORMAPS = {n[len("COLORMAP_"):].lower(): int(getattr(cv2, n)) for n in dir(cv2) if n.startswith("COLORMAP_")}
+
+
+class CameraInfoError(ValueError):
+    """A CameraInfo message cannot describe the depth image (uncalibrated K, bad sizes, ROI outside the image)."""
+
+
+@dataclass(frozen=True)
+class CameraModel:
+    """Pinhole of the image a CameraInfo describes (ROI and binning applied): what the depth image is scaled from."""
+
+    msg: Any
+    K: np.ndarray
+    P: np.ndarray
+    width: int
+    height: int
+
+
+def camera_model(msg) -> CameraModel:
+    """Validate a ``sensor_msgs/CameraInfo`` and derive the pinhole of the image it describes.
+
+    Raises :class:`CameraInfoError` naming the field: ``width``/``height`` must be positive, ``k`` a calibrated
+    pinhole (finite, fx > 0, fy > 0, last row 0 0 1), ``p`` and ``r`` finite (an all-zero ``p`` is allowed), the
+    ROI inside the image, and the binned size non-empty.
+    """
+    width, height = int(msg.width), int(msg.height)
+    if width <= 0 or height <= 0:
+        raise CameraInfoError(f"width/height must be positive, got {width}x{height}")
+    k = np.asarray(msg.k, dtype=np.float64)
+    p = np.asarray(msg.p, dtype=np.float64)
+    r = np.asarray(msg.r, dtype=np.float64)
+    if k.size != 9 or not np.all(np.isfinite(k)):
+        raise CameraInfoError(f"k must be 9 finite numbers, got {k.tolist()}")
+    k = k.reshape(3, 3)
+    if not (k[0, 0] > 0 and k[1, 1] > 0) or not np.array_equal(k[2], (0.0, 0.0, 1.0)):
+        raise CameraInfoError(f"k is not a calibrated pinhole (fx > 0, fy > 0, last row 0 0 1): {k.ravel().tolist()}")
+    if p.size != 12 or not np.all(np.isfinite(p)):
+        raise CameraInfoError(f"p must be 12 finite numbers, got {p.tolist()}")
+    if r.size != 9 or not np.all(np.isfinite(r)):
+        raise CameraInfoError(f"r must be 9 finite numbers, got {r.tolist()}")
+    roi = msg.roi
+    x0, y0, rw, rh = int(roi.x_offset), int(roi.y_offset), int(roi.width), int(roi.height)
+    if rw > 0 and rh > 0:
+        if x0 + rw > width or y0 + rh > height:
+            raise CameraInfoError(f"roi {rw}x{rh}+{x0}+{y0} lies outside the {width}x{height} image")
+        width, height = rw, rh
+    else:
+        x0 = y0 = 0
+    bx, by = max(1, int(msg.binning_x)), max(1, int(msg.binning_y))
+    width, height = width // bx, height // by
+    if width <= 0 or height <= 0:
+        raise CameraInfoError(f"binning {bx}x{by} leaves an empty image")
+    try:
+        k, p = apply_roi_binning(k, p.reshape(3, 4), x_offset=x0, y_offset=y0, binning_x=bx, binning_y=by)
+    except GeometryInputError as exc:
+        raise CameraInfoError(str(exc)) from exc
+    return CameraModel(msg, k, p, width, height)
+
+
+def scaled_camera_info(model: CameraModel, header, width: int, height: int) -> CameraInfo:
+    """A new CameraInfo for the ``width`` x ``height`` output, with ``header`` and zero ROI/binning."""
+    scaled = scale_camera_info(model.K, model.P, model.width, model.height, width, height)
+    src = model.msg
+    out = CameraInfo()
+    out.header = header
+    out.width, out.height = int(width), int(height)
+    out.distortion_model = src.distortion_model
+    out.d = src.d
+    out.r = src.r
+    out.k = scaled.K.ravel().tolist()
+    out.p = scaled.P.ravel().tolist()
+    return out
+
+
+def pointcloud_msg(header, xyz: np.ndarray, rgb: Optional[np.ndarray]) -> PointCloud2:
+    """Unorganised little-endian PointCloud2 (x, y, z float32 [+ PCL-packed rgb])."""
+    packed = pack_pointcloud2_fields(xyz, rgb)
+    msg = PointCloud2()
+    msg.header = header
+    msg.height, msg.width = 1, int(xyz.shape[0])
+    msg.fields = [PointField(name=f.name, offset=f.offset, datatype=f.datatype, count=f.count)
+                  for f in packed.fields]
+    msg.is_bigendian = False
+    msg.point_step = packed.point_step
+    msg.row_step = len(packed.data)
+    msg.data = array.array("B", packed.data)
+    msg.is_dense = True
+    return msg
+
+
+@dataclass
+class _Outputs:
+    """Publishers of one configuration (identity tells in-flight results whether they are stale)."""
+
+    depth: Any
+    camera_info: Any
+    colored: Any
+    timing: Any
+    points: Any  # None when this mode publishes no cloud
+
+
+class DepthNode(AxclLifecycleNode):
+    """Lifecycle node wrapping :class:`~axcl_ros.models.depth_anything.DepthAnythingAdapter` (see module doc)."""
+
+    PARAMS = (
+        ParamSpec("model_path", "", "Depth Anything V2 model: AXERA .axmodel (card) or .onnx export (CPU/CUDA)."),
+        ParamSpec("backend", "auto", "Inference backend; auto = axcl for .axmodel files, else onnxruntime.",
+                  choices=BACKENDS),
+        ParamSpec("device", "", "Backend device: '' or 'cpu', 'cuda:0' (onnxruntime), card index '0' (axcl)."),
+        ParamSpec("image_topic", "image", "Camera image topic; outputs go to its namespace."),
+        ParamSpec("camera_info_topic", "", "CameraInfo topic; '' = the sibling 'camera_info' of image_topic."),
+        ParamSpec("input_transport", "raw", "raw = sensor_msgs/Image on T; compressed = CompressedImage on "
+                                            "T/compressed.", choices=("raw", "compressed")),
+        ParamSpec("input_qos", "sensor_data", "Input QoS for image and camera_info (sensor_data is best effort).",
+                  choices=QOS_CHOICES),
+        ParamSpec("output_mode", MODE_INVERSE_RELATIVE,
+                  "Meaning of the model output: inverse_relative (unitless, topic inverse_depth_relative), metric "
+                  "(metres, metric checkpoint, topic depth) or scale_shift (metres = 1/(scale*inv+shift), topic "
+                  "depth).", choices=MODES),
+        ParamSpec("scale", 0.0, "scale_shift mode: calibrated scale (non-zero)."),
+        ParamSpec("shift", 0.0, "scale_shift mode: calibrated shift."),
+        ParamSpec("max_depth", 0.0, "Metric modes: clip (metric) or NaN (scale_shift) beyond this many metres; "
+                                    "0 = none.", min=0.0, max=1e6),
+        ParamSpec("input_size", 518, "Network input size for models with dynamic H/W (multiple of 14).",
+                  min=PATCH, max=4096),
+        ParamSpec("output_width", 0, "Output width in pixels; 0 (with output_height 0) = input resolution.",
+                  min=0, max=16384),
+        ParamSpec("output_height", 0, "Output height in pixels; 0 (with output_width 0) = input resolution.",
+                  min=0, max=16384),
+        ParamSpec("colormap", "turbo", "OpenCV colormap of <suffix>/colored.", choices=tuple(sorted(COLORMAPS)),
+                  dynamic=True),
+        ParamSpec("point_stride", 2, "Use every n-th row and column for the point cloud.", min=1, max=64,
+                  dynamic=True),
+        ParamSpec("publish_rgb_points", False, "Add the image colour (rgb field) to the point cloud.", dynamic=True),
+        ParamSpec("relative_points", False, "inverse_relative mode only: publish points_relative with z = 1/inv "
+                                            "(unitless shape, not metres)."),
+    )
+
+    def __init__(self, node_name: str = "depth", **kwargs) -> None:
+        self.host: Optional[ModelHost] = None
+        self.adapter: Optional[DepthAnythingAdapter] = None
+        self.cameras: Optional[CameraInputs] = None
+        self.outputs: Optional[_Outputs] = None
+        self.camera: Optional[CameraModel] = None
+        self.camera_info_topic = ""
+        self.output_topic = ""
+        self.points_topic = ""
+        self._info_sub = None
+        self._output_hw: Optional[Tuple[int, int]] = None
+        self._last_timing: dict = {}
+        super().__init__(node_name, **kwargs)
+
+    # -- lifecycle -------------------------------------------------------------------------------------------------
+    def configure(self) -> None:
+        mode = self.param("output_mode")
+        ow, oh = int(self.param("output_width")), int(self.param("output_height"))
+        if (ow == 0) != (oh == 0):
+            raise DepthConfigError(f"set both output_width and output_height (or both 0 for the input size), got "
+                                   f"{ow}x{oh}")
+        self._output_hw = (oh, ow) if ow else None
+        if mode != MODE_INVERSE_RELATIVE and self.param("relative_points"):
+            self.get_logger().warning("relative_points only applies to output_mode inverse_relative; ignored")
+        self.host = ModelHost.load(self, self.param("model_path"), self.param("backend"), self.param("device"))
+        handle = self.host.handle
+        scale = shift = None
+        if mode == MODE_SCALE_SHIFT:
+            scale, shift = float(self.param("scale")), float(self.param("shift"))
+        max_depth = float(self.param("max_depth")) or None
+        try:
+            self.adapter = DepthAnythingAdapter.from_specs(
+                handle.inputs, handle.outputs, input_size=None if handle.inputs[0].is_static
+                else int(self.param("input_size")), mode=mode, max_depth=max_depth, scale=scale, shift=shift)
+        except DepthConfigError as exc:
+            hint = (" (output_mode scale_shift needs parameters scale and shift from a calibration)"
+                    if mode == MODE_SCALE_SHIFT else "")
+            raise DepthConfigError(f"{exc}{hint}") from exc
+        image_topic = str(self.param("image_topic"))
+        self.cameras = CameraInputs(self, [image_topic], self.param("input_transport"), self.param("input_qos"),
+                                    self._on_frame)
+        info = self.adapter.info
+        suffix = info.topic_suffix
+        self.output_topic = sibling_topic(image_topic, suffix)
+        self.camera_info_topic = str(self.param("camera_info_topic")) or sibling_topic(image_topic, "camera_info")
+        points = None
+        self.points_topic = ""
+        if info.is_metric:
+            self.points_topic = sibling_topic(image_topic, "points")
+        elif self.param("relative_points"):
+            self.points_topic = sibling_topic(image_topic, "points_relative")
+        if self.points_topic:
+            points = self.create_lifecycle_publisher(PointCloud2, self.points_topic, OUTPUT_QOS)
+        self.outputs = _Outputs(
+            depth=self.create_lifecycle_publisher(Image, self.output_topic, OUTPUT_QOS),
+            camera_info=self.create_lifecycle_publisher(CameraInfo, f"{self.output_topic}/camera_info", OUTPUT_QOS),
+            colored=self.create_lifecycle_publisher(Image, f"{self.output_topic}/colored", OUTPUT_QOS),
+            timing=self.create_lifecycle_publisher(InferenceTiming, f"{self.output_topic}/timing", OUTPUT_QOS),
+            points=points)
+        self.get_logger().info(
+            f"configured {self.host.describe()}; {self.adapter.layout} layout, input {self.adapter.input_hw}; "
+            f"{self.output_topic}: {info.description}; points: {self.points_topic or 'off'}")
+
+    def activate(self) -> None:
+        self.cameras.start()
+        self._info_sub = self.create_subscription(CameraInfo, self.camera_info_topic, self._on_camera_info,
+                                                  make_qos(self.param("input_qos"), depth=1))
+
+    def deactivate(self) -> None:
+        if self.cameras is not None:
+            self.cameras.stop()
+        if self._info_sub is not None:
+            self.destroy_subscription(self._info_sub)
+            self._info_sub = None
+
+    def cleanup(self) -> None:
+        self.deactivate()
+        self.cameras = None
+        outputs, self.outputs = self.outputs, None
+        if outputs is not None:
+            for pub in (outputs.depth, outputs.camera_info, outputs.colored, outputs.timing, outputs.points):
+                if pub is not None:
+                    self.destroy_lifecycle_publisher(pub)
+        if self.host is not None:
+            self.host.release()
+            self.host = None
+        self.adapter = None
+        self.camera = None
+
+    # -- parameters --------------------------------------------------------------------------------------------------
+    def validate_parameter(self, name: str, value: Any) -> Optional[str]:
+        if name == "input_size" and int(value) % PATCH:
+            return f"input_size={value} must be a multiple of {PATCH}"
+        return None
+
+    def apply_dynamic_parameter(self, name: str, value: Any) -> None:
+        self.get_logger().info(f"{name} set to {value!r}")
+
+    # -- data path ---------------------------------------------------------------------------------------------------
+    def _on_camera_info(self, msg) -> None:
+        self.counters["camera_info_received"] += 1
+        try:
+            self.camera = camera_model(msg)
+        except CameraInfoError as exc:
+            self.bad_inputs.report(f"camera_info on {self.camera_info_topic}", exc)
+
+    def _on_frame(self, cam: CameraStream, msg, t_received: float) -> None:
+        outputs, adapter, host = self.outputs, self.adapter, self.host
+        if outputs is None or adapter is None or host is None:
+            return
+        try:
+            bgr = decode_bgr(msg, self.cameras.transport)
+            feeds = adapter.preprocess(bgr)
+        except (ImageConversionError, DepthInputError) as exc:
+            cam.errors += 1
+            self.bad_inputs.report(f"image on {cam.topic}", exc)
+            return
+        t_pre = time.perf_counter()
+        want_rgb = (bool(self.param("publish_rgb_points")) and outputs.points is not None
+                    and outputs.points.get_subscription_count() > 0)
+        future = host.submit(feeds, stream=cam.key)
+        future.add_done_callback(partial(self._on_result, cam, outputs, adapter, msg.header, bgr.shape[:2],
+                                         bgr if want_rgb else None, t_received, t_pre))
+
+    def _on_result(self, cam: CameraStream, outputs: _Outputs, adapter: DepthAnythingAdapter, header, image_hw, bgr,
+                   t_received: float, t_pre: float, future) -> None:
+        if future.cancelled():
+            cam.dropped += 1
+            return
+        if outputs is not self.outputs:  # cleaned up (or reconfigured) while this frame was in flight
+            return
+        try:
+            result = future.result()
+            t_post0 = time.perf_counter()
+            self._publish(outputs, adapter, header, image_hw, bgr, result)
+        except BackendError as exc:
+            cam.errors += 1
+            self.counters["inference_errors"] += 1
+            self.last_error = str(exc)
+            self.get_logger().error(f"inference failed on {cam.topic}: {exc}", throttle_duration_sec=5.0)
+            return
+        except Exception as exc:  # noqa: BLE001 - a bad frame must never stop the node
+            cam.errors += 1
+            self.bad_inputs.report(f"result on {cam.topic}", exc)
+            return
+        now = time.perf_counter()
+        timing = InferenceTiming(model=self.host.model_name if self.host else "",
+                                 backend=self.host.backend if self.host else "",
+                                 device=self.host.device if self.host else "",
+                                 preprocess_ms=(t_pre - t_received) * 1e3, queue_ms=result.queue_wait_ms,
+                                 inference_ms=result.run_ms, postprocess_ms=(now - t_post0) * 1e3,
+                                 total_ms=(now - t_received) * 1e3)
+        self._last_timing = {k: round(float(getattr(timing, k)), 2) for k in
+                             ("preprocess_ms", "queue_ms", "inference_ms", "postprocess_ms", "total_ms")}
+        if outputs.timing.get_subscription_count() > 0:
+            outputs.timing.publish(timing)
+        cam.published += 1
+        cam.last_latency_ms = timing.total_ms
+
+    def _publish(self, outputs: _Outputs, adapter: DepthAnythingAdapter, header, image_hw, bgr, result) -> None:
+        """Build and publish every output of one frame (lazy ones only while subscribed)."""
+        out_hw = self._output_hw or tuple(image_hw)
+        depth = adapter.postprocess(result.outputs, out_size=out_hw)
+        img = Image(**array_to_image_fields(depth, "32FC1", data_as="array"))
+        img.header = header
+        outputs.depth.publish(img)
+
+        camera = self._camera_for(image_hw)
+        if camera is not None:
+            outputs.camera_info.publish(scaled_camera_info(camera, header, out_hw[1], out_hw[0]))
+
+        if outputs.colored.get_subscription_count() > 0:
+            info = adapter.info
+            bgr8 = colorize(depth, COLORMAPS[self.param("colormap")], invert=not info.near_is_large)
+            col = Image(**array_to_image_fields(bgr8, "bgr8", data_as="array"))
+            col.header = header
+            outputs.colored.publish(col)
+
+        if outputs.points is not None and camera is not None and outputs.points.get_subscription_count() > 0:
+            k = scale_camera_info(camera.K, camera.P, camera.width, camera.height, out_hw[1], out_hw[0]).K
+            z = depth
+            if not adapter.info.is_metric:
+                with np.errstate(divide="ignore", invalid="ignore"):
+                    z = np.reciprocal(depth)  # unitless pseudo-depth of relative inverse depth (points_relative)
+            rgb = None
+            if bgr is not None:
+                if bgr.shape[:2] != out_hw:
+                    bgr = cv2.resize(bgr, (out_hw[1], out_hw[0]), interpolation=cv2.INTER_AREA)
+                rgb = bgr[..., ::-1]
+            xyz, colours = depth_to_points(z, k, int(self.param("point_stride")), rgb)
+            outputs.points.publish(pointcloud_msg(header, xyz, colours))
+            self.counters["points_published"] += 1
+
+    def _camera_for(self, image_hw) -> Optional[CameraModel]:
+        """The latest valid CameraInfo if it describes an image of ``image_hw``; counts why not otherwise."""
+        camera = self.camera
+        if camera is None:
+            self.counters["missing_camera_info"] += 1
+            return None
+        if (camera.height, camera.width) != tuple(image_hw):
+            self.bad_inputs.report(
+                f"camera_info on {self.camera_info_topic}",
+                CameraInfoError(f"camera_info describes {camera.width}x{camera.height} (after ROI/binning) but the "
+                                f"image is {image_hw[1]}x{image_hw[0]}; camera_info and points skipped"))
+            return None
+        return camera
+
+    def diagnostic_values(self) -> dict:
+        values: dict = {}
+        if self.host is not None:
+            values.update(self.host.stats())
+        if self.cameras is not None:
+            values.update(self.cameras.stats())
+        if self.adapter is not None:
+            values.update({"output_mode": self.adapter.mode, "output_topic": self.output_topic,
+                           "unit": self.adapter.info.unit, "points_topic": self.points_topic or "off",
+                           "camera_info": "ok" if self.camera is not None else "none yet"})
+        values.update({f"timing.{k}": v for k, v in self._last_timing.items()})
+        return values
+
+
+def main(args=None) -> None:
+    """Run the depth node alone (``ros2 run axcl_ros depth``)."""
+    run_main(DepthNode, args)
