@@ -18,6 +18,7 @@ import glob
 import logging
 import os
 import threading
+import weakref
 from dataclasses import dataclass
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
@@ -80,7 +81,7 @@ class VNpuKind(enum.IntEnum):
         return {VNpuKind.DISABLE: 3, VNpuKind.ENABLE: 1}.get(self, 2)
 
     @classmethod
-    def parse(cls, value) -> "VNpuKind":
+    def parse(cls, value) -> VNpuKind:
         """Accept a member, its value or its name (case-insensitive, ``std`` = ENABLE)."""
         if isinstance(value, cls):
             return value
@@ -451,7 +452,7 @@ class AxclRuntime:
     runtime (teardown ignoring errors, ``axclInit`` again). Sessions of the previous generation become invalid.
     """
 
-    _instance: Optional["AxclRuntime"] = None
+    _instance: Optional[AxclRuntime] = None
     _instance_lock = threading.Lock()
     _atexit_registered = False
 
@@ -465,7 +466,7 @@ class AxclRuntime:
         self.generation = 0
         self._devices: Dict[int, _Device] = {}
         self._device_ids: List[int] = []
-        self._sessions: "Dict[int, object]" = {}
+        self._sessions: weakref.WeakValueDictionary[int, object] = weakref.WeakValueDictionary()
         self._suspect = False
         self._initialised = False
         self._closed = False
@@ -474,7 +475,7 @@ class AxclRuntime:
 
     # -- construction / singleton ---------------------------------------------------------------------------------
     @classmethod
-    def instance(cls) -> "AxclRuntime":
+    def instance(cls) -> AxclRuntime:
         """The shared runtime, created (library loaded, ``axclInit``) on first use."""
         with cls._instance_lock:
             if cls._instance is None or cls._instance._closed:
@@ -528,13 +529,14 @@ class AxclRuntime:
             try:
                 self.lib.check("axclrtCreateContext", ctypes.byref(ctx), device_id)
                 self.lib.check("axclrtSetCurrentContext", ctx)
+                self._tls.current = (self.generation, ctx.value)
+                vnpu, owned = self._engine_init(device_id)
             except AxclError:
+                self._tls.current = None
                 if ctx.value:
                     self._quiet("axclrtDestroyContext", ctx)
                 self._quiet("axclrtResetDevice", device_id)
                 raise
-            self._tls.current = (self.generation, ctx.value)
-            vnpu, owned = self._engine_init(device_id)
             dev = _Device(index, device_id, int(ctx.value), vnpu, owned)
             self._devices[index] = dev
             log.debug("AXCL device %d (id %d) ready, VNPU %s", index, device_id, vnpu.name)
@@ -571,7 +573,7 @@ class AxclRuntime:
 
     # -- sessions, health, recovery ---------------------------------------------------------------------------------
     def register(self, session) -> None:
-        """Track a live session (released at shutdown)."""
+        """Track a live session (weakly; released at shutdown)."""
         with self._lock:
             self._sessions[id(session)] = session
 
@@ -643,9 +645,9 @@ class AxclRuntime:
         with self._lock:
             device_id = self._check_index(index)
             out: Dict[str, object] = {"index": index, "device_id": device_id, "properties_available": False}
-            if index in self._devices:
+            if index in self._devices:  # never opens a card just to read its telemetry
                 self.ensure_thread_context(index)
-                out["name"] = self.lib.text("axclrtGetSocName")
+            out["name"] = self.lib.text("axclrtGetSocName")
             if not self.lib.has("axclrtGetDeviceProperties"):
                 return out
             p = DeviceProperties()
