@@ -35,20 +35,16 @@ def _progress(prefix: str):
     return report
 
 
-def prepare_whisper(cache: Path) -> Path:
+def prepare_whisper() -> Path:
     """Convert the packaged Whisper tiny.en (CTranslate2) to schema-B ONNX once; return the model folder."""
-    from .models.whisper.export_onnx import CONVERTER_VERSION, convert_ct2_to_onnx
+    from .models.whisper.export_onnx import cached_conversion
 
     src = assets.whisper_tiny_en_ct2()
-    dst = cache / f"whisper-tiny.en-onnx-v{CONVERTER_VERSION}"
-    if (dst / "decoder.onnx").is_file() and (dst / "encoder.onnx").is_file():
-        _say(f"whisper tiny.en ONNX already converted in {dst}")
-        return dst
-    _say(f"converting Whisper tiny.en {src} -> {dst} (one time, ~30 s)")
     t0 = time.monotonic()
-    convert_ct2_to_onnx(src, dst, progress=_progress("convert"))
-    _say(f"converted in {time.monotonic() - t0:.1f} s")
-    return dst
+    _say(f"Whisper tiny.en: {src} -> schema-B ONNX (converted once, then cached)")
+    out = cached_conversion(src, "tiny.en", progress=_progress("convert"))
+    _say(f"Whisper tiny.en ONNX ready in {time.monotonic() - t0:.1f} s: {out}")
+    return out
 
 
 def write_params(path: Path, out: Path, whisper_dir: Path, depth_model: str) -> list:
@@ -115,14 +111,13 @@ def run(args) -> int:
 
     out = Path(args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
-    cache = assets.cache_dir()
     _say(f"output folder: {out}")
     _say("detector: real YOLOv8n weights (nudenet 320n.onnx, 18 non-COCO classes incl. faces; AGPL test fixture)")
     depth_model = args.depth_model or os.environ.get("AXCL_ROS_DEPTH_MODEL", "")
     if not depth_model:
         _say("depth: no Depth Anything V2 weights on this machine (none ship in a PyPI/Debian package) - depth node "
              "not started; pass --depth-model depth_anything_v2_vits.onnx|.axmodel to include it")
-    whisper_dir = prepare_whisper(cache)
+    whisper_dir = prepare_whisper()
     params = out / "demo_params.yaml"
     nodes = write_params(params, out, whisper_dir, depth_model)
     samples = speech_samples()

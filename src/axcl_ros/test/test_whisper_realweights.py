@@ -5,9 +5,7 @@ WER normalisation: lowercase, "mr." → "mister" (the references spell it out), 
 removed (so "ill-disposed" → "ill disposed", as in the references), then word edit distance.
 """
 
-import os
 import re
-import shutil
 import time
 import wave
 
@@ -15,7 +13,7 @@ import numpy as np
 import pytest
 from axcl_ros.models.whisper.ct2 import read_ct2_model
 from axcl_ros.models.whisper.decoding import transcribe
-from axcl_ros.models.whisper.export_onnx import CONVERTER_VERSION, convert_ct2_to_onnx
+from axcl_ros.models.whisper.export_onnx import cached_conversion, convert_ct2_to_onnx
 from axcl_ros.models.whisper.mel import log_mel_spectrogram
 from axcl_ros.models.whisper.runner import SessionWhisperRunner
 from axcl_ros.models.whisper.tokenizer import WhisperTokenizer
@@ -37,19 +35,7 @@ def _asset(fn):
 
 
 def converted(src, name):
-    """Schema-B ONNX of ``src`` in the asset cache, keyed by model.bin size+mtime and the converter version."""
-    st = (src / "model.bin").stat()
-    dst = assets.cache_dir() / f"whisper-{name}-onnx-v{CONVERTER_VERSION}-{st.st_size}-{st.st_mtime_ns}"
-    if all((dst / f).is_file() for f in ("config.json", "encoder.onnx", "decoder.onnx", "tokenizer.json")):
-        return dst
-    tmp = dst.with_name(f"{dst.name}.tmp{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    convert_ct2_to_onnx(src, tmp)
-    try:
-        tmp.rename(dst)
-    except OSError:  # another process won the race
-        shutil.rmtree(tmp, ignore_errors=True)
-    return dst
+    return cached_conversion(src, name)
 
 
 def read_wav(path):

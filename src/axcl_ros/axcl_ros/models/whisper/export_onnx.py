@@ -330,3 +330,31 @@ def convert_ct2_to_onnx(src_dir: Union[str, Path], dst_dir: Union[str, Path], *,
     (dst / "config.json").write_text(json.dumps(_config_json(m, tokenizer), indent=1))
     say(f"done in {time.perf_counter() - t0:.1f} s")
     return dst
+
+
+def cached_conversion(src_dir: Union[str, Path], name: str, *, cache: Optional[Union[str, Path]] = None,
+                      progress: ProgressFn = None) -> Path:
+    """Schema-B ONNX of the CTranslate2 model in ``src_dir``, converted once into the cache and reused.
+
+    The cache folder (default :func:`axcl_ros.assets.cache_dir`) is keyed by ``name``, the converter version and
+    ``model.bin``'s size and mtime; a conversion is written to a temporary folder and renamed, so concurrent callers
+    never see half a model.
+    """
+    import os
+
+    from ...assets import cache_dir
+
+    src = Path(src_dir)
+    st = (src / "model.bin").stat()
+    root = Path(cache) if cache is not None else cache_dir()
+    dst = root / f"whisper-{name}-onnx-v{CONVERTER_VERSION}-{st.st_size}-{st.st_mtime_ns}"
+    if all((dst / f).is_file() for f in ("config.json", "encoder.onnx", "decoder.onnx", "tokenizer.json")):
+        return dst
+    tmp = dst.with_name(f"{dst.name}.tmp{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    convert_ct2_to_onnx(src, tmp, progress=progress)
+    try:
+        tmp.rename(dst)
+    except OSError:  # another process finished the same conversion first
+        shutil.rmtree(tmp, ignore_errors=True)
+    return dst
