@@ -436,3 +436,7 @@ class DepthNode(AxclLifecycleNode):
 def main(args=None) -> None:
     """Run the depth node alone (``ros2 run axcl_ros depth``)."""
     run_main(DepthNode, args)
+
+
+if __name__ == "__main__":
+    main()

@@ -270,3 +270,7 @@ def _now_header(node):
 def main(args=None) -> None:
     """Run the detector node alone (``ros2 run axcl_ros detector``)."""
     run_main(DetectorNode, args)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,332 @@
+"""``perception_host``: one process hosting any set of axcl_ros nodes on a ``MultiThreadedExecutor``.
+
+Python nodes cannot be loaded into C++ component containers, so this is how ``axcl_ros`` composes: every hosted
+node calls :func:`axcl_ros.runtime.executor.get_executor`, so nodes in one process share one inference executor
+(one device context) per card. One ROS parameter file configures everything::
+
+    perception_host:
+      ros__parameters:
+        nodes: ["detector", "depth", "speech", "device_monitor"]        # instance names ("name:type" allowed)
+        node_types: ["detector", "depth", "speech", "device_monitor"]   # optional, same length as nodes
+        namespace: ""                                                   # optional
+        autostart: true        # run a lifecycle manager in this process that brings the nodes up
+    detector:                  # per-node sections (also "/**", "/ns/detector", "/**/detector")
+      ros__parameters: {model_path: /opt/axcl_models/yolo11n.axmodel}
+    lifecycle_manager:         # the in-process manager's own settings (retries, backoff, ...)
+      ros__parameters: {configure_retries: 3}
+
+Run it with ``ros2 run axcl_ros perception_host --ros-args --params-file config/cpu.yaml`` (or
+``python -m axcl_ros.bringup.host ...``). Node types are the keys of
+:data:`~axcl_ros.bringup.node_registry.NODE_TYPES` or ``"package.module:ClassName"`` for your own node class (its
+constructor takes ``(node_name, **node_kwargs)``). A section keyed by the bare node name also reaches a node in a
+namespace (see :mod:`axcl_ros.bringup.params`); ``--ros-args -r ...`` remaps, ``-r __ns:=/robot`` and ``-p`` work as
+for any ROS process. Options before ``--ros-args`` (what the launch file passes):
+
+``--nodes NAME[:TYPE] ...`` replaces the ``nodes`` parameter; ``--select TYPE=BOOL ...`` leaves out nodes by type
+or name; ``--autostart BOOL``; ``--camera-topic``, ``--camera-info-topic``, ``--audio-topic``, ``--backend``
+override the matching node parameters (empty = keep the file's value); ``--host-name`` names the host node.
+
+On SIGINT/SIGTERM the hosted lifecycle nodes go down in reverse order (deactivate, cleanup, shutdown), the
+executor stops, the inference executors are shut down, and the process exits with code 0.
+
+The node classes stay importable, so you can also put them on your own executor::
+
+    import rclpy
+    from rclpy.executors import MultiThreadedExecutor
+    from rclpy.parameter import Parameter
+    from axcl_ros.nodes.detector import DetectorNode
+    from axcl_ros.bringup.lifecycle_manager import LifecycleManager
+
+    rclpy.init()
+    executor = MultiThreadedExecutor()
+    detector = DetectorNode("detector", parameter_overrides=[Parameter("model_path", value="yolo11n.onnx")])
+    manager = LifecycleManager(parameter_overrides=[Parameter("node_names", value=["detector"])])
+    for node in (detector, manager):
+        executor.add_node(node)
+    executor.spin()
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+import time
+from typing import Any, Dict, List, Optional, Sequence
+
+from .node_registry import (
+    BACKEND_CHOICES,
+    DEFAULT_NODES,
+    NODE_TYPES,
+    input_overrides,
+    load_node_class,
+    parse_bool,
+    parse_instances,
+    parse_select,
+    select_instances,
+)
+from .params import (
+    effective_name,
+    load_sections,
+    node_parameters,
+    params_files,
+    to_parameters,
+)
+
+HOST_NAME = "perception_host"
+MANAGER_NAME = "lifecycle_manager"
+
+
+class HostError(ValueError):
+    """The host cannot be set up as configured (the message says which node and why)."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Options of ``perception_host`` (given before ``--ros-args``)."""
+    p = argparse.ArgumentParser(prog="perception_host", description="Host axcl_ros nodes in one process.")
+    p.add_argument("--host-name", default=HOST_NAME, help="name of the host node (its parameter file section)")
+    p.add_argument("--nodes", nargs="+", default=None, metavar="NAME[:TYPE]",
+                   help="nodes to host (replaces the 'nodes' parameter; commas allowed)")
+    p.add_argument("--select", nargs="*", default=[], metavar="NAME=BOOL",
+                   help="leave out nodes by type or name, e.g. depth=false")
+    p.add_argument("--autostart", default=None, help="true/false: run an in-process lifecycle manager")
+    p.add_argument("--camera-topic", default="", help="camera image topic (detector image_topics, depth image_topic)")
+    p.add_argument("--camera-info-topic", default="", help="camera_info topic (depth)")
+    p.add_argument("--audio-topic", default="", help="audio topic (speech)")
+    p.add_argument("--backend", default="", help=f"inference backend: {', '.join(BACKEND_CHOICES)} (empty = file)")
+    return p
+
+
+def _dynamic(description: str):
+    from rcl_interfaces.msg import ParameterDescriptor
+
+    return ParameterDescriptor(dynamic_typing=True, description=description)
+
+
+class PerceptionHost:
+    """The host node, the hosted nodes and (with autostart) a :class:`LifecycleManager`, on one executor.
+
+    ``argv`` is the full command line (it is searched for ``--params-file`` and remaps); ``options`` come from
+    :func:`build_parser`. rclpy must be initialised (``context``: the context to use; None = the default).
+    """
+
+    def __init__(self, argv: Sequence[str], options: Optional[argparse.Namespace] = None, *,
+                 context=None) -> None:
+        from rclpy.executors import MultiThreadedExecutor
+        from rclpy.node import Node
+
+        self.argv = list(argv)
+        self.options = options or build_parser().parse_args([])
+        self.context = context
+        self.nodes: List[Any] = []
+        self.manager = None
+        self._shut_down = False
+        sections = load_sections(params_files(self.argv))
+        self._sections = sections
+
+        name, ns = effective_name(self.options.host_name, "", self.argv)
+        self.node = Node(self.options.host_name, context=context,
+                         parameter_overrides=to_parameters(node_parameters(sections, name, ns)))
+        self.log = self.node.get_logger()
+        n = self.node
+        n.declare_parameter("nodes", None, _dynamic("Node instances to host: names or 'name:type' strings."))
+        n.declare_parameter("node_types", None, _dynamic("Optional types, one per entry of nodes."))
+        n.declare_parameter("namespace", "")
+        n.declare_parameter("autostart", True)
+        n.declare_parameter("executor_threads", 0)
+        n.declare_parameter("manager_name", MANAGER_NAME)
+        try:
+            self.instances = self._instances()
+            self.autostart = (parse_bool(self.options.autostart, "--autostart") if self.options.autostart is not None
+                              else bool(n.get_parameter("autostart").value))
+            self.namespace = str(n.get_parameter("namespace").value or "")
+            threads = int(n.get_parameter("executor_threads").value)
+            if threads <= 0:  # each lifecycle transition may hold a thread while a model loads
+                threads = max(4, len(self.instances) + 3)
+            self.executor = MultiThreadedExecutor(num_threads=threads, context=context)
+            self.executor.add_node(self.node)
+            for inst in self.instances:
+                self._create(inst)
+            if self.autostart:
+                self._create_manager()
+        except Exception:
+            self.destroy()
+            raise
+
+    # -- set-up --------------------------------------------------------------------------------------------------------
+    def _instances(self) -> list:
+        if self.options.nodes:
+            instances = parse_instances(",".join(self.options.nodes))
+        else:
+            nodes = self.node.get_parameter("nodes").value
+            types = self.node.get_parameter("node_types").value
+            instances = parse_instances(nodes if nodes else list(DEFAULT_NODES), types if nodes and types else ())
+        return select_instances(instances, parse_select(self.options.select))
+
+    def _create(self, inst) -> None:
+        cls = load_node_class(inst.type_name)
+        name, ns = effective_name(inst.name, self.namespace, self.argv)
+        params = node_parameters(self._sections, name, ns)
+        params.update(input_overrides(inst.type_name if inst.type_name in NODE_TYPES else "",
+                                      camera_topic=self.options.camera_topic,
+                                      camera_info_topic=self.options.camera_info_topic,
+                                      audio_topic=self.options.audio_topic, backend=self.options.backend))
+        try:
+            node = cls(inst.name, namespace=self.namespace, parameter_overrides=to_parameters(params),
+                       context=self.context)
+        except Exception as exc:
+            raise HostError(f"could not create node {inst.name!r} of type {inst.type_name!r}: "
+                            f"{type(exc).__name__}: {exc}") from exc
+        self.nodes.append(node)
+        self.executor.add_node(node)
+        self.log.info(f"hosting {node.get_fully_qualified_name()} ({inst.type_name})")
+
+    def _create_manager(self) -> None:
+        from .lifecycle_manager import LifecycleManager
+
+        manager_name = str(self.node.get_parameter("manager_name").value or MANAGER_NAME)
+        name, ns = effective_name(manager_name, self.namespace, self.argv)
+        params: Dict[str, Any] = node_parameters(self._sections, name, ns)
+        managed = [n.get_fully_qualified_name() for n in self.nodes if hasattr(n, "trigger_configure")]
+        params.update(node_names=managed, autostart=True)
+        self.manager = LifecycleManager(manager_name, namespace=self.namespace, context=self.context,
+                                        parameter_overrides=to_parameters(params))
+        self.executor.add_node(self.manager)
+
+    # -- shutdown ----------------------------------------------------------------------------------------------------
+    def shutdown(self, timeout: float = 10.0) -> None:
+        """Stop the manager, bring the hosted lifecycle nodes down in reverse order, stop the executor, destroy the
+        nodes and shut down the inference executors. Idempotent."""
+        if self._shut_down:
+            return
+        self._shut_down = True
+        if self.manager is not None:
+            self.manager.stop(timeout)
+        for node in reversed(self.nodes):
+            bring_down_local(node, timeout)
+        executor = getattr(self, "executor", None)
+        if executor is not None:
+            executor.shutdown(timeout_sec=timeout)
+        self.destroy()
+        try:
+            from axcl_ros.runtime.executor import shutdown_all
+        except ImportError:
+            return
+        shutdown_all(timeout)
+
+    def destroy(self) -> None:
+        """Destroy every node this host created (no transitions)."""
+        for node in ([self.manager] if self.manager is not None else []) + list(reversed(self.nodes)) + [self.node]:
+            try:
+                node.destroy_node()
+            except Exception:  # noqa: BLE001 - best effort on the way out
+                pass
+        self.manager = None
+        self.nodes = []
+
+
+def _state(node) -> str:
+    machine = getattr(node, "_state_machine", None)
+    return machine.current_state[1] if machine is not None else ""
+
+
+def bring_down_local(node, timeout: float = 10.0) -> str:
+    """Take an in-process lifecycle node to ``finalized`` (deactivate, cleanup, shutdown); return the final state.
+
+    Nodes without a lifecycle are left alone; a transition in progress is waited for up to ``timeout`` seconds.
+    """
+    if not hasattr(node, "trigger_configure"):
+        return ""
+    deadline = time.monotonic() + timeout
+    steps = {"active": "trigger_deactivate", "inactive": "trigger_cleanup", "unconfigured": "trigger_shutdown"}
+    state = _state(node)
+    while state != "finalized" and time.monotonic() < deadline:
+        step = steps.get(state)
+        if step is None:  # configuring, activating, ...: another thread is in a transition
+            time.sleep(0.05)
+        else:
+            try:
+                getattr(node, step)()
+            except Exception as exc:  # noqa: BLE001 - keep going down with the other nodes
+                node.get_logger().error(f"{step[8:]} on exit failed: {exc}")
+                return state
+        state = _state(node)
+    return state
+
+
+def stop_on_signals(stop: Optional[threading.Event] = None) -> threading.Event:
+    """Install SIGINT/SIGTERM handlers that set (and return) ``stop``; main thread only, else a no-op.
+
+    The handlers stay installed: a second signal while shutting down is harmless (no KeyboardInterrupt traceback).
+    """
+    stop = stop or threading.Event()
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, lambda *_: stop.set())
+    return stop
+
+
+def run_until_signal(executor, stop: Optional[threading.Event] = None) -> Optional[BaseException]:
+    """Spin ``executor`` in a background thread until SIGINT/SIGTERM arrives or ``stop`` is set; return the exception
+    that ended spinning early (a callback raised), else None.
+
+    Call from the main thread with rclpy initialised with ``SignalHandlerOptions.NO``, so the context is still
+    alive when the caller brings its nodes down afterwards.
+    """
+    from rclpy.executors import ExternalShutdownException
+
+    stop = stop_on_signals(stop)
+    errors: List[BaseException] = []
+
+    def spin() -> None:
+        try:
+            executor.spin()
+        except ExternalShutdownException:
+            pass
+        except Exception as exc:  # noqa: BLE001 - reported by the caller
+            errors.append(exc)
+        finally:
+            stop.set()
+
+    thread = threading.Thread(target=spin, name="perception-host-spin", daemon=True)
+    thread.start()
+    while not stop.wait(0.2):
+        pass
+    return errors[0] if errors else None
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """``perception_host`` executable; returns the exit code (0 after a clean SIGINT)."""
+    import rclpy
+    from rclpy.signals import SignalHandlerOptions
+    from rclpy.utilities import remove_ros_args
+
+    argv = list(sys.argv if argv is None else argv)
+    options = build_parser().parse_args(remove_ros_args(argv)[1:])
+    stop = stop_on_signals()
+    rclpy.init(args=argv, signal_handler_options=SignalHandlerOptions.NO)
+    try:
+        host = PerceptionHost(argv, options)
+    except Exception as exc:  # noqa: BLE001 - a configuration error is reported in one line, not a traceback
+        kind = "" if isinstance(exc, ValueError) else f"{type(exc).__name__}: "  # ours are all ValueErrors
+        print(f"perception_host: error: {kind}{exc}", file=sys.stderr)
+        rclpy.shutdown()
+        return 2
+    names = ", ".join(n.get_fully_qualified_name() for n in host.nodes) or "no nodes"
+    host.log.info(f"hosting {names}; autostart={host.autostart}")
+    error = None
+    try:
+        error = run_until_signal(host.executor, stop)
+        if error is not None:
+            host.log.error(f"executor stopped: a callback raised {type(error).__name__}: {error}")
+        host.log.info("shutting down")
+    finally:
+        host.shutdown()
+        if rclpy.ok():
+            rclpy.shutdown()
+    return 1 if error is not None else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,196 @@
+"""Node types the one-process host can create, by short name or ``"module:Class"``, and the parameter names that
+the shipped configuration files and the launch file use for them (kept here, in one place, and tested).
+
+No rclpy import at module level: listing types and parsing names works without a ROS install.
+"""
+
+from __future__ import annotations
+
+import importlib
+import re
+from typing import Any, Dict, NamedTuple, Sequence, Tuple
+
+#: Short type name → ``"module:Class"`` of the axcl_ros lifecycle nodes.
+NODE_TYPES: Dict[str, str] = {
+    "detector": "axcl_ros.nodes.detector:DetectorNode",
+    "depth": "axcl_ros.nodes.depth:DepthNode",
+    "speech": "axcl_ros.nodes.speech:SpeechNode",
+    "device_monitor": "axcl_ros.nodes.device_monitor:DeviceMonitorNode",
+    "wav_publisher": "axcl_ros.nodes.wav_publisher:WavPublisherNode",
+    "audio_capture": "axcl_ros.nodes.audio_capture:AudioCaptureNode",
+}
+
+#: The node types the launch file offers (booleans ``detector:=true`` ...) and the host runs by default.
+DEFAULT_NODES: Tuple[str, ...] = ("detector", "depth", "speech", "device_monitor")
+
+#: Parameter names the shipped ``config/*.yaml`` files may set, per node type (the nodes declare them).
+CONFIG_KEYS: Dict[str, Tuple[str, ...]] = {
+    "detector": ("model_path", "backend", "device", "labels", "confidence_threshold", "iou_threshold",
+                 "agnostic_nms", "class_filter", "max_detections", "input_size", "image_topics", "input_transport",
+                 "input_qos", "publish_annotated", "diagnostics_period"),
+    "depth": ("model_path", "backend", "device", "image_topic", "camera_info_topic", "input_transport", "input_qos",
+              "output_mode", "scale", "shift", "max_depth", "input_size", "output_width", "output_height",
+              "colormap", "point_stride", "publish_rgb_points", "relative_points", "diagnostics_period"),
+    "speech": ("model_dir", "encoder_path", "decoder_path", "tokenizer_path", "config_path", "backend", "device",
+               "language", "task", "timestamps", "vad_model_path", "vad_threshold", "min_speech_ms", "min_silence_ms",
+               "max_segment_s", "audio_topic", "input_qos", "diagnostics_period"),
+    "device_monitor": ("backend", "device_indices", "period_s", "temperature_warn_c", "temperature_error_c",
+                       "memory_warn_percent", "cmm_warn_percent", "diagnostics_period"),
+    "perception_host": ("nodes", "node_types", "namespace", "autostart", "executor_threads", "manager_name"),
+    "lifecycle_manager": ("node_names", "autostart", "configure_retries", "retry_backoff_s", "service_timeout_s",
+                          "transition_timeout_s", "diagnostics_period_s", "continue_on_failure"),
+}
+
+#: Launch/host input options → the parameter each node type takes them as. ``list`` wraps the value in a list.
+INPUT_PARAMETERS: Dict[str, Dict[str, Tuple[str, bool]]] = {
+    "detector": {"camera_topic": ("image_topics", True), "backend": ("backend", False)},
+    "depth": {"camera_topic": ("image_topic", False), "camera_info_topic": ("camera_info_topic", False),
+              "backend": ("backend", False)},
+    "speech": {"audio_topic": ("audio_topic", False), "backend": ("backend", False)},
+}
+
+BACKEND_CHOICES: Tuple[str, ...] = ("auto", "axcl", "onnxruntime")
+
+_NODE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+class NodeTypeError(ValueError):
+    """A node type name that is unknown, or whose module/class cannot be loaded."""
+
+
+class NodeInstance(NamedTuple):
+    """One node the host creates: its ROS node name and its type (short name or ``module:Class``)."""
+
+    name: str
+    type_name: str
+
+
+def resolve_type(type_name: str) -> str:
+    """``"detector"`` → ``"axcl_ros.nodes.detector:DetectorNode"``; a ``"module:Class"`` string is returned as is."""
+    if not isinstance(type_name, str) or not type_name.strip():
+        raise NodeTypeError(f"node type must be a non-empty string, got {type_name!r}")
+    type_name = type_name.strip()
+    if type_name in NODE_TYPES:
+        return NODE_TYPES[type_name]
+    if ":" in type_name:
+        module, _, cls = type_name.partition(":")
+        if module and cls and ":" not in cls:
+            return type_name
+    raise NodeTypeError(f"unknown node type {type_name!r}; known types: {', '.join(sorted(NODE_TYPES))}, "
+                        "or 'package.module:ClassName' for your own node class")
+
+
+def load_node_class(type_name: str) -> Any:
+    """Import and return the node class for ``type_name`` (a key of :data:`NODE_TYPES` or ``"module:Class"``).
+
+    Raises :class:`NodeTypeError` naming the type, module and cause when it is unknown or cannot be imported.
+    """
+    target = resolve_type(type_name)
+    module_name, _, class_name = target.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise NodeTypeError(f"node type {type_name!r}: cannot import module {module_name!r} ({exc})") from exc
+    try:
+        cls = getattr(module, class_name)
+    except AttributeError:
+        raise NodeTypeError(f"node type {type_name!r}: module {module_name!r} has no class {class_name!r}") from None
+    if not isinstance(cls, type):
+        raise NodeTypeError(f"node type {type_name!r}: {target} is a {type(cls).__name__}, not a class")
+    return cls
+
+
+def check_node_name(name: str) -> str:
+    """Return ``name`` when it is a valid ROS node name (letters, digits, underscores; no leading digit)."""
+    if not isinstance(name, str) or not _NODE_NAME.match(name):
+        raise NodeTypeError(f"invalid node name {name!r}: use letters, digits and underscores, not starting with "
+                            "a digit")
+    return name
+
+
+def split_list(value: Any) -> list:
+    """A list parameter given as a list, a comma/space-separated string or a YAML-ish ``"[a, b]"`` string → list."""
+    if value is None:
+        return []
+    if isinstance(value, str):
+        text = value.strip()
+        if text.startswith("[") and text.endswith("]"):
+            text = text[1:-1]
+        return [p.strip().strip("'\"") for p in re.split(r"[,\s]+", text) if p.strip().strip("'\"")]
+    if isinstance(value, (list, tuple)):
+        return [str(v).strip() for v in value if str(v).strip()]
+    raise NodeTypeError(f"expected a list of names, got {type(value).__name__} {value!r}")
+
+
+def parse_instances(nodes: Any, node_types: Any = ()) -> list:
+    """Node instances from the host's ``nodes`` / ``node_types`` parameters.
+
+    ``nodes`` entries are instance names, or ``"name:type"`` strings (type may itself be ``module:Class``);
+    ``node_types``, when given, has one type per entry of ``nodes``. Without a type, the name is the type.
+    """
+    names = split_list(nodes)
+    types = split_list(node_types)
+    if types and len(types) != len(names):
+        raise NodeTypeError(f"node_types has {len(types)} entries but nodes has {len(names)}: {types} vs {names}")
+    out = []
+    for i, entry in enumerate(names):
+        if types:
+            name, type_name = entry, types[i]
+        elif ":" in entry:
+            name, _, type_name = entry.partition(":")
+        else:
+            name, type_name = entry, entry
+        check_node_name(name)
+        resolve_type(type_name)
+        out.append(NodeInstance(name, type_name))
+    seen = set()
+    for inst in out:
+        if inst.name in seen:
+            raise NodeTypeError(f"node name {inst.name!r} appears twice in nodes {names}")
+        seen.add(inst.name)
+    return out
+
+
+def parse_bool(value: Any, what: str = "value") -> bool:
+    """``true/false/1/0/yes/no/on/off`` (any case) or a bool → bool; anything else raises ``ValueError``."""
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("true", "1", "yes", "on"):
+        return True
+    if text in ("false", "0", "no", "off"):
+        return False
+    raise ValueError(f"{what}: expected true or false, got {value!r}")
+
+
+def parse_select(items: Any) -> Dict[str, bool]:
+    """``["detector=true", "depth=false"]`` (or one comma-separated string) → ``{"detector": True, ...}``."""
+    out: Dict[str, bool] = {}
+    for item in split_list(items):
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--select expects NAME=true|false, got {item!r}")
+        out[key.strip()] = parse_bool(value, f"--select {key}")
+    return out
+
+
+def select_instances(instances: Sequence[NodeInstance], select: Dict[str, bool]) -> list:
+    """Drop instances whose name or type is switched off in ``select`` (entries not mentioned are kept)."""
+    return [i for i in instances if select.get(i.name, True) and select.get(i.type_name, True)]
+
+
+def input_overrides(type_name: str, **inputs: str) -> Dict[str, Any]:
+    """Parameter overrides for a node of ``type_name`` from launch inputs (``camera_topic``, ``camera_info_topic``,
+    ``audio_topic``, ``backend``); empty values mean "keep the parameter file's value"."""
+    unknown = set(inputs) - {"camera_topic", "camera_info_topic", "audio_topic", "backend"}
+    if unknown:
+        raise ValueError(f"unknown input option(s) {sorted(unknown)}")
+    backend = inputs.get("backend") or ""
+    if backend and backend not in BACKEND_CHOICES:
+        raise ValueError(f"backend={backend!r} is not one of {list(BACKEND_CHOICES)}")
+    out: Dict[str, Any] = {}
+    for option, (param, as_list) in INPUT_PARAMETERS.get(type_name, {}).items():
+        value = inputs.get(option) or ""
+        if value:
+            out[param] = [value] if as_list else value
+    return out

@@ -1,0 +1,106 @@
+"""axcl_ros perception: detector, depth, speech and device monitor, composed in one process or one process each.
+
+    ros2 launch axcl_ros perception.launch.py
+    ros2 launch axcl_ros perception.launch.py params_file:=/path/pi5_axcl.yaml camera_topic:=/oak/rgb/image_raw
+    ros2 launch axcl_ros perception.launch.py use_composition:=false speech:=false
+
+Valid for Humble, Jazzy and Kilted: it imports only launch, launch_ros and ament_index_python. All logic (which
+nodes, topic and backend overrides, bring-up order and retries) lives in the tested ``perception_host`` and
+``lifecycle_manager`` executables; this file only passes the arguments on.
+
+use_composition:=true starts one ``perception_host`` process hosting every selected node on one executor (sharing
+one device per card) with its in-process lifecycle manager. use_composition:=false starts one ``perception_host``
+process per node (named ``<node>_host``) and one ``lifecycle_manager`` that brings them up through their lifecycle
+services (Nav2's composition switch).
+
+Arguments:
+
+``params_file`` (default: share/axcl_ros/config/cpu.yaml): the one ROS parameter file for every node.
+``use_composition`` (default: true): one process for all nodes (true) or one process per node (false).
+``autostart`` (default: true): configure and activate the nodes at start (lifecycle manager).
+``namespace`` (default: empty): namespace of every node.
+``detector`` (default: true): run the object detector.
+``depth`` (default: true): run the depth estimator.
+``speech`` (default: true): run speech recognition.
+``device_monitor`` (default: true): run the card/CPU monitor.
+``camera_topic`` (default: empty = params file): camera image topic (detector and depth input).
+``camera_info_topic`` (default: empty = params file): camera_info topic (depth point cloud).
+``audio_topic`` (default: empty = params file): audio topic (speech input, axcl_msgs/AudioChunk).
+``backend`` (default: empty = params file): inference backend, auto, axcl or onnxruntime.
+``log_level`` (default: info): ROS log level of every process.
+``use_rviz`` (default: false): start rviz2 with the perception view.
+``rviz_config`` (default: share/axcl_ros/rviz/perception.rviz): rviz2 configuration.
+"""
+
+import os
+
+from ament_index_python.packages import get_package_share_directory
+from launch import LaunchDescription
+from launch.actions import DeclareLaunchArgument, GroupAction
+from launch.conditions import IfCondition, UnlessCondition
+from launch.substitutions import LaunchConfiguration
+from launch_ros.actions import Node
+
+NODES = ["detector", "depth", "speech", "device_monitor"]
+
+
+def generate_launch_description():
+    share = get_package_share_directory("axcl_ros")
+    cfg = {name: LaunchConfiguration(name) for name in (
+        "params_file", "use_composition", "autostart", "namespace", "camera_topic", "camera_info_topic",
+        "audio_topic", "backend", "log_level", "use_rviz", "rviz_config", *NODES)}
+
+    arguments = [
+        DeclareLaunchArgument("params_file", default_value=os.path.join(share, "config", "cpu.yaml"),
+                              description="The one ROS parameter file for every node"),
+        DeclareLaunchArgument("use_composition", default_value="true",
+                              description="One perception_host process for all nodes (true) or one per node"),
+        DeclareLaunchArgument("autostart", default_value="true",
+                              description="Configure and activate the nodes at start"),
+        DeclareLaunchArgument("namespace", default_value="", description="Namespace of every node"),
+        DeclareLaunchArgument("detector", default_value="true", description="Run the object detector"),
+        DeclareLaunchArgument("depth", default_value="true", description="Run the depth estimator"),
+        DeclareLaunchArgument("speech", default_value="true", description="Run speech recognition"),
+        DeclareLaunchArgument("device_monitor", default_value="true", description="Run the device monitor"),
+        DeclareLaunchArgument("camera_topic", default_value="",
+                              description="Camera image topic; empty = from params_file"),
+        DeclareLaunchArgument("camera_info_topic", default_value="",
+                              description="camera_info topic; empty = from params_file"),
+        DeclareLaunchArgument("audio_topic", default_value="", description="Audio topic; empty = from params_file"),
+        DeclareLaunchArgument("backend", default_value="", choices=["", "auto", "axcl", "onnxruntime"],
+                              description="Inference backend; empty = from params_file"),
+        DeclareLaunchArgument("log_level", default_value="info", description="ROS log level"),
+        DeclareLaunchArgument("use_rviz", default_value="false", description="Start rviz2"),
+        DeclareLaunchArgument("rviz_config", default_value=os.path.join(share, "rviz", "perception.rviz"),
+                              description="rviz2 configuration file"),
+    ]
+
+    select = ["--select"] + [[name, "=", cfg[name]] for name in NODES]
+    inputs = [
+        ["--camera-topic=", cfg["camera_topic"]],
+        ["--camera-info-topic=", cfg["camera_info_topic"]],
+        ["--audio-topic=", cfg["audio_topic"]],
+        ["--backend=", cfg["backend"]],
+    ]
+    ros_args = ["--ros-args", "--log-level", cfg["log_level"]]
+
+    composed = Node(
+        package="axcl_ros", executable="perception_host", namespace=cfg["namespace"], output="screen",
+        parameters=[cfg["params_file"]], condition=IfCondition(cfg["use_composition"]),
+        arguments=select + [["--autostart=", cfg["autostart"]]] + inputs + ros_args)
+
+    separate = GroupAction(condition=UnlessCondition(cfg["use_composition"]), actions=[
+        *[Node(package="axcl_ros", executable="perception_host", namespace=cfg["namespace"], output="screen",
+               parameters=[cfg["params_file"]], condition=IfCondition(cfg[name]),
+               arguments=["--host-name", name + "_host", "--nodes", name, "--autostart=false"] + inputs + ros_args)
+          for name in NODES],
+        Node(package="axcl_ros", executable="lifecycle_manager", name="lifecycle_manager",
+             namespace=cfg["namespace"], output="screen",
+             parameters=[cfg["params_file"], {"node_names": NODES, "autostart": cfg["autostart"]}],
+             arguments=select + ros_args),
+    ])
+
+    rviz = Node(package="rviz2", executable="rviz2", output="screen", condition=IfCondition(cfg["use_rviz"]),
+                arguments=["-d", cfg["rviz_config"]])
+
+    return LaunchDescription(arguments + [composed, separate, rviz])

@@ -1,0 +1,175 @@
+"""LifecycleManager with real DDS, in the same process as the nodes it manages (one executor): bring-up order,
+configure retries with backoff, ManageNodes commands, /diagnostics, is_active, failures, interrupting a retry."""
+
+import time
+
+import pytest
+
+rclpy = pytest.importorskip("rclpy", reason="ROS tests need the workspace: run through `make test`")
+pytest.importorskip("axcl_msgs.srv", reason="axcl_msgs not built: run through `make test`")
+
+from axcl_ros.bringup.lifecycle_manager import LifecycleManager  # noqa: E402
+from axcl_ros.bringup.node_registry import CONFIG_KEYS  # noqa: E402
+from axcl_ros.bringup.params import to_parameters  # noqa: E402
+from axcl_ros.testing.dummy_nodes import LATCHED, DummyLifecycleNode  # noqa: E402
+from axcl_ros.testing.lifecycle_client import LifecycleClient  # noqa: E402
+from axcl_ros.testing.ros_graph import RosGraph  # noqa: E402
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus  # noqa: E402
+from rclpy.parameter import Parameter  # noqa: E402
+from std_msgs.msg import Bool  # noqa: E402
+
+from axcl_msgs.srv import ManageNodes  # noqa: E402
+
+pytestmark = pytest.mark.ros
+R = ManageNodes.Request
+
+
+class Observer:
+    """Latest is_active and /diagnostics statuses by name, plus a manage_nodes client and lifecycle client."""
+
+    def __init__(self, graph, manager_fqn):
+        self.graph = graph
+        self.node = graph.node("observer")
+        self.active = None
+        self.status = {}
+        self.node.create_subscription(Bool, f"{manager_fqn}/is_active", self._on_active, LATCHED)
+        self.node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diag, 10)
+        self.manage_client = self.node.create_client(ManageNodes, f"{manager_fqn}/manage_nodes")
+        self.lifecycle = LifecycleClient(graph, self.node)
+
+    def _on_active(self, msg):
+        self.active = msg.data
+
+    def _on_diag(self, msg):
+        for s in msg.status:
+            self.status[s.name] = s
+
+    def manage(self, command, timeout=30.0):
+        response = self.graph.call(self.manage_client, R(command=command), timeout)
+        return response.success, response.message
+
+    def states(self, names):
+        return [self.lifecycle.state(n) for n in names]
+
+    def wait_level(self, name, level, timeout=10.0):
+        self.graph.wait_for(lambda: name in self.status and self.status[name].level == level, timeout,
+                            f"{name} diagnostics level {level!r}")
+        return self.status[name]
+
+
+@pytest.fixture()
+def graph():
+    DummyLifecycleNode.journal.clear()
+    with RosGraph(threads=6) as g:
+        yield g
+
+
+def _dummy(graph, name, **params):
+    return graph.add(DummyLifecycleNode(name, context=graph.context,
+                                        parameter_overrides=[Parameter(k, value=v) for k, v in params.items()]))
+
+
+def _manager(graph, names, **params):
+    settings = dict(node_names=names, retry_backoff_s=0.2, service_timeout_s=3.0, transition_timeout_s=10.0,
+                    diagnostics_period_s=0.2)
+    settings.update(params)
+    return graph.add(LifecycleManager("mgr", context=graph.context, parameter_overrides=to_parameters(settings)))
+
+
+def test_autostart_in_order_with_configure_retries_and_backoff(graph):
+    a, b, c = _dummy(graph, "a"), _dummy(graph, "b", fail_configure_times=2), _dummy(graph, "c")
+    obs = Observer(graph, "/mgr")
+    manager = _manager(graph, ["a", "b", "/c"])
+    assert manager.node_names == ["/a", "/b", "/c"]
+    graph.wait_for(lambda: obs.active is True, 15, "is_active true")
+    assert obs.states(["/a", "/b", "/c"]) == ["active"] * 3
+
+    assert len(b.attempt_times) == 3 and len(a.attempt_times) == len(c.attempt_times) == 1
+    gap1, gap2 = b.attempt_times[1] - b.attempt_times[0], b.attempt_times[2] - b.attempt_times[1]
+    assert 0.18 <= gap1 < 5 and 0.38 <= gap2 < 5, (gap1, gap2)  # backoff 0.2 s, then doubled
+    ups = [(n, w) for n, w in DummyLifecycleNode.journal if w in ("configure", "activate")]
+    assert ups == [("/a", "configure"), ("/a", "activate"), ("/b", "configure"), ("/b", "activate"),
+                   ("/c", "configure"), ("/c", "activate")]
+
+    summary = obs.wait_level("/mgr", DiagnosticStatus.OK)
+    assert summary.message == "all nodes active"
+    assert {kv.key: kv.value for kv in summary.values}["/b"] == "active"
+    per_b = {kv.key: kv.value for kv in obs.status["/mgr: /b"].values}
+    assert per_b == {"state": "active", "configure_attempts": "3"}
+    assert obs.status["/mgr: /a"].level == DiagnosticStatus.OK
+
+
+def test_manage_nodes_commands(graph):
+    _dummy(graph, "a"), _dummy(graph, "b")
+    obs = Observer(graph, "/mgr")
+    _manager(graph, ["a", "b"])
+    graph.wait_for(lambda: obs.active is True, 15, "is_active true")
+    nodes = ["/a", "/b"]
+
+    DummyLifecycleNode.journal.clear()
+    assert obs.manage(R.PAUSE) == (True, "2 node(s) inactive")
+    assert obs.states(nodes) == ["inactive"] * 2
+    graph.wait_for(lambda: obs.active is False, 5, "is_active false after PAUSE")
+    assert obs.wait_level("/mgr", DiagnosticStatus.WARN).message == "paused"
+    assert DummyLifecycleNode.journal == [("/b", "deactivate"), ("/a", "deactivate")]  # reverse order
+
+    assert obs.manage(R.RESUME)[0] and obs.states(nodes) == ["active"] * 2
+    graph.wait_for(lambda: obs.active is True, 5, "is_active true after RESUME")
+    assert obs.manage(R.RESET)[0] and obs.states(nodes) == ["unconfigured"] * 2
+    ok, message = obs.manage(R.RESUME)
+    assert not ok and "/a is unconfigured, not inactive (use STARTUP)" in message
+    assert obs.manage(R.STARTUP)[0] and obs.states(nodes) == ["active"] * 2
+
+    DummyLifecycleNode.journal.clear()
+    assert obs.manage(R.SHUTDOWN) == (True, "2 node(s) finalized")
+    assert obs.states(nodes) == ["finalized"] * 2
+    assert DummyLifecycleNode.journal == [("/b", "deactivate"), ("/b", "cleanup"), ("/b", "shutdown"),
+                                          ("/a", "deactivate"), ("/a", "cleanup"), ("/a", "shutdown")]
+    ok, message = obs.manage(R.STARTUP)
+    assert not ok and "cannot start a node in state finalized" in message
+    assert obs.wait_level("/mgr", DiagnosticStatus.ERROR).message.startswith("failed: /a")
+    ok, message = obs.manage(42)
+    assert not ok and "unknown command 42" in message
+
+
+@pytest.mark.parametrize("continue_on_failure", [False, True])
+def test_node_failing_for_good_is_an_error(graph, continue_on_failure):
+    a = _dummy(graph, "a", fail_configure_times=100)
+    _dummy(graph, "b")
+    obs = Observer(graph, "/mgr")
+    _manager(graph, ["a", "b"], configure_retries=1, retry_backoff_s=0.05, continue_on_failure=continue_on_failure)
+    summary = obs.wait_level("/mgr", DiagnosticStatus.ERROR, timeout=15)
+    assert summary.message == "failed: /a"
+    assert "configure failed 2 time(s)" in obs.status["/mgr: /a"].message
+    assert len(a.attempt_times) == 2
+    expected_b = "active" if continue_on_failure else "unconfigured"
+    graph.wait_for(lambda: obs.lifecycle.state("/b") == expected_b, 5, f"/b {expected_b}")
+    assert obs.lifecycle.state("/a") == "unconfigured"
+    assert obs.active is False
+
+
+def test_missing_node_times_out_with_a_clear_message(graph):
+    manager = _manager(graph, ["ghost"], autostart=False, service_timeout_s=0.3)
+    t0 = time.monotonic()
+    ok, message = manager.manage(R.STARTUP, timeout=10)
+    assert not ok and "service /ghost/get_state not available after 0.3 s" in message
+    assert time.monotonic() - t0 < 3
+    assert manager.states() == {"/ghost": "unavailable"}
+
+
+def test_shutdown_interrupts_a_startup_waiting_to_retry(graph):
+    a = _dummy(graph, "a", fail_configure_times=100)
+    obs = Observer(graph, "/mgr")
+    _manager(graph, ["a"], configure_retries=5, retry_backoff_s=20.0)
+    graph.wait_for(lambda: len(a.attempt_times) == 1, 10, "first configure attempt")
+    t0 = time.monotonic()
+    assert obs.manage(R.SHUTDOWN) == (True, "1 node(s) finalized")
+    assert time.monotonic() - t0 < 5
+    assert obs.lifecycle.state("/a") == "finalized" and len(a.attempt_times) == 1
+
+
+def test_manager_parameters_match_the_config_keys(graph):
+    manager = _manager(graph, ["a"], autostart=False)
+    declared = set(manager._parameters) - set(graph.node("plain")._parameters)  # minus use_sim_time & co
+    assert declared == set(CONFIG_KEYS["lifecycle_manager"])
+    assert manager.node_names == ["/a"]

@@ -1,0 +1,269 @@
+"""Bring-up without DDS: node type registry, instance parsing, launch-input mapping, parameter-file handling, and the
+shipped config files (keys known to the registry and declared by the node classes that exist)."""
+
+import importlib
+from pathlib import Path
+
+import pytest
+import yaml
+from axcl_ros.bringup import params as P
+from axcl_ros.bringup.node_registry import (
+    CONFIG_KEYS,
+    DEFAULT_NODES,
+    NODE_TYPES,
+    NodeInstance,
+    NodeTypeError,
+    input_overrides,
+    load_node_class,
+    parse_bool,
+    parse_instances,
+    parse_select,
+    select_instances,
+    split_list,
+)
+
+PKG = Path(__file__).resolve().parents[1]
+CONFIGS = sorted((PKG / "config").glob("*.yaml"))
+DUMMY = "axcl_ros.testing.dummy_nodes:DummyLifecycleNode"
+
+
+# -- registry --------------------------------------------------------------------------------------------------------
+def test_registry_names_the_six_node_classes():
+    assert set(NODE_TYPES) == {"detector", "depth", "speech", "device_monitor", "wav_publisher", "audio_capture"}
+    for short, target in NODE_TYPES.items():
+        module, cls = target.split(":")
+        assert module == f"axcl_ros.nodes.{short}" and cls.endswith("Node")
+    assert set(DEFAULT_NODES) <= set(NODE_TYPES)
+
+
+def test_load_node_class_module_colon_class():
+    pytest.importorskip("rclpy")
+    cls = load_node_class(DUMMY)
+    assert cls.__name__ == "DummyLifecycleNode" and cls.__module__ == "axcl_ros.testing.dummy_nodes"
+
+
+def test_load_node_class_by_short_name_when_the_module_exists():
+    pytest.importorskip("rclpy")
+    try:
+        importlib.import_module("axcl_ros.nodes.detector")
+    except ImportError as exc:
+        pytest.skip(f"detector node not importable here: {exc}")
+    assert load_node_class("detector").__name__ == "DetectorNode"
+
+
+@pytest.mark.parametrize("name, words", [
+    ("lidar", ["unknown node type 'lidar'", "detector", "module:ClassName"]),
+    ("no_such_module_xyz:Thing", ["cannot import module 'no_such_module_xyz'"]),
+    ("axcl_ros.bringup.node_registry:Nope", ["has no class 'Nope'"]),
+    ("axcl_ros.bringup.node_registry:NODE_TYPES", ["not a class"]),
+    ("", ["non-empty"]),
+])
+def test_load_node_class_errors_name_the_problem(name, words):
+    with pytest.raises(NodeTypeError) as err:
+        load_node_class(name)
+    for w in words:
+        assert w in str(err.value)
+    assert isinstance(err.value, ValueError)
+
+
+# -- instances, select, inputs ---------------------------------------------------------------------------------------
+def test_parse_instances_forms():
+    assert parse_instances(["detector", "depth"]) == [NodeInstance("detector", "detector"),
+                                                       NodeInstance("depth", "depth")]
+    assert parse_instances("detector, depth") == parse_instances(["detector", "depth"])
+    assert parse_instances("[detector, depth]") == parse_instances(["detector", "depth"])
+    assert parse_instances(["front", "rear"], ["detector", DUMMY]) == [NodeInstance("front", "detector"),
+                                                                      NodeInstance("rear", DUMMY)]
+    assert parse_instances([f"cam1:{DUMMY}", "cam0:detector"]) == [NodeInstance("cam1", DUMMY),
+                                                                   NodeInstance("cam0", "detector")]
+
+
+@pytest.mark.parametrize("nodes, types, words", [
+    (["a", "b"], ["detector"], ["node_types has 1 entries but nodes has 2"]),
+    (["detector", "detector"], (), ["appears twice"]),
+    (["1cam"], ["detector"], ["invalid node name '1cam'"]),
+    (["cam-0"], ["detector"], ["invalid node name 'cam-0'"]),
+    (["cam"], ["lidar"], ["unknown node type 'lidar'"]),
+])
+def test_parse_instances_errors(nodes, types, words):
+    with pytest.raises(NodeTypeError) as err:
+        parse_instances(nodes, types)
+    for w in words:
+        assert w in str(err.value)
+
+
+def test_split_list_rejects_non_lists():
+    with pytest.raises(NodeTypeError, match="expected a list of names"):
+        split_list(3)
+
+
+def test_select_by_type_or_name():
+    inst = parse_instances(["front:detector", "rear:detector", "depth", "speech"])
+    sel = parse_select(["detector=true", "depth=false", "rear=0"])
+    assert sel == {"detector": True, "depth": False, "rear": False}
+    assert [i.name for i in select_instances(inst, sel)] == ["front", "speech"]
+    assert parse_select("speech=off,depth=YES") == {"speech": False, "depth": True}
+    with pytest.raises(ValueError, match="NAME=true"):
+        parse_select(["depth"])
+    with pytest.raises(ValueError, match="expected true or false, got 'maybe'"):
+        parse_bool("maybe", "--select depth")
+
+
+def test_input_overrides_map_launch_inputs_to_node_parameters():
+    kw = dict(camera_topic="/oak/rgb/image_raw", camera_info_topic="/oak/rgb/camera_info", audio_topic="/mic",
+              backend="axcl")
+    assert input_overrides("detector", **kw) == {"image_topics": ["/oak/rgb/image_raw"], "backend": "axcl"}
+    assert input_overrides("depth", **kw) == {"image_topic": "/oak/rgb/image_raw",
+                                              "camera_info_topic": "/oak/rgb/camera_info", "backend": "axcl"}
+    assert input_overrides("speech", **kw) == {"audio_topic": "/mic", "backend": "axcl"}
+    assert input_overrides("device_monitor", **kw) == {}
+    assert input_overrides("detector", camera_topic="", backend="") == {}  # empty = keep the file's value
+    with pytest.raises(ValueError, match="backend='tpu' is not one of"):
+        input_overrides("detector", backend="tpu")
+    with pytest.raises(ValueError, match="unknown input"):
+        input_overrides("detector", lidar_topic="/x")
+
+
+# -- parameter files -------------------------------------------------------------------------------------------------
+ARGV = ["prog", "--nodes", "a", "--ros-args", "--params-file", "/one.yaml", "-r", "__ns:=/robot", "--",
+        "--select", "x=1", "--ros-args", "--params-file", "/two.yaml", "-r", "host:__node:=h2",
+        "--remap", "a:__ns:=/other", "-r", "__node:=late"]
+
+
+def test_ros_args_params_files_and_remaps():
+    assert P.params_files(ARGV) == ["/one.yaml", "/two.yaml"]
+    assert "--select" not in P.ros_args(ARGV) and "--nodes" not in P.ros_args(ARGV)
+    assert P.remap_rules(ARGV) == [("", "__ns", "/robot"), ("host", "__node", "h2"), ("a", "__ns", "/other"),
+                                   ("", "__node", "late")]
+
+
+def test_effective_name_first_matching_rule_wins():
+    assert P.effective_name("host", "", ARGV) == ("h2", "/robot")
+    assert P.effective_name("a", "/x", ARGV) == ("late", "/robot")  # global __ns comes first on the line
+    assert P.effective_name("b", "x/", ["p"]) == ("b", "/x")
+    assert P.fully_qualified("b", "/") == "/b" and P.fully_qualified("b", "ns") == "/ns/b"
+
+
+def _write(tmp_path, name, doc):
+    path = tmp_path / name
+    path.write_text(yaml.safe_dump(doc) if not isinstance(doc, str) else doc)
+    return str(path)
+
+
+def test_node_parameters_precedence_and_namespaces(tmp_path):
+    first = _write(tmp_path, "a.yaml", {
+        "/**": {"ros__parameters": {"x": 1, "y": 1, "z": 1, "w": 1}},
+        "detector": {"ros__parameters": {"y": 2, "z": 2, "nested": {"deep": {"k": "v"}}}},
+        "/robot/detector": {"ros__parameters": {"z": 3}},
+        "/**/detector": {"ros__parameters": {"x": 4}},
+        "/robot/*": {"ros__parameters": {"w": 5}},
+        "depth": {"ros__parameters": {"y": 9}},
+    })
+    second = _write(tmp_path, "b.yaml", {"detector": {"ros__parameters": {"y": 7}}})
+    sections = P.load_sections([first, second])
+    assert P.node_parameters(sections, "detector", "/robot") == {"x": 4, "y": 7, "z": 3, "w": 5,
+                                                                 "nested.deep.k": "v"}
+    assert P.node_parameters(sections, "detector", "/") == {"x": 4, "y": 7, "z": 2, "w": 1, "nested.deep.k": "v"}
+    assert P.node_parameters(sections, "speech", "/robot") == {"x": 1, "y": 1, "z": 1, "w": 5}
+    assert P.node_parameters(sections, "speech", "/robot/sub") == {"x": 1, "y": 1, "z": 1, "w": 1}
+
+
+@pytest.mark.parametrize("text, words", [
+    ("[1, 2]", ["top level must be a mapping"]),
+    ("detector: {model_path: x}", ["section 'detector' has no 'ros__parameters'"]),
+    ("detector: {ros__parameters: [1]}", ["must be a mapping"]),
+    ("detector: {ros__parameters: {a: [1, }", ["cannot read parameter file"]),
+])
+def test_load_sections_errors(tmp_path, text, words):
+    path = _write(tmp_path, "bad.yaml", text)
+    with pytest.raises(P.ParamsFileError) as err:
+        P.load_sections([path])
+    for w in words:
+        assert w in str(err.value)
+    with pytest.raises(P.ParamsFileError, match="cannot read parameter file"):
+        P.load_sections([str(tmp_path / "missing.yaml")])
+
+
+def test_parameter_values_are_checked():
+    assert P.parameter_value("a", [1, 2.5]) == [1.0, 2.5]
+    assert P.parameter_value("a", [True, False]) == [True, False]
+    assert P.parameter_value("a", []) is None and P.parameter_value("a", None) is None
+    with pytest.raises(P.ParamsFileError, match=r"parameter a: list mixes types \['int', 'str'\]"):
+        P.parameter_value("a", [1, "x"])
+    with pytest.raises(P.ParamsFileError, match="unsupported value"):
+        P.parameter_value("a", {1, 2})
+
+
+def test_to_parameters_types():
+    rclpy_parameter = pytest.importorskip("rclpy.parameter")
+    T = rclpy_parameter.Parameter.Type
+    got = {p.name: (p.type_, p.value) for p in P.to_parameters({"s": "x", "i": 3, "f": 0.5, "b": True,
+                                                                "sa": ["a"], "fa": [1, 2.0], "e": []})}
+    assert got == {"s": (T.STRING, "x"), "i": (T.INTEGER, 3), "f": (T.DOUBLE, 0.5), "b": (T.BOOL, True),
+                   "sa": (T.STRING_ARRAY, ["a"]), "fa": (T.DOUBLE_ARRAY, [1.0, 2.0])}
+
+
+# -- shipped config files --------------------------------------------------------------------------------------------
+def test_three_config_files_ship():
+    assert {p.name for p in CONFIGS} == {"cpu.yaml", "pi5_axcl.yaml", "two_cameras.yaml"}
+
+
+def _config_types(sections):
+    host = dict(sections)["perception_host"]
+    instances = parse_instances(host["nodes"], host.get("node_types", ()))
+    types = {i.name: i.type_name for i in instances}
+    types.update(perception_host="perception_host", lifecycle_manager="lifecycle_manager")
+    return instances, types
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
+def test_config_parses_has_host_section_and_known_keys(path):
+    sections = P.load_sections([str(path)])
+    instances, types = _config_types(sections)
+    assert instances and all(i.type_name in NODE_TYPES for i in instances)
+    host = dict(sections)["perception_host"]
+    assert host["autostart"] is True and set(host) <= set(CONFIG_KEYS["perception_host"])
+    every_key = set().union(*CONFIG_KEYS.values())
+    for key, params in sections:
+        if "*" in key:
+            assert set(params) <= every_key, (path.name, key)
+            continue
+        assert key in types, f"{path.name}: section {key!r} is not a hosted node, the host or the manager"
+        unknown = set(params) - set(CONFIG_KEYS[types[key]])
+        assert not unknown, f"{path.name}: {key} sets unknown parameters {sorted(unknown)}"
+        for name, value in params.items():
+            P.parameter_value(name, value)  # every value is a valid ROS parameter
+
+
+def test_configs_differ_where_they_should():
+    cpu = dict(P.load_sections([str(PKG / "config" / "cpu.yaml")]))
+    pi5 = dict(P.load_sections([str(PKG / "config" / "pi5_axcl.yaml")]))
+    two = dict(P.load_sections([str(PKG / "config" / "two_cameras.yaml")]))
+    for node in ("detector", "depth", "speech"):
+        assert cpu[node]["backend"] == "onnxruntime" and pi5[node]["backend"] == "axcl"
+    for node, key in (("detector", "model_path"), ("depth", "model_path"), ("speech", "model_dir")):
+        assert pi5[node][key].startswith("/opt/axcl_models/")
+    assert pi5["detector"]["model_path"].endswith(".axmodel") and cpu["detector"]["model_path"].endswith(".onnx")
+    assert two["detector"]["image_topics"] == ["/cam0/image_raw", "/cam1/image_raw"]
+    assert cpu["detector"]["image_topics"] == [cpu["depth"]["image_topic"]] == ["/camera/image_raw"]
+
+
+@pytest.mark.parametrize("type_name", ["detector", "depth", "speech", "device_monitor"])
+def test_config_keys_are_declared_by_the_node_class(type_name):
+    """The config files and the nodes agree on parameter names (skipped while a node module does not exist)."""
+    pytest.importorskip("rclpy")
+    try:
+        cls = load_node_class(type_name)
+    except NodeTypeError as exc:
+        pytest.skip(str(exc))
+    declared = {p.name for p in getattr(cls, "PARAMS", ())} | {"diagnostics_period"}
+    if len(declared) == 1:
+        pytest.skip(f"{cls.__name__} has no PARAMS list")
+    used = set()
+    for path in CONFIGS:
+        sections = P.load_sections([str(path)])
+        _, types = _config_types(sections)
+        for key, params in sections:
+            if types.get(key) == type_name:
+                used |= set(params)
+    assert used <= declared, f"config files set {sorted(used - declared)} that {cls.__name__} does not declare"
