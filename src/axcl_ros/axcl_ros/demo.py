@@ -55,7 +55,7 @@ def write_params(path: Path, out: Path, whisper_dir: Path, depth_model: str) -> 
     labels.write_text("\n".join(assets.NUDENET_LABELS) + "\n")
     nodes = ["detector", "speech", "device_monitor"] + (["depth"] if depth_model else [])
     params = {
-        "perception_host": {"ros__parameters": {"nodes": nodes, "node_types": nodes, "autostart": True}},
+        "perception_host": {"ros__parameters": {"nodes": list(nodes), "node_types": list(nodes), "autostart": True}},
         "detector": {"ros__parameters": {
             "model_path": str(assets.nudenet_yolov8n_onnx()), "labels": str(labels), "input_size": 320,
             "image_topics": ["/camera/image_raw"], "input_qos": "sensor_data", "confidence_threshold": 0.35}},
