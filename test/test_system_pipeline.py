@@ -12,18 +12,18 @@ import yaml
 rclpy = pytest.importorskip("rclpy", reason="ROS tests need the workspace: run through `make test`")
 pytest.importorskip("axcl_msgs.msg", reason="axcl_msgs not built: run through `make test`")
 
-from axcl_ros.io.image import array_to_image_fields  # noqa: E402
-from axcl_ros.testing.depth_models import build_onnx_probe  # noqa: E402
-from axcl_ros.testing.lifecycle_client import LifecycleClient  # noqa: E402
-from axcl_ros.testing.ros_graph import RosGraph, RosProcess  # noqa: E402
+from axcl_msgs.msg import DetectionArray  # noqa: E402
+from axcl_msgs.srv import ManageNodes  # noqa: E402
 from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy  # noqa: E402
 from sensor_msgs.msg import CameraInfo, Image  # noqa: E402
 from std_msgs.msg import Bool  # noqa: E402
 
-from axcl_msgs.msg import DetectionArray  # noqa: E402
-from axcl_msgs.srv import ManageNodes  # noqa: E402
 from axcl_ros import assets  # noqa: E402
+from axcl_ros.io.image import array_to_image_fields  # noqa: E402
+from axcl_ros.testing.depth_models import build_onnx_probe  # noqa: E402
+from axcl_ros.testing.lifecycle_client import LifecycleClient  # noqa: E402
+from axcl_ros.testing.ros_graph import RosGraph, RosProcess  # noqa: E402
 
 pytestmark = [pytest.mark.ros, pytest.mark.realweights]
 QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)

@@ -10,11 +10,10 @@ from typing import Dict, List
 
 import cv2
 import numpy as np
+from axcl_msgs.msg import AudioChunk, DetectionArray, Transcript
 from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
-
-from axcl_msgs.msg import AudioChunk, DetectionArray, Transcript
 
 from .io.image import array_to_image_fields, to_bgr8
 from .testing.lifecycle_client import LifecycleClient

@@ -4,6 +4,8 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+from scipy.signal import resample_poly
+
 from axcl_ros.io.audio import (
     FORMAT_F32LE,
     FORMAT_S16LE,
@@ -16,7 +18,6 @@ from axcl_ros.io.audio import (
     parse_chunk,
     rate_ratio,
 )
-from scipy.signal import resample_poly
 
 
 def _tone(freq, rate, seconds, amp=0.5):

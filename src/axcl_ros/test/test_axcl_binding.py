@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from axcl_ros.runtime import axcl
 from axcl_ros.runtime.axcl import (
     AxclError,

@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+
 from axcl_ros.runtime.axcl import AxclError, AxclLoadError, get_runtime, shutdown_runtime
 from axcl_ros.runtime.axcl_backend import AxclBackend
 from axcl_ros.runtime.base import DeviceError, ModelLoadError

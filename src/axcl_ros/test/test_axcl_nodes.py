@@ -10,6 +10,12 @@ import pytest
 rclpy = pytest.importorskip("rclpy", reason="ROS tests need the workspace: run through `make test`")
 pytest.importorskip("axcl_msgs.msg", reason="axcl_msgs not built: run through `make test`")
 
+from axcl_msgs.msg import DetectionArray  # noqa: E402
+from rclpy.lifecycle import TransitionCallbackReturn  # noqa: E402
+from rclpy.parameter import Parameter  # noqa: E402
+from rclpy.qos import QoSProfile, ReliabilityPolicy  # noqa: E402
+from sensor_msgs.msg import Image  # noqa: E402
+
 from axcl_ros.io.image import array_to_image_fields  # noqa: E402
 from axcl_ros.models.letterbox import letterbox  # noqa: E402
 from axcl_ros.nodes.depth import DepthNode  # noqa: E402
@@ -20,12 +26,6 @@ from axcl_ros.testing import stub_models as sm  # noqa: E402
 from axcl_ros.testing.axcl_stub_build import StubControl, build_stub  # noqa: E402
 from axcl_ros.testing.lifecycle_client import LifecycleClient  # noqa: E402
 from axcl_ros.testing.ros_graph import RosGraph  # noqa: E402
-from rclpy.lifecycle import TransitionCallbackReturn  # noqa: E402
-from rclpy.parameter import Parameter  # noqa: E402
-from rclpy.qos import QoSProfile, ReliabilityPolicy  # noqa: E402
-from sensor_msgs.msg import Image  # noqa: E402
-
-from axcl_msgs.msg import DetectionArray  # noqa: E402
 
 pytestmark = pytest.mark.ros
 QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)

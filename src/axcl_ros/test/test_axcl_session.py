@@ -4,6 +4,7 @@ import threading
 
 import numpy as np
 import pytest
+
 from axcl_ros.runtime.axcl import AxclError, get_runtime, shutdown_runtime
 from axcl_ros.runtime.axcl_backend import AxclBackend, AxclSession
 from axcl_ros.runtime.base import DeviceError, InputMismatchError, ModelLoadError

@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+
 from axcl_ros.assets import AssetNotFoundError, whisper_tiny_en_ct2
 from axcl_ros.models.whisper.axcl_runner import AxclWhisperRunner
 from axcl_ros.models.whisper.decoding import DecodeOptions, decode

@@ -14,16 +14,16 @@ import yaml
 rclpy = pytest.importorskip("rclpy", reason="ROS tests need the workspace: run through `make test`")
 pytest.importorskip("axcl_msgs.srv", reason="axcl_msgs not built: run through `make test`")
 
+from axcl_msgs.srv import ManageNodes  # noqa: E402
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus  # noqa: E402
+from rcl_interfaces.srv import GetParameters  # noqa: E402
+from std_msgs.msg import Bool, Float64MultiArray  # noqa: E402
+
 from axcl_ros.bringup.host import PerceptionHost, build_parser  # noqa: E402
 from axcl_ros.bringup.node_registry import CONFIG_KEYS  # noqa: E402
 from axcl_ros.testing.dummy_nodes import LATCHED, DummyLifecycleNode  # noqa: E402
 from axcl_ros.testing.lifecycle_client import LifecycleClient  # noqa: E402
 from axcl_ros.testing.ros_graph import RosGraph, RosProcess  # noqa: E402
-from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus  # noqa: E402
-from rcl_interfaces.srv import GetParameters  # noqa: E402
-from std_msgs.msg import Bool, Float64MultiArray  # noqa: E402
-
-from axcl_msgs.srv import ManageNodes  # noqa: E402
 
 pytestmark = pytest.mark.ros
 R = ManageNodes.Request

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+
 from axcl_ros.bringup.host import build_parser
 from axcl_ros.bringup.node_registry import DEFAULT_NODES, parse_select
 

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+
 from axcl_ros.bringup import params as P
 from axcl_ros.bringup.node_registry import (
     CONFIG_KEYS,

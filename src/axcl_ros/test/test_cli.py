@@ -7,10 +7,10 @@ import subprocess
 import sys
 
 import pytest
-from axcl_ros.runtime.axcl import shutdown_runtime
 
 from axcl_ros import assets, cli
 from axcl_ros import device_report as dr
+from axcl_ros.runtime.axcl import shutdown_runtime
 
 STUB_ENV = ("AXCL_LIB_PATH", "AXCL_STUB_DEVICE_IDS", "AXCL_STUB_DEVICE_LOST_AFTER", "AXCL_STUB_FAIL_LOAD",
             "AXCL_STUB_FAIL_EXECUTE_AFTER")

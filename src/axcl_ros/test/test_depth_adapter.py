@@ -3,6 +3,7 @@
 import cv2
 import numpy as np
 import pytest
+
 from axcl_ros.models.depth_anything import (
     LAYOUT_AXERA,
     LAYOUT_ONNX,

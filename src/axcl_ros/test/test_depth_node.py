@@ -11,6 +11,11 @@ import pytest
 rclpy = pytest.importorskip("rclpy", reason="ROS tests need the workspace: run through `make test`")
 pytest.importorskip("axcl_msgs.msg", reason="axcl_msgs not built: run through `make test`")
 
+from axcl_msgs.msg import InferenceTiming  # noqa: E402
+from rclpy.parameter import Parameter  # noqa: E402
+from rclpy.qos import QoSProfile, ReliabilityPolicy  # noqa: E402
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2  # noqa: E402
+
 from axcl_ros.io.image import array_to_compressed, array_to_image_fields  # noqa: E402
 from axcl_ros.models.depth_geometry import PointFieldSpec, pointcloud2_dtype  # noqa: E402
 from axcl_ros.nodes import depth as depth_module  # noqa: E402
@@ -18,11 +23,6 @@ from axcl_ros.nodes.depth import DepthNode  # noqa: E402
 from axcl_ros.testing.depth_models import build_axera_probe, build_onnx_probe  # noqa: E402
 from axcl_ros.testing.lifecycle_client import LifecycleClient  # noqa: E402
 from axcl_ros.testing.ros_graph import RosGraph  # noqa: E402
-from rclpy.parameter import Parameter  # noqa: E402
-from rclpy.qos import QoSProfile, ReliabilityPolicy  # noqa: E402
-from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2  # noqa: E402
-
-from axcl_msgs.msg import InferenceTiming  # noqa: E402
 
 pytestmark = [pytest.mark.ros]
 

@@ -12,6 +12,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+
 from axcl_ros.models.depth_anything import DepthAnythingAdapter
 
 ENV = "AXCL_ROS_DEPTH_MODEL"
@@ -24,9 +25,10 @@ def test_real_depth_anything_ranks_like_stereo_ground_truth():
         pytest.skip(f"no real Depth Anything V2 weights are reachable here; set {ENV} to a DA-V2 ONNX file")
     if not Path(path).is_file():
         pytest.fail(f"{ENV}={path!r} is not a file")
-    from axcl_ros.runtime.onnxruntime_backend import OnnxRuntimeBackend
     from scipy.stats import spearmanr
     from skimage import data
+
+    from axcl_ros.runtime.onnxruntime_backend import OnnxRuntimeBackend
 
     left_rgb, _, disparity = data.stereo_motorcycle()
     sess = OnnxRuntimeBackend(intra_op_num_threads=2).load(path)

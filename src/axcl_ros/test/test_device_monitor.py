@@ -6,9 +6,9 @@ import os
 import time
 
 import pytest
-from axcl_ros.runtime.axcl import AxclError, shutdown_runtime
 
 from axcl_ros import device_report as dr
+from axcl_ros.runtime.axcl import AxclError, shutdown_runtime
 
 STUB_IDS = "129,130"
 # what the stub reports (testing/axcl_stub/axcl_stub.c, axclrtGetDeviceProperties): 40 °C + id % 100 / 10,
@@ -224,9 +224,8 @@ class _Listener:
     """Latest /diagnostics status per name and DeviceStatus per device id, from one monitor node."""
 
     def __init__(self, graph, node_name):
-        from diagnostic_msgs.msg import DiagnosticArray
-
         from axcl_msgs.msg import DeviceStatus
+        from diagnostic_msgs.msg import DiagnosticArray
 
         self.prefix = f"/{node_name}: "
         self.diag, self.status, self.n_status = {}, {}, 0
@@ -266,8 +265,9 @@ def _set(graph, client_node, target, **params):
 
 
 def _monitor(graph, name, **params):
-    from axcl_ros.nodes.device_monitor import DeviceMonitorNode
     from rclpy.parameter import Parameter
+
+    from axcl_ros.nodes.device_monitor import DeviceMonitorNode
 
     overrides = [Parameter("period_s", value=0.2)] + [Parameter(k, value=v) for k, v in params.items()]
     return graph.add(DeviceMonitorNode(name, context=graph.context, parameter_overrides=overrides))
@@ -401,10 +401,10 @@ def test_monitor_selected_cards_and_host_backend(ros, stub_env):
 def test_monitor_executable_runs_and_stops_on_sigint(ros, stub_env, tmp_path):
     import sys
 
+    from axcl_msgs.msg import DeviceStatus
+
     from axcl_ros.testing.lifecycle_client import LifecycleClient
     from axcl_ros.testing.ros_graph import RosProcess
-
-    from axcl_msgs.msg import DeviceStatus
 
     argv = [sys.executable, "-m", "axcl_ros.nodes.device_monitor", "--ros-args", "-r", "__node:=mon_proc",
             "-p", "period_s:=0.2", "-p", "device_indices:=[1]"]

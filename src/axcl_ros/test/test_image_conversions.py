@@ -6,6 +6,7 @@ from types import SimpleNamespace
 import cv2
 import numpy as np
 import pytest
+
 from axcl_ros.io.image import (
     DecodedImage,
     array_to_compressed,

@@ -4,6 +4,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+
 from axcl_ros.io.image import (
     ImageConversionError,
     array_to_compressed,

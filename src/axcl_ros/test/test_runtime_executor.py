@@ -9,6 +9,7 @@ from concurrent.futures import CancelledError, wait
 
 import numpy as np
 import pytest
+
 from axcl_ros.runtime import executor as executor_mod
 from axcl_ros.runtime.base import (
     Backend,

@@ -7,6 +7,8 @@ import os
 import numpy as np
 import onnxruntime as ort
 import pytest
+from onnx import helper
+
 from axcl_ros.runtime.base import (
     BackendUnavailableError,
     DeviceError,
@@ -15,7 +17,6 @@ from axcl_ros.runtime.base import (
 )
 from axcl_ros.runtime.onnxruntime_backend import OnnxRuntimeBackend, OnnxRuntimeSession, parse_device
 from axcl_ros.testing import onnx_builders as ob
-from onnx import helper
 
 HAS_CUDA = "CUDAExecutionProvider" in ort.get_available_providers()
 

@@ -7,6 +7,7 @@ import types
 
 import numpy as np
 import pytest
+
 from axcl_ros.runtime import registry
 from axcl_ros.runtime.base import Backend, BackendUnavailableError, ModelLoadError
 from axcl_ros.runtime.onnxruntime_backend import OnnxRuntimeBackend

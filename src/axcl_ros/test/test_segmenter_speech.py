@@ -5,12 +5,12 @@ import subprocess
 
 import numpy as np
 import pytest
+
+from axcl_ros import assets
 from axcl_ros.io.audio import FORMAT_S16LE, AudioInput, encode_chunk
 from axcl_ros.io.wav import read_wav
 from axcl_ros.models.segmenter import SEGMENT_END, SPEECH_START, SpeechSegmenter
 from axcl_ros.models.vad import SileroVad, create_vad
-
-from axcl_ros import assets
 
 SR = 16000
 SENTENCE_A = "The quick brown fox jumps over the lazy dog."

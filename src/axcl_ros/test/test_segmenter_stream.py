@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+
 from axcl_ros.models.segmenter import (
     PARTIAL,
     SEGMENT_DROPPED,

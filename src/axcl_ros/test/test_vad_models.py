@@ -6,11 +6,11 @@ import subprocess
 import numpy as np
 import onnx
 import pytest
-from axcl_ros.io.wav import read_wav
-from axcl_ros.models.vad import EnergyVad, SileroVad, VadError, check_frame, create_vad
 from onnx import TensorProto, helper
 
 from axcl_ros import assets
+from axcl_ros.io.wav import read_wav
+from axcl_ros.models.vad import EnergyVad, SileroVad, VadError, check_frame, create_vad
 
 SENTENCE = "The quick brown fox jumps over the lazy dog. Please bring me the red cup from the kitchen table."
 

@@ -4,6 +4,7 @@ import base64
 
 import numpy as np
 import pytest
+
 from axcl_ros.models.whisper.decoding import (
     DecodeError,
     DecodeOptions,

@@ -5,12 +5,13 @@ import struct
 
 import numpy as np
 import pytest
+from scipy.special import erf
+
 from axcl_ros.models.whisper.config import load_config
 from axcl_ros.models.whisper.ct2 import Ct2FormatError, read_ct2_model, whisper_dims
 from axcl_ros.models.whisper.export_onnx import CONVERTER_VERSION, ExportError, convert_ct2_to_onnx
 from axcl_ros.models.whisper.runner import SessionWhisperRunner
 from axcl_ros.runtime.onnxruntime_backend import OnnxRuntimeBackend
-from scipy.special import erf
 
 DTYPE_CODES = {np.dtype(np.float32): 0, np.dtype(np.int8): 1, np.dtype(np.int16): 2, np.dtype(np.int32): 3,
                np.dtype(np.float16): 4}

@@ -4,9 +4,9 @@ import wave
 
 import numpy as np
 import pytest
-from axcl_ros.models.whisper.mel import N_FRAMES, MelError, log_mel_spectrogram, mel_filters
 
 from axcl_ros import assets
+from axcl_ros.models.whisper.mel import N_FRAMES, MelError, log_mel_spectrogram, mel_filters
 
 fw_fe = pytest.importorskip("faster_whisper.feature_extractor")
 

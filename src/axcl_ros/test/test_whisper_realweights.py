@@ -11,6 +11,8 @@ import wave
 
 import numpy as np
 import pytest
+
+from axcl_ros import assets
 from axcl_ros.models.whisper.ct2 import read_ct2_model
 from axcl_ros.models.whisper.decoding import transcribe
 from axcl_ros.models.whisper.export_onnx import cached_conversion, convert_ct2_to_onnx
@@ -18,8 +20,6 @@ from axcl_ros.models.whisper.mel import log_mel_spectrogram
 from axcl_ros.models.whisper.runner import SessionWhisperRunner
 from axcl_ros.models.whisper.tokenizer import WhisperTokenizer
 from axcl_ros.runtime.onnxruntime_backend import OnnxRuntimeBackend
-
-from axcl_ros import assets
 
 pytestmark = pytest.mark.realweights
 faster_whisper = pytest.importorskip("faster_whisper")

@@ -3,6 +3,8 @@
 import numpy as np
 import onnx
 import pytest
+from onnx import TensorProto, helper, numpy_helper
+
 from axcl_ros.models.whisper.config import WhisperConfig
 from axcl_ros.models.whisper.runner import (
     SchemaARunner,
@@ -12,7 +14,6 @@ from axcl_ros.models.whisper.runner import (
     WhisperRunner,
 )
 from axcl_ros.runtime.onnxruntime_backend import OnnxRuntimeBackend
-from onnx import TensorProto, helper, numpy_helper
 
 L, C, D, T, V, M, F = 2, 12, 4, 5, 20, 3, 10  # layers, text ctx, width, audio ctx, vocab, mels, frames
 F32, I32 = TensorProto.FLOAT, TensorProto.INT32

@@ -4,10 +4,10 @@ import base64
 import json
 
 import pytest
-from axcl_ros.models.whisper.config import ConfigError, WhisperConfig, load_config
-from axcl_ros.models.whisper.tokenizer import TokenizerError, WhisperTokenizer
 
 from axcl_ros import assets
+from axcl_ros.models.whisper.config import ConfigError, WhisperConfig, load_config
+from axcl_ros.models.whisper.tokenizer import TokenizerError, WhisperTokenizer
 
 tokenizers = pytest.importorskip("tokenizers")
 

@@ -9,6 +9,7 @@ import math
 import cv2
 import numpy as np
 import pytest
+
 from axcl_ros.io.image import ImageConversionError
 from axcl_ros.models.labels import COCO80
 from axcl_ros.models.yolo import (

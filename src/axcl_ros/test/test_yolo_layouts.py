@@ -4,6 +4,7 @@ import dataclasses
 
 import numpy as np
 import pytest
+
 from axcl_ros.models.labels import COCO80, LabelsError, load_labels, resolve_labels
 from axcl_ros.models.yolo import (
     DetectorConfig,

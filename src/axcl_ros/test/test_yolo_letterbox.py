@@ -3,6 +3,7 @@
 import cv2
 import numpy as np
 import pytest
+
 from axcl_ros.models.letterbox import LetterboxInfo, letterbox, unletterbox_boxes
 
 

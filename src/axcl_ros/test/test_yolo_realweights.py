@@ -10,11 +10,11 @@
 import cv2
 import numpy as np
 import pytest
+
+from axcl_ros import assets
 from axcl_ros.models.letterbox import letterbox
 from axcl_ros.models.yolo import LAYOUT_AXERA, LAYOUT_ULTRALYTICS, DetectorConfig, YoloAdapter
 from axcl_ros.testing import yolo_models as ym
-
-from axcl_ros import assets
 
 pytestmark = pytest.mark.realweights
 

@@ -34,6 +34,7 @@ import threading
 import time
 from typing import Dict, List, Optional, Sequence, Tuple
 
+from axcl_msgs.srv import ManageNodes
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from lifecycle_msgs.msg import Transition, TransitionEvent
 from lifecycle_msgs.srv import ChangeState, GetState
@@ -42,8 +43,6 @@ from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallb
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from std_msgs.msg import Bool
-
-from axcl_msgs.srv import ManageNodes
 
 from .node_registry import split_list
 from .params import fully_qualified

@@ -45,9 +45,8 @@ from typing import Any, Optional, Tuple
 
 import cv2
 import numpy as np
-from sensor_msgs.msg import CameraInfo, Image, PointCloud2, PointField
-
 from axcl_msgs.msg import InferenceTiming
+from sensor_msgs.msg import CameraInfo, Image, PointCloud2, PointField
 
 from ..io.image import ImageConversionError, array_to_image_fields
 from ..models.depth_anything import (

@@ -16,11 +16,10 @@ import time
 from functools import partial
 from typing import Any, Optional
 
-from rclpy.parameter import Parameter
-from sensor_msgs.msg import Image
-
 from axcl_msgs.msg import Detection, DetectionArray, InferenceTiming
 from axcl_msgs.srv import Detect
+from rclpy.parameter import Parameter
+from sensor_msgs.msg import Image
 
 from ..io.annotate import draw_detections
 from ..io.image import ImageConversionError, array_to_image_fields
@@ -89,8 +88,8 @@ class DetectorNode(AxclLifecycleNode):
                 pubs["label_info"] = self.create_lifecycle_publisher(self._vision.LabelInfo,
                                                                      cam.output("label_info"), LATCHED_QOS)
         self._detect_srv = self.create_service(Detect, "~/detect", self._on_detect)
-        self.get_logger().info(f"configured {self.host.describe()}; {self.adapter.layout} layout, {self.adapter.num_classes} classes; "
-                               f"cameras {[c.topic for c in self.cameras.streams]}")
+        self.get_logger().info(f"configured {self.host.describe()}; {self.adapter.layout} layout, "
+                               f"{self.adapter.num_classes} classes; cameras {[c.topic for c in self.cameras.streams]}")
 
     def activate(self) -> None:
         self.cameras.start()

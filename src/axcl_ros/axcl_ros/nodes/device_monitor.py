@@ -26,11 +26,10 @@ import dataclasses
 import math
 from typing import Any, Dict, List, Optional
 
+from axcl_msgs.msg import DeviceStatus
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.parameter import Parameter
-
-from axcl_msgs.msg import DeviceStatus
 
 from ..device_report import (
     AxclProbe,

@@ -84,7 +84,7 @@ class RosGraph:
         if self.context.ok():
             self._rclpy.shutdown(context=self.context)
 
-    def __enter__(self) -> "RosGraph":
+    def __enter__(self) -> RosGraph:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -134,7 +134,7 @@ class RosProcess:
         with open(self.log_path, errors="replace") as f:
             return f.read()
 
-    def __enter__(self) -> "RosProcess":
+    def __enter__(self) -> RosProcess:
         return self
 
     def __exit__(self, *exc) -> None:

@@ -282,9 +282,10 @@ class WhisperService:
         stem = Path(files.encoder).stem
         self.model_name = stem[: -len("encoder")].rstrip("-_") or Path(files.encoder).parent.name or "whisper"
         try:
-            enc = executor.load(files.encoder, backend=self.backend, device=device)
+            enc = executor.load(files.encoder, backend=self.backend, device=device, name=f"{self.model_name}-encoder")
             self._handles.append(enc)
-            dec = executor.load(files.decoder, backend=resolve_backend(backend, files.decoder).name, device=device)
+            dec = executor.load(files.decoder, backend=resolve_backend(backend, files.decoder).name, device=device,
+                                name=f"{self.model_name}-decoder")
             self._handles.append(dec)
             self.schema = "A" if any(s.name == "in_n_layer_self_k_cache" for s in dec.inputs) else "B"
             if self.schema == "A" and not files.positional_embedding:
@@ -292,7 +293,7 @@ class WhisperService:
                                         "*positional_embedding.bin file next to it")
             runner_handle = executor.load_session(lambda: RunnerSession(self._make_runner(enc, dec), files.decoder,
                                                                         device),
-                                                  name=f"{self.model_name or 'whisper'}-decode")
+                                                  name=f"{self.model_name}-decode")
             self._handles.append(runner_handle)
             self.runner = ExecutorRunner(executor, runner_handle, step_timeout)
             self.config = load_config(files.config) if files.config else None
