@@ -21,7 +21,7 @@ soak:
 	bash -c '. scripts/env.sh && python -m pytest test/test_soak.py -m soak_long -q'
 
 lint:
-	bash -c '. scripts/env.sh && ruff check src test bench'
+	bash -c '. scripts/env.sh && ruff check'
 
 clean:
 	rm -rf build install log

@@ -15,6 +15,6 @@ mkdir -p "$ROS_LOG_DIR"
 export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1
 echo "[test] ROS_DOMAIN_ID=$ROS_DOMAIN_ID ROS_LOG_DIR=$ROS_LOG_DIR"
 echo "[test] ruff check"
-ruff check src test bench
+ruff check
 echo "[test] pytest"
 exec python -m pytest "$@"
