@@ -9,6 +9,11 @@ from typing import Callable, List
 import numpy as np
 from sensor_msgs.msg import CompressedImage, Image
 
+try:
+    from rclpy.event_handler import SubscriptionEventCallbacks
+except ImportError:  # Humble
+    from rclpy.qos_event import SubscriptionEventCallbacks
+
 from ..io.image import compressed_to_bgr8, to_bgr8
 from .common import make_qos, sibling_topic
 
@@ -26,6 +31,7 @@ class CameraStream:
     published: int = 0
     dropped: int = 0
     errors: int = 0
+    qos_mismatches: int = 0
     last_latency_ms: float = 0.0
     publishers: dict = field(default_factory=dict)
 
@@ -67,8 +73,16 @@ class CameraInputs:
         msg_type = CompressedImage if self.transport == "compressed" else Image
         for stream in self.streams:
             topic = f"{stream.topic.rstrip('/')}/compressed" if self.transport == "compressed" else stream.topic
+            events = SubscriptionEventCallbacks(incompatible_qos=lambda event, s=stream: self._qos_mismatch(s, event))
             self._subs.append(self.node.create_subscription(
-                msg_type, topic, lambda msg, s=stream: self._receive(s, msg), self.qos))
+                msg_type, topic, lambda msg, s=stream: self._receive(s, msg), self.qos, event_callbacks=events))
+
+    def _qos_mismatch(self, stream: CameraStream, event) -> None:
+        stream.qos_mismatches += 1
+        self.node.get_logger().error(
+            f"a publisher on {stream.topic} offers QoS incompatible with input_qos (policy id "
+            f"{event.last_policy_kind}): no images will arrive from it; use input_qos: sensor_data (best effort "
+            f"accepts reliable and best-effort publishers)", throttle_duration_sec=10.0)
 
     def _receive(self, stream: CameraStream, msg) -> None:
         stream.received += 1
@@ -86,6 +100,6 @@ class CameraInputs:
         for s in self.streams:
             p = f"camera{s.index}"
             out.update({f"{p}.topic": s.topic, f"{p}.received": s.received, f"{p}.published": s.published,
-                        f"{p}.dropped": s.dropped, f"{p}.errors": s.errors,
+                        f"{p}.dropped": s.dropped, f"{p}.errors": s.errors, f"{p}.qos_mismatches": s.qos_mismatches,
                         f"{p}.latency_ms": round(s.last_latency_ms, 2)})
         return out

@@ -1,0 +1,439 @@
+"""``speech``: audio topic → voice activity segments → Whisper → transcripts (lifecycle node).
+
+Subscribes: ``audio_topic`` (axcl_msgs/AudioChunk, S16LE/F32LE, any rate and channel count), ``mute``
+(std_msgs/Bool: while true, recognition is suppressed and an open segment is discarded, e.g. while the robot speaks).
+Publishes: ``transcript`` (axcl_msgs/Transcript; header.stamp = time of the segment's first sample, i.e. speech start
+including ``speech_pad_ms``; one final message per speech segment, success or explicit error; partial results while
+a segment is open when ``partial_period_s > 0``), ``speech_active`` (std_msgs/Bool, transient local, on change),
+``/diagnostics``.
+Services: ``~/transcribe`` (axcl_msgs/srv/Transcribe: ≤ 30 s of audio in, transcript out).
+Actions: ``~/listen_once`` (axcl_msgs/action/ListenOnce: the transcript of the next utterance; one goal at a time,
+each goal holds one executor thread while it waits).
+
+Whisper encoder runs and decoder steps go through the process-wide executor of the model's device, one job each
+(:mod:`axcl_ros.models.whisper.service`); segmentation and queueing live in :mod:`.speech_pipeline`.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from typing import Any, Optional
+
+from axcl_msgs.action import ListenOnce
+from axcl_msgs.msg import AudioChunk, InferenceTiming, Transcript, TranscriptSegment
+from axcl_msgs.srv import Transcribe
+from diagnostic_msgs.msg import DiagnosticStatus
+from rclpy.action import ActionServer, CancelResponse, GoalResponse
+from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
+from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
+from std_msgs.msg import Bool
+
+from .. import assets
+from ..io.audio import AudioFormatError, AudioInput, decode_chunk
+from ..models.segmenter import MAX_SEGMENT_LIMIT_S, SpeechSegmenter
+from ..models.vad import EnergyVad, create_vad
+from ..runtime.executor import get_executor
+from ..runtime.registry import resolve_backend
+from .common import LATCHED_QOS, QOS_CHOICES, AxclLifecycleNode, ParamSpec, make_qos
+from .model_host import executor_key, run_main
+from .speech_pipeline import SpeechOutcome, SpeechPipeline
+
+BACKENDS = ("auto", "axcl", "onnxruntime")
+TASKS = ("transcribe", "translate")
+TRANSCRIPT_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=50, reliability=ReliabilityPolicy.RELIABLE)
+MUTE_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10, reliability=ReliabilityPolicy.RELIABLE)
+#: audio chunks the input subscription keeps while its callback is busy (20 s of 100-ms chunks)
+AUDIO_QUEUE_DEPTH = 200
+
+
+def sec_to_time(seconds: float, msg) -> Any:
+    """Write ``seconds`` into a ``builtin_interfaces/Time`` message and return it."""
+    ns = int(round(max(0.0, seconds) * 1e9))
+    msg.sec, msg.nanosec = divmod(ns, 1_000_000_000)
+    return msg
+
+
+class SpeechNode(AxclLifecycleNode):
+    """Lifecycle node: VAD segmentation + Whisper recognition with exact per-segment accounting."""
+
+    PARAMS = (
+        ParamSpec("model_dir", "", "Whisper folder: the converter's encoder.onnx/decoder.onnx/tokenizer.json/"
+                                   "config.json, or AXERA's {t}-encoder.axmodel + {t}-decoder.axmodel (schema B) or "
+                                   "{t}-decoder-loop.axmodel + positional_embedding.bin (schema A) + {t}-tokens.txt."),
+        ParamSpec("encoder_path", "", "Encoder model (overrides model_dir)."),
+        ParamSpec("decoder_path", "", "Decoder model, schema B decoder or schema A decoder-loop (overrides "
+                                      "model_dir)."),
+        ParamSpec("tokenizer_path", "", "tokenizer.json (Hugging Face) or AXERA tokens.txt (overrides model_dir)."),
+        ParamSpec("config_path", "", "AXERA-style config json (optional; found in model_dir when empty)."),
+        ParamSpec("backend", "auto", "Inference backend; auto = axcl for .axmodel files, else onnxruntime.",
+                  choices=BACKENDS),
+        ParamSpec("device", "", "Backend device: '' or 'cpu', 'cuda:0' (onnxruntime), card index '0' (axcl)."),
+        ParamSpec("language", "en", "Language code, or 'auto' to detect (multilingual models).", dynamic=True),
+        ParamSpec("task", "transcribe", "transcribe, or translate to English (multilingual models).",
+                  choices=TASKS, dynamic=True),
+        ParamSpec("timestamps", True, "Decode timestamp tokens: transcripts carry timed segments.", dynamic=True),
+        ParamSpec("vad_model_path", "", "Silero VAD ONNX; '' = the one packaged by silero-vad. Without a usable "
+                                        "model an energy VAD is used and reported in diagnostics."),
+        ParamSpec("vad_threshold", 0.5, "Speech probability threshold.", min=0.05, max=0.95),
+        ParamSpec("min_speech_ms", 250.0, "Voiced time before a segment starts.", min=0.0, max=5000.0),
+        ParamSpec("min_silence_ms", 500.0, "Silence that ends a segment.", min=32.0, max=10000.0),
+        ParamSpec("speech_pad_ms", 200.0, "Audio kept before and after the speech.", min=0.0, max=2000.0),
+        ParamSpec("max_segment_s", 20.0, "Longest segment; longer speech is split at the quietest point.",
+                  min=2.0, max=MAX_SEGMENT_LIMIT_S),
+        ParamSpec("partial_period_s", 0.0, "Seconds between partial results of an open segment; 0 = none.",
+                  min=0.0, max=30.0),
+        ParamSpec("queue_size", 4, "Segments that may wait for recognition; on overflow the oldest is reported "
+                                   "as an error transcript.", min=1, max=1000),
+        ParamSpec("audio_topic", "audio", "AudioChunk input topic."),
+        ParamSpec("input_qos", "sensor_data", "Audio input QoS (sensor_data = best effort, matches any "
+                                              "publisher).", choices=QOS_CHOICES),
+        ParamSpec("listen_timeout_s", 15.0, "Default timeout of ~/listen_once goals.", min=0.1, max=3600.0,
+                  dynamic=True),
+    )
+
+    def __init__(self, node_name: str = "speech", **kwargs) -> None:
+        self.whisper = None
+        self.pipeline: Optional[SpeechPipeline] = None
+        self.vad = None
+        self._pubs: dict = {}
+        self._subs: list = []
+        self._srv = None
+        self._action = None
+        self._active = False
+        self._listening = 0
+        self._listen_lock = threading.Lock()
+        self._frame_id = ""
+        super().__init__(node_name, **kwargs)
+        self._audio_group = MutuallyExclusiveCallbackGroup()
+        self._service_group = ReentrantCallbackGroup()
+
+    # -- lifecycle ---------------------------------------------------------------------------------------
+    def configure(self) -> None:
+        from ..models.whisper.service import WhisperService, find_model_files
+
+        files = find_model_files(self.param("model_dir"), self.param("encoder_path"), self.param("decoder_path"),
+                                 self.param("tokenizer_path"), self.param("config_path"))
+        backend, device = self.param("backend"), self.param("device")
+        chosen = resolve_backend(backend, files.encoder).name
+        self.whisper = WhisperService(get_executor(executor_key(chosen, device)), files, backend, device)
+        reason = self._language_problem(self.param("language"), self.param("task"))
+        if reason:
+            raise ValueError(reason)
+        self.vad = self._make_vad()
+        segmenter = SpeechSegmenter(
+            self.vad, threshold=float(self.param("vad_threshold")), min_speech_ms=float(self.param("min_speech_ms")),
+            min_silence_ms=float(self.param("min_silence_ms")), speech_pad_ms=float(self.param("speech_pad_ms")),
+            max_segment_s=float(self.param("max_segment_s")),
+            partial_interval_s=float(self.param("partial_period_s")),
+            split_search_s=min(3.0, float(self.param("max_segment_s")) / 2))
+        self.pipeline = SpeechPipeline(self._recognize, segmenter, audio_input=AudioInput(nonfinite="reject"),
+                                       queue_size=int(self.param("queue_size")), language=self.param("language"),
+                                       task=self.param("task"), on_outcome=self._publish_outcome,
+                                       on_activity=self._publish_activity)
+        self._pubs["transcript"] = self.create_lifecycle_publisher(Transcript, "transcript", TRANSCRIPT_QOS)
+        self._pubs["speech_active"] = self.create_lifecycle_publisher(Bool, "speech_active", LATCHED_QOS)
+        self._srv = self.create_service(Transcribe, "~/transcribe", self._on_transcribe,
+                                        callback_group=self._service_group)
+        self._action = ActionServer(self, ListenOnce, "~/listen_once", execute_callback=self._execute_listen,
+                                    goal_callback=self._on_goal, cancel_callback=lambda _goal: CancelResponse.ACCEPT,
+                                    callback_group=self._service_group)
+        self.pipeline.start()
+        self.get_logger().info(f"configured {self.whisper.describe()}; VAD: {self.vad.reason}")
+        if self.vad.kind != "silero":
+            self.get_logger().warning(f"no Silero VAD ({self.vad.reason}): using the energy VAD, which reacts to any "
+                                      "loud sound")
+
+    def activate(self) -> None:
+        qos = make_qos(self.param("input_qos"), depth=AUDIO_QUEUE_DEPTH)
+        self._subs = [
+            self.create_subscription(AudioChunk, self.param("audio_topic"), self._on_audio, qos,
+                                     callback_group=self._audio_group),
+            self.create_subscription(Bool, "mute", self._on_mute, MUTE_QOS, callback_group=self._audio_group),
+        ]
+        self._active = True
+        self._pubs["speech_active"].publish(Bool(data=self.pipeline.speech_active))
+
+    def deactivate(self) -> None:
+        self._active = False
+        self._subs = self.destroy_all(self._subs, self.destroy_subscription)
+        if self.pipeline is not None:
+            self.pipeline.flush()  # the open segment is recognised and published before the outputs stop
+            if not self.pipeline.drain(10.0):
+                self.get_logger().warning(f"{self.pipeline.pending} segments still wait for recognition at "
+                                          "deactivation; their transcripts will not be published")
+
+    def cleanup(self) -> None:
+        self._active = False
+        self._subs = self.destroy_all(self._subs, self.destroy_subscription)
+        if self.pipeline is not None:
+            given_up = self.pipeline.stop()
+            if given_up:
+                self.get_logger().warning(f"{given_up} speech segments were not recognised (node cleaned up)")
+            self.pipeline = None
+        if self._action is not None:
+            self._action.destroy()
+            self._action = None
+        if self._srv is not None:
+            self.destroy_service(self._srv)
+            self._srv = None
+        for pub in self._pubs.values():
+            self.destroy_lifecycle_publisher(pub)
+        self._pubs = {}
+        if self.whisper is not None:
+            self.whisper.release()
+            self.whisper = None
+        self.vad = None
+
+    def _make_vad(self):
+        path = self.param("vad_model_path")
+        threshold = float(self.param("vad_threshold"))
+        if not path:
+            try:
+                path = str(assets.silero_vad_onnx())
+            except assets.AssetNotFoundError as exc:
+                return EnergyVad(threshold, reason=f"energy fallback: {exc}")
+        return create_vad(path, threshold)
+
+    # -- parameters ------------------------------------------------------------------------------------
+    def _language_problem(self, language: str, task: str) -> Optional[str]:
+        """Why ``language``/``task`` do not suit the loaded model (None when they do)."""
+        language = (language or "").strip().lower()
+        if not language:
+            return "language must be a language code or 'auto'"
+        if self.whisper is None:
+            return None
+        tok = self.whisper.tokenizer
+        if not tok.is_multilingual:
+            if language not in ("en", "auto"):
+                return f"language={language!r}: the model is English-only (use 'en' or 'auto')"
+            if task != "transcribe":
+                return f"task={task!r}: an English-only model can only transcribe"
+            return None
+        if language != "auto":
+            try:
+                tok.language_token(language)
+            except Exception as exc:  # noqa: BLE001 - the tokenizer names the problem
+                return f"language={language!r}: {exc}"
+        return None
+
+    def validate_parameter(self, name: str, value: Any) -> Optional[str]:
+        if name == "language":
+            return self._language_problem(value, self.param("task"))
+        if name == "task":
+            return self._language_problem(self.param("language"), value)
+        return None
+
+    def apply_dynamic_parameter(self, name: str, value: Any) -> None:
+        if self.pipeline is not None and name == "language":
+            self.pipeline.language = str(value).strip().lower()
+        elif self.pipeline is not None and name == "task":
+            self.pipeline.task = str(value)
+        self.get_logger().info(f"{name} set to {value!r}")
+
+    # -- data path -----------------------------------------------------------------------------------------
+    def _recognize(self, audio, language: str, task: str):
+        return self.whisper.transcribe(audio, language or "en", task, timestamps=bool(self.param("timestamps")))
+
+    def _on_audio(self, msg: AudioChunk) -> None:
+        pipeline = self.pipeline
+        if pipeline is None:
+            return
+        try:
+            event = pipeline.push_msg(msg)
+        except (AudioFormatError, ValueError) as exc:
+            self.bad_inputs.report(f"audio chunk on {self.param('audio_topic')}", exc)
+            return
+        self._frame_id = msg.header.frame_id
+        if event is not None:
+            cont = pipeline.audio.continuity
+            self.get_logger().warning(
+                f"audio {event.kind} of {abs(event.delta_s) * 1e3:.0f} ms at stamp {event.stamp_s:.3f} s (expected "
+                f"{event.expected_stamp_s:.3f} s); {cont.gaps} gaps, {cont.overlaps} overlaps so far",
+                throttle_duration_sec=5.0)
+
+    def _on_mute(self, msg: Bool) -> None:
+        if self.pipeline is not None and bool(msg.data) != self.pipeline.muted:
+            self.pipeline.set_muted(bool(msg.data))
+            self.get_logger().info("muted: recognition suppressed" if msg.data else "unmuted")
+
+    def _publish_activity(self, active: bool) -> None:
+        pub = self._pubs.get("speech_active")
+        if pub is not None:
+            pub.publish(Bool(data=bool(active)))
+
+    def _publish_outcome(self, outcome: SpeechOutcome) -> None:
+        pub = self._pubs.get("transcript")
+        if pub is not None:
+            pub.publish(self._transcript(outcome))
+
+    def _transcript(self, outcome: SpeechOutcome) -> Transcript:
+        msg = Transcript(segment_id=int(outcome.segment_id), is_final=outcome.is_final, success=outcome.success,
+                         error=outcome.error, text=outcome.text, language=outcome.language,
+                         duration=float(outcome.duration_s))
+        sec_to_time(outcome.stamp_s, msg.header.stamp)
+        msg.header.frame_id = self._frame_id
+        rec = outcome.recognition
+        if rec is not None:
+            msg.segments = [TranscriptSegment(start=float(s.start), end=float(s.end), text=s.text,
+                                              avg_logprob=float(s.avg_logprob),
+                                              no_speech_prob=float(s.no_speech_prob)) for s in rec.result.segments]
+            msg.timing = self._timing(rec, outcome.queue_wait_ms, outcome.latency_ms)
+        else:
+            msg.timing = self._timing(None, outcome.queue_wait_ms, outcome.latency_ms)
+        return msg
+
+    def _timing(self, rec, queue_ms: float, total_ms: float) -> InferenceTiming:
+        w = self.whisper
+        timing = InferenceTiming(model=w.model_name if w else "", backend=w.backend if w else "",
+                                 device=w.device if w else "", queue_ms=float(queue_ms), total_ms=float(total_ms))
+        if rec is not None:
+            timing.preprocess_ms = float(rec.mel_ms)
+            timing.queue_ms = float(queue_ms + rec.queue_ms)
+            timing.inference_ms = float(rec.run_ms)
+            timing.postprocess_ms = float(rec.host_ms)
+        return timing
+
+    # -- one-shot service ------------------------------------------------------------------------------------
+    def _on_transcribe(self, request, response):
+        t0 = time.perf_counter()
+        whisper = self.whisper
+        if whisper is None:
+            response.success, response.message = False, "the speech node is not configured"
+            return response
+        audio_msg = request.audio
+        try:
+            audio = decode_chunk(audio_msg.data, audio_msg.sample_format, audio_msg.channels, audio_msg.sample_rate,
+                                 nonfinite="reject")
+        except AudioFormatError as exc:
+            self.bad_inputs.report("audio in ~/transcribe", exc)
+            response.success, response.message = False, f"bad audio: {exc}"
+            return response
+        language = (request.language or self.param("language")).strip().lower()
+        problem = self._language_problem(language, self.param("task"))
+        if problem:
+            response.success, response.message = False, problem
+            return response
+        outcome = SpeechOutcome(0, True, False, _stamp_s(audio_msg.header.stamp), audio.size / 16000.0, 0,
+                                audio.size, "service", language=language)
+        try:
+            rec = whisper.transcribe(audio, language, self.param("task"), timestamps=bool(self.param("timestamps")))
+        except Exception as exc:  # noqa: BLE001 - the service answers, it never raises
+            outcome.error = f"recognition failed: {type(exc).__name__}: {exc}"
+        else:
+            outcome.success, outcome.text, outcome.language, outcome.recognition = \
+                True, rec.result.text, rec.result.language, rec
+        outcome.latency_ms = (time.perf_counter() - t0) * 1000.0
+        self._frame_id = self._frame_id or audio_msg.header.frame_id
+        response.transcript = self._transcript(outcome)
+        response.transcript.header.frame_id = audio_msg.header.frame_id
+        response.success = outcome.success
+        response.message = outcome.error or f"{len(outcome.text.split())} words"
+        self.counters["service_calls"] += 1
+        return response
+
+    # -- listen-once action ------------------------------------------------------------------------------------
+    def _on_goal(self, goal) -> GoalResponse:
+        if not self._active or self.pipeline is None:
+            self.get_logger().warning("listen_once rejected: the node is not active")
+            return GoalResponse.REJECT
+        if not math.isfinite(goal.timeout) or goal.timeout < 0:
+            self.get_logger().warning(f"listen_once rejected: timeout={goal.timeout} must be >= 0")
+            return GoalResponse.REJECT
+        problem = self._language_problem(goal.language or self.param("language"), self.param("task"))
+        if problem:
+            self.get_logger().warning(f"listen_once rejected: {problem}")
+            return GoalResponse.REJECT
+        with self._listen_lock:
+            if self._listening:
+                self.get_logger().warning("listen_once rejected: another goal is listening")
+                return GoalResponse.REJECT
+            self._listening += 1
+        return GoalResponse.ACCEPT
+
+    def _execute_listen(self, goal_handle):
+        try:
+            return self._listen(goal_handle)
+        finally:
+            with self._listen_lock:
+                self._listening -= 1
+
+    def _listen(self, goal_handle):
+        goal = goal_handle.request
+        timeout = float(goal.timeout) if goal.timeout > 0 else float(self.param("listen_timeout_s"))
+        result = ListenOnce.Result()
+        pipeline = self.pipeline
+        if pipeline is None:
+            goal_handle.abort()
+            result.message = "the speech node is not configured"
+            return result
+        listener = pipeline.listen((goal.language or "").strip().lower())
+        t0 = time.monotonic()
+        feedback = ListenOnce.Feedback()
+        last_active, last_feedback = None, 0.0
+        while True:
+            outcome = listener.wait(0.05)
+            elapsed = time.monotonic() - t0
+            if outcome is not None:
+                break
+            if goal_handle.is_cancel_requested:
+                pipeline.cancel(listener)
+                goal_handle.canceled()
+                result.message = "canceled"
+                return result
+            if elapsed >= timeout or not self._active:
+                pipeline.cancel(listener)
+                goal_handle.abort()
+                result.message = (f"no speech within {timeout:g} s" if self._active else
+                                  "the speech node was deactivated")
+                return result
+            active = pipeline.speech_active
+            if active != last_active or elapsed - last_feedback >= 0.25:  # on change, else 4 per second
+                feedback.speech_active, feedback.elapsed = active, float(elapsed)
+                goal_handle.publish_feedback(feedback)
+                last_active, last_feedback = active, elapsed
+        result.transcript = self._transcript(outcome)
+        result.success = outcome.success
+        result.message = outcome.error or "ok"
+        if outcome.success:
+            goal_handle.succeed()
+        else:
+            goal_handle.abort()
+        return result
+
+    # -- diagnostics -------------------------------------------------------------------------------------------
+    def diagnostic_values(self) -> dict:
+        values: dict = {}
+        if self.whisper is not None:
+            values.update({"model": self.whisper.model_name, "backend": self.whisper.backend,
+                           "device": self.whisper.device, "schema": self.whisper.schema,
+                           "multilingual": self.whisper.multilingual})
+            for name, st in self.whisper.stats().items():
+                for key in ("count", "errors", "run_ms_mean", "queue_wait_ms_mean"):
+                    if key in st:
+                        values[f"model.{name}.{key}"] = st[key]
+        if self.vad is not None:
+            values.update({"vad": self.vad.kind, "vad_reason": self.vad.reason})
+        if self.pipeline is not None:
+            values.update({f"speech.{k}": v for k, v in self.pipeline.summary().items()})
+        return values
+
+    def diagnostic_level(self) -> tuple:
+        level, message = super().diagnostic_level()
+        if level == DiagnosticStatus.OK and self.vad is not None and self.vad.kind != "silero":
+            return DiagnosticStatus.WARN, f"energy VAD in use ({self.vad.reason})"
+        return level, message
+
+
+def _stamp_s(stamp) -> float:
+    return float(stamp.sec) + float(stamp.nanosec) * 1e-9
+
+
+def main(args=None) -> None:
+    """Run the speech node alone (``ros2 run axcl_ros speech``)."""
+    run_main(SpeechNode, args)
+
+
+if __name__ == "__main__":
+    main()
