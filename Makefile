@@ -3,7 +3,7 @@
 .PHONY: demo test bootstrap bench soak lint clean
 
 demo:
-	bash scripts/bootstrap.sh
+	bash scripts/bootstrap.sh --test   # the sample inputs come from scikit-image and Debian's pocketsphinx-testdata
 	bash scripts/demo.sh
 
 test:

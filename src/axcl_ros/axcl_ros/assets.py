@@ -100,8 +100,9 @@ def librivox_utterances() -> list:
             continue
         text, utt = line.rsplit("(", 1)
         wav = folder / f"{utt.rstrip(')').strip()}.wav"
+        words = [w for w in text.split() if w not in ("<s>", "</s>", "<sil>")]
         if wav.is_file():
-            out.append((wav, text.strip()))
+            out.append((wav, " ".join(words)))
     if not out:
         raise AssetNotFoundError(f"no utterances listed in {listing}")
     return out

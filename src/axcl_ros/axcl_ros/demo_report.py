@@ -168,14 +168,23 @@ class DemoObserver:
         for status in msg.status:
             self.diagnostics[status.name] = status
 
+    def _values(self, node: str) -> Dict[str, str]:
+        """The latest /diagnostics key/values of one of our nodes."""
+        status = self.diagnostics.get(f"axcl_ros: {node}")
+        return {kv.key: kv.value for kv in status.values} if status is not None else {}
+
     # -- summary ----------------------------------------------------------------------------------------------------
     def report(self) -> int:
         """Print the summary; return 0 when every modality that ran produced output."""
         print()
         _say("==== summary ====")
         sent, got = len(self.sent), len(self.detections)
-        _say(f"camera: {sent} frames published, {got} detection messages, {sent - got} dropped "
-             "(the detector keeps only the latest frame)")
+        det = self._values("/detector")
+        received, dropped = int(det.get("camera0.received", -1)), int(det.get("camera0.dropped", -1))
+        _say(f"camera: {sent} frames published at the camera rate, {received} received by the detector "
+             f"({sent - received} replaced in its keep-last-1 input queue or lost in transport), {dropped} dropped by "
+             f"the executor's latest-frame slot (model busy), "
+             f"{got} detection messages")
         if got:
             arr = {s: np.array([getattr(m.timing, s) for m in self.detections]) for s in STAGES}
             _say("latency per stage (ms)      p50      p95      max")
