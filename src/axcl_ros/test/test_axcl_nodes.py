@@ -164,3 +164,91 @@ def test_hundred_configure_cleanup_cycles_leave_no_device_memory(stub, models):
             assert det.trigger_cleanup() == TransitionCallbackReturn.SUCCESS
         assert stub.counters()["outstanding_allocs"] == 0 and stub.counters()["loaded_models"] == 0
         assert time.monotonic() - t0 < 120
+
+
+def test_device_lost_reported_then_recovered_by_cleanup_configure(stub, models, monkeypatch):
+    bgr = np.full((240, 320, 3), 90, np.uint8)
+    with RosGraph() as g:
+        det = g.add(DetectorNode("det_lost", context=g.context, parameter_overrides=[
+            Parameter("model_path", value=str(models["yolo"])), Parameter("backend", value="axcl"),
+            Parameter("image_topics", value=["/lcam/image_raw"]), Parameter("input_qos", value="reliable")]))
+        test = g.node("lost_test")
+        lc = LifecycleClient(g, test)
+        assert lc.change("/det_lost", "configure") and lc.change("/det_lost", "activate")
+        got = []
+        test.create_subscription(DetectionArray, "/lcam/detections", got.append, QOS)
+        pub = test.create_publisher(Image, "/lcam/image_raw", QOS)
+        g.wait_for(lambda: pub.get_subscription_count() > 0, 10, "subscription")
+        pub.publish(_image(bgr, 1))
+        g.wait_for(lambda: len(got) == 1, 20, "a frame before the fault")
+        monkeypatch.setenv("AXCL_STUB_DEVICE_LOST_AFTER", str(stub.counters()["calls_since_init"]))
+        pub.publish(_image(bgr, 2))
+        g.wait_for(lambda: det.counters["inference_errors"] >= 1, 20, "the device-lost error")
+        assert det.last_error and len(got) == 1 and lc.state("/det_lost") == "active"
+        monkeypatch.delenv("AXCL_STUB_DEVICE_LOST_AFTER")
+        assert lc.change("/det_lost", "deactivate") and lc.change("/det_lost", "cleanup")
+        assert lc.change("/det_lost", "configure") and lc.change("/det_lost", "activate")
+        pub.publish(_image(bgr, 3))
+        g.wait_for(lambda: len(got) == 2, 20, "a frame after recovery")
+        assert got[-1].header.stamp.sec == 3
+        lc.change("/det_lost", "deactivate")
+        lc.change("/det_lost", "cleanup")
+
+
+def test_frame_in_flight_during_cleanup_is_not_an_error(stub, tmp_path):
+    slow = sm.yolo11_stub(tmp_path / "slow.axmodel", delay_us=400_000)
+    bgr = np.full((240, 320, 3), 50, np.uint8)
+    with RosGraph() as g:
+        det = g.add(DetectorNode("det_slow", context=g.context, parameter_overrides=[
+            Parameter("model_path", value=str(slow)), Parameter("backend", value="axcl"),
+            Parameter("image_topics", value=["/scam/image_raw"]), Parameter("input_qos", value="reliable")]))
+        test = g.node("slow_test")
+        assert det.trigger_configure() == TransitionCallbackReturn.SUCCESS
+        assert det.trigger_activate() == TransitionCallbackReturn.SUCCESS
+        pub = test.create_publisher(Image, "/scam/image_raw", QOS)
+        g.wait_for(lambda: pub.get_subscription_count() > 0, 10, "subscription")
+        pub.publish(_image(bgr, 1))
+        g.wait_for(lambda: det.cameras.streams[0].received == 1, 10, "the frame to be submitted")
+        time.sleep(0.05)  # running on the device now; a second frame waits in the slot
+        pub.publish(_image(bgr, 2))
+        g.wait_for(lambda: det.cameras.streams[0].received == 2, 10, "the second frame")
+        assert det.trigger_deactivate() == TransitionCallbackReturn.SUCCESS
+        assert det.trigger_cleanup() == TransitionCallbackReturn.SUCCESS
+        time.sleep(0.6)  # the in-flight result arrives after cleanup
+        assert det.counters["inference_errors"] == 0 and det.bad_inputs.total == 0 and not det.last_error
+
+
+def test_speech_node_on_the_card_stub(stub, tmp_path):
+    from axcl_msgs.srv import Transcribe
+
+    from axcl_ros import assets
+    from axcl_ros.io.audio import FORMAT_S16LE, encode_chunk
+    from axcl_ros.models.whisper.tokenizer import WhisperTokenizer
+    from axcl_ros.nodes.speech import SpeechNode
+
+    try:
+        tokenizer = assets.whisper_tiny_en_ct2() / "tokenizer.json"
+    except assets.AssetNotFoundError as exc:
+        pytest.skip(str(exc))
+    tok = WhisperTokenizer.from_hf_json(tokenizer)
+    words = tok.encode(" bring me the red cup")
+    sm.whisper_stub(tmp_path, n_text_layer=2, n_text_state=32, n_vocab=len(tok), sequence=words, eot=tok.eot,
+                    bad=tok.encode(" corrupt")[0], name="tiny")
+    with RosGraph() as g:
+        node = g.add(SpeechNode("speech_axcl", context=g.context, parameter_overrides=[
+            Parameter("model_dir", value=str(tmp_path)), Parameter("tokenizer_path", value=str(tokenizer)),
+            Parameter("backend", value="auto"), Parameter("timestamps", value=False)]))
+        lc = LifecycleClient(g, g.node("speech_axcl_test"))
+        assert lc.change("/speech_axcl", "configure"), node.last_error
+        assert lc.change("/speech_axcl", "activate")
+        req = Transcribe.Request(language="en")
+        req.audio.sample_rate, req.audio.channels, req.audio.sample_format = 16000, 1, FORMAT_S16LE
+        req.audio.data = encode_chunk(np.zeros(16000, np.float32), FORMAT_S16LE, 1)
+        req.audio.header.stamp.sec = 5
+        client = g.node("speech_axcl_client").create_client(Transcribe, "/speech_axcl/transcribe")
+        resp = g.call(client, req, timeout=60)
+        assert resp.success, resp.message
+        assert resp.transcript.text.strip() == "bring me the red cup"
+        assert resp.transcript.timing.backend == "axcl"
+        assert lc.change("/speech_axcl", "deactivate") and lc.change("/speech_axcl", "cleanup")
+        assert stub.counters()["outstanding_allocs"] == 0

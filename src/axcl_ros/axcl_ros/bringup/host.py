@@ -203,9 +203,15 @@ class PerceptionHost:
         self._shut_down = True
         if self.manager is not None:
             self.manager.stop(timeout)
+        executor = getattr(self, "executor", None)
+        if executor is not None:  # no new callbacks race the transitions below
+            for node in self.nodes:
+                try:
+                    executor.remove_node(node)
+                except Exception:  # noqa: BLE001 - best effort on the way out
+                    pass
         for node in reversed(self.nodes):
             bring_down_local(node, timeout)
-        executor = getattr(self, "executor", None)
         if executor is not None:
             executor.shutdown(timeout_sec=timeout)
         self.destroy()

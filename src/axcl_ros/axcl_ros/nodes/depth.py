@@ -67,6 +67,7 @@ from ..models.depth_geometry import (
     scale_camera_info,
 )
 from ..runtime.base import BackendError
+from ..runtime.executor import ExecutorShutdownError, ModelReleasedError
 from .camera_input import CameraInputs, CameraStream, decode_bgr
 from .common import OUTPUT_QOS, QOS_CHOICES, AxclLifecycleNode, ParamSpec, make_qos, sibling_topic
 from .model_host import ModelHost, run_main
@@ -331,7 +332,14 @@ class DepthNode(AxclLifecycleNode):
         t_pre = time.perf_counter()
         want_rgb = (bool(self.param("publish_rgb_points")) and outputs.points is not None
                     and outputs.points.get_subscription_count() > 0)
-        future = host.submit(feeds, stream=cam.key)
+        try:
+            future = host.submit(feeds, stream=cam.key)
+        except (ModelReleasedError, ExecutorShutdownError):
+            return  # the model is going away (cleanup/shutdown)
+        except Exception as exc:  # noqa: BLE001 - a callback must never take the process down
+            cam.errors += 1
+            self.bad_inputs.report(f"frame on {cam.topic}", exc)
+            return
         future.add_done_callback(partial(self._on_result, cam, outputs, adapter, msg.header, bgr.shape[:2],
                                          bgr if want_rgb else None, t_received, t_pre))
 
@@ -346,6 +354,8 @@ class DepthNode(AxclLifecycleNode):
             result = future.result()
             t_post0 = time.perf_counter()
             self._publish(outputs, adapter, header, image_hw, bgr, result)
+        except (ModelReleasedError, ExecutorShutdownError):
+            return  # released by cleanup/shutdown before it ran: not an inference failure
         except BackendError as exc:
             cam.errors += 1
             self.counters["inference_errors"] += 1

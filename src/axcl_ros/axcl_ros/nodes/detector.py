@@ -18,6 +18,7 @@ from typing import Any, Optional
 
 from axcl_msgs.msg import Detection, DetectionArray, InferenceTiming
 from axcl_msgs.srv import Detect
+from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.parameter import Parameter
 from sensor_msgs.msg import Image
 
@@ -26,6 +27,7 @@ from ..io.image import ImageConversionError, array_to_image_fields
 from ..models.labels import LabelsError
 from ..models.yolo import DetectorConfig, YoloAdapter
 from ..runtime.base import BackendError
+from ..runtime.executor import ExecutorShutdownError, ModelReleasedError
 from .camera_input import CameraInputs, CameraStream, decode_bgr
 from .common import LATCHED_QOS, OUTPUT_QOS, QOS_CHOICES, AxclLifecycleNode, ParamSpec
 from .detection_messages import fill_detection_array, to_label_info, to_vision_detections, vision_msgs_types
@@ -87,17 +89,23 @@ class DetectorNode(AxclLifecycleNode):
                                                                  cam.output("detections_vision"), OUTPUT_QOS)
                 pubs["label_info"] = self.create_lifecycle_publisher(self._vision.LabelInfo,
                                                                      cam.output("label_info"), LATCHED_QOS)
-        self._detect_srv = self.create_service(Detect, "~/detect", self._on_detect)
+        # its own callback group: a slow one-shot request never stalls the image callbacks or lifecycle services
+        self._detect_srv = self.create_service(Detect, "~/detect", self._on_detect,
+                                               callback_group=MutuallyExclusiveCallbackGroup())
         self.get_logger().info(f"configured {self.host.describe()}; {self.adapter.layout} layout, "
                                f"{self.adapter.num_classes} classes; cameras {[c.topic for c in self.cameras.streams]}")
 
     def activate(self) -> None:
         self.cameras.start()
-        if self._vision is not None:
-            for cam in self.cameras.streams:
-                info = to_label_info(self._vision, _now_header(self), self.adapter.labels,
-                                     self.param("confidence_threshold"))
-                cam.publishers["label_info"].publish(info)
+        self._publish_label_info(float(self.param("confidence_threshold")))
+
+    def _publish_label_info(self, threshold: float) -> None:
+        """Latched vision_msgs/LabelInfo (id → name, threshold) per camera, when vision_msgs is installed."""
+        if self._vision is None or self.cameras is None:
+            return
+        for cam in self.cameras.streams:
+            info = to_label_info(self._vision, _now_header(self), self.adapter.labels, threshold)
+            cam.publishers["label_info"].publish(info)
 
     def deactivate(self) -> None:
         if self.cameras is not None:
@@ -163,6 +171,7 @@ class DetectorNode(AxclLifecycleNode):
             self.adapter.update_config(classes=self._class_ids(value))
         elif name == "confidence_threshold":
             self.adapter.update_config(conf_threshold=float(value))
+            self._publish_label_info(float(value))
         elif name == "iou_threshold":
             self.adapter.update_config(iou_threshold=float(value))
         elif name == "agnostic_nms":
@@ -173,27 +182,55 @@ class DetectorNode(AxclLifecycleNode):
 
     # -- data path ---------------------------------------------------------------------------------------------------
     def _on_frame(self, cam: CameraStream, msg, t_received: float) -> None:
+        adapter, host, cameras = self.adapter, self.host, self.cameras
+        if adapter is None or host is None or cameras is None:  # a callback that raced a cleanup
+            return
         try:
-            bgr = decode_bgr(msg, self.cameras.transport)
-            feeds, meta = self.adapter.preprocess(bgr)
+            bgr = decode_bgr(msg, cameras.transport)
+            feeds, meta = adapter.preprocess(bgr)
         except ImageConversionError as exc:
             cam.errors += 1
             self.bad_inputs.report(f"image on {cam.topic}", exc)
             return
-        t_pre = time.perf_counter()
-        annotate = bool(self.param("publish_annotated")) and cam.publishers["image"].get_subscription_count() > 0
-        future = self.host.submit(feeds, stream=cam.key)
-        future.add_done_callback(partial(self._on_result, cam, msg.header, bgr if annotate else None, meta,
-                                         t_received, t_pre))
+        try:
+            t_pre = time.perf_counter()
+            annotate = bool(self.param("publish_annotated")) and cam.publishers["image"].get_subscription_count() > 0
+            future = host.submit(feeds, stream=cam.key)
+        except (ModelReleasedError, ExecutorShutdownError):
+            return  # the model is going away (cleanup/shutdown): nothing to serve
+        except Exception as exc:  # noqa: BLE001 - a callback must never take the process down
+            cam.errors += 1
+            self.bad_inputs.report(f"frame on {cam.topic}", exc)
+            return
+        future.add_done_callback(partial(self._on_result, cam, adapter, host, msg.header, bgr if annotate else None,
+                                         meta, t_received, t_pre))
 
-    def _on_result(self, cam: CameraStream, header, bgr, meta, t_received: float, t_pre: float, future) -> None:
+    def _on_result(self, cam: CameraStream, adapter: YoloAdapter, host: ModelHost, header, bgr, meta,
+                   t_received: float, t_pre: float, future) -> None:
         if future.cancelled():
             cam.dropped += 1
+            return
+        if host is not self.host:  # cleaned up (or reconfigured) while this frame was in flight
             return
         try:
             result = future.result()
             t_post0 = time.perf_counter()
-            dets = self.adapter.postprocess(result.outputs, meta)
+            dets = adapter.postprocess(result.outputs, meta)
+            out = self._message(host, header, dets, meta, result, t_received, t_pre, t_post0)
+            pubs = dict(cam.publishers)
+            if not pubs or not pubs["detections"].is_activated:
+                return  # deactivated while in flight: nothing is published, nothing counted as published
+            pubs["detections"].publish(out)
+            if "vision" in pubs:
+                pubs["vision"].publish(to_vision_detections(self._vision, header, dets.boxes, dets.scores,
+                                                            dets.class_ids))
+            if bgr is not None:
+                drawn = draw_detections(bgr, dets.boxes, dets.scores, dets.class_ids, dets.names)
+                img = Image(**array_to_image_fields(drawn, "bgr8", data_as="array"))
+                img.header = header
+                pubs["image"].publish(img)
+        except (ModelReleasedError, ExecutorShutdownError):
+            return  # released by cleanup/shutdown before it ran: not an inference failure
         except BackendError as exc:
             cam.errors += 1
             self.counters["inference_errors"] += 1
@@ -204,26 +241,17 @@ class DetectorNode(AxclLifecycleNode):
             cam.errors += 1
             self.bad_inputs.report(f"result on {cam.topic}", exc)
             return
-        out = self._message(header, dets, meta, result, t_received, t_pre, t_post0)
-        cam.publishers["detections"].publish(out)
-        if "vision" in cam.publishers:
-            cam.publishers["vision"].publish(
-                to_vision_detections(self._vision, header, dets.boxes, dets.scores, dets.class_ids))
-        if bgr is not None:
-            drawn = draw_detections(bgr, dets.boxes, dets.scores, dets.class_ids, dets.names)
-            img = Image(**array_to_image_fields(drawn, "bgr8", data_as="array"))
-            img.header = header
-            cam.publishers["image"].publish(img)
         cam.published += 1
         cam.last_latency_ms = out.timing.total_ms
 
-    def _message(self, header, dets, meta, result, t_received, t_pre, t_post0) -> DetectionArray:
+    @staticmethod
+    def _message(host: ModelHost, header, dets, meta, result, t_received, t_pre, t_post0) -> DetectionArray:
         out = DetectionArray()
         height, width = meta.image_size
         fill_detection_array(out, Detection, header, dets.boxes, dets.scores, dets.class_ids, dets.names,
                              width, height)
         now = time.perf_counter()
-        out.timing = InferenceTiming(model=self.host.model_name, backend=self.host.backend, device=self.host.device,
+        out.timing = InferenceTiming(model=host.model_name, backend=host.backend, device=host.device,
                                      preprocess_ms=(t_pre - t_received) * 1e3, queue_ms=result.queue_wait_ms,
                                      inference_ms=result.run_ms, postprocess_ms=(now - t_post0) * 1e3,
                                      total_ms=(now - t_received) * 1e3)
@@ -231,13 +259,17 @@ class DetectorNode(AxclLifecycleNode):
 
     def _on_detect(self, request, response):
         t0 = time.perf_counter()
+        adapter, host = self.adapter, self.host
+        if adapter is None or host is None:
+            response.success, response.message = False, "the detector is not configured"
+            return response
         try:
             bgr = decode_bgr(request.image, "raw")
-            feeds, meta = self.adapter.preprocess(bgr)
+            feeds, meta = adapter.preprocess(bgr)
             t_pre = time.perf_counter()
-            result = self.host.submit(feeds).result(timeout=30.0)
+            result = host.submit(feeds).result(timeout=30.0)
             t_post0 = time.perf_counter()
-            dets = self.adapter.postprocess(result.outputs, meta)
+            dets = adapter.postprocess(result.outputs, meta)
         except ImageConversionError as exc:
             self.bad_inputs.report("image on ~/detect", exc)
             response.success, response.message = False, f"bad image: {exc}"
@@ -245,7 +277,7 @@ class DetectorNode(AxclLifecycleNode):
         except Exception as exc:  # noqa: BLE001 - the service answers, it never raises
             response.success, response.message = False, f"detection failed: {exc}"
             return response
-        response.detections = self._message(request.image.header, dets, meta, result, t0, t_pre, t_post0)
+        response.detections = self._message(host, request.image.header, dets, meta, result, t0, t_pre, t_post0)
         response.success, response.message = True, f"{len(dets.scores)} detections"
         return response
 

@@ -167,10 +167,12 @@ class SpeechNode(AxclLifecycleNode):
     def cleanup(self) -> None:
         self._active = False
         self._subs = self.destroy_all(self._subs, self.destroy_subscription)
+        worker_busy = False
         if self.pipeline is not None:
             given_up = self.pipeline.stop()
             if given_up:
                 self.get_logger().warning(f"{given_up} speech segments were not recognised (node cleaned up)")
+            worker_busy = getattr(self.pipeline, "worker_alive", False)
             self.pipeline = None
         if self._action is not None:
             self._action.destroy()
@@ -182,7 +184,11 @@ class SpeechNode(AxclLifecycleNode):
             self.destroy_lifecycle_publisher(pub)
         self._pubs = {}
         if self.whisper is not None:
-            self.whisper.release()
+            if worker_busy:  # never free buffers a recognition still uses; the executor frees them at shutdown
+                self.get_logger().error("cleanup: a recognition is still running; its model is released with the "
+                                        "executor instead of now")
+            else:
+                self.whisper.release()
             self.whisper = None
         self.vad = None
 
@@ -244,6 +250,10 @@ class SpeechNode(AxclLifecycleNode):
             event = pipeline.push_msg(msg)
         except (AudioFormatError, ValueError) as exc:
             self.bad_inputs.report(f"audio chunk on {self.param('audio_topic')}", exc)
+            return
+        except Exception as exc:  # noqa: BLE001 - e.g. a VAD runtime error: a callback must never stop the node
+            self.counters["audio_errors"] += 1
+            self.get_logger().error(f"audio chunk could not be processed: {exc}", throttle_duration_sec=5.0)
             return
         self._frame_id = msg.header.frame_id
         if event is not None:

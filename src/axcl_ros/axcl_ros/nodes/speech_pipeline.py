@@ -187,6 +187,7 @@ class SpeechPipeline:
             thread.join(timeout=join_timeout)
             if thread.is_alive():
                 _log.warning("speech pipeline: the recognition worker is still busy after %.0f s", join_timeout)
+        self.worker_alive = thread is not None and thread.is_alive()
         for job in left:
             self._count("stopped_unrecognised", 1)
             self._fail(job, "stopped", "the speech node stopped before this segment was recognised")
