@@ -1,5 +1,5 @@
 # The two commands of the README: `make demo` (set up + run the perception pipeline on bundled samples) and
-# `make test` (set up + run the tests). Both work on a fresh Debian 12 machine with Python 3.10+.
+# `make test` (set up + run the tests). Both work on a fresh Debian 12 machine (Python 3.11-3.13 for the venv).
 .PHONY: demo test bootstrap bench soak lint clean
 
 demo:

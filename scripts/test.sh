@@ -8,7 +8,7 @@ bash scripts/bootstrap.sh --test
 # shellcheck disable=SC1091
 . scripts/env.sh
 # Every test run gets its own DDS domain on localhost only, and its own log folder.
-export ROS_DOMAIN_ID=${ROS_DOMAIN_ID:-$(( (RANDOM % 100) + 1 ))}
+export ROS_DOMAIN_ID=${ROS_DOMAIN_ID:-$(( ($$ % 100) + 1 ))}   # per run (DDS discovery stays on localhost)
 export ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST
 export ROS_LOG_DIR=$ROOT/log/test-$(date +%Y%m%d-%H%M%S)-$$/ros
 mkdir -p "$ROS_LOG_DIR"

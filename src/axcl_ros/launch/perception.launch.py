@@ -4,7 +4,7 @@
     ros2 launch axcl_ros perception.launch.py params_file:=/path/pi5_axcl.yaml camera_topic:=/oak/rgb/image_raw
     ros2 launch axcl_ros perception.launch.py use_composition:=false speech:=false
 
-Valid for Humble, Jazzy and Kilted: it imports only launch, launch_ros and ament_index_python. All logic (which
+Valid for Humble, Jazzy and Kilted: it imports only launch and launch_ros. All logic (which
 nodes, topic and backend overrides, bring-up order and retries) lives in the tested ``perception_host`` and
 ``lifecycle_manager`` executables; this file only passes the arguments on.
 
@@ -32,26 +32,24 @@ Arguments:
 ``rviz_config`` (default: share/axcl_ros/rviz/perception.rviz): rviz2 configuration.
 """
 
-import os
-
-from ament_index_python.packages import get_package_share_directory
 from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument, GroupAction
 from launch.conditions import IfCondition, UnlessCondition
-from launch.substitutions import LaunchConfiguration
+from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
 from launch_ros.actions import Node
+from launch_ros.substitutions import FindPackageShare
 
 NODES = ["detector", "depth", "speech", "device_monitor"]
 
 
 def generate_launch_description():
-    share = get_package_share_directory("axcl_ros")
+    share = FindPackageShare("axcl_ros")
     cfg = {name: LaunchConfiguration(name) for name in (
         "params_file", "use_composition", "autostart", "namespace", "camera_topic", "camera_info_topic",
         "audio_topic", "backend", "log_level", "use_rviz", "rviz_config", *NODES)}
 
     arguments = [
-        DeclareLaunchArgument("params_file", default_value=os.path.join(share, "config", "cpu.yaml"),
+        DeclareLaunchArgument("params_file", default_value=PathJoinSubstitution([share, "config", "cpu.yaml"]),
                               description="The one ROS parameter file for every node"),
         DeclareLaunchArgument("use_composition", default_value="true",
                               description="One perception_host process for all nodes (true) or one per node"),
@@ -71,7 +69,7 @@ def generate_launch_description():
                               description="Inference backend; empty = from params_file"),
         DeclareLaunchArgument("log_level", default_value="info", description="ROS log level"),
         DeclareLaunchArgument("use_rviz", default_value="false", description="Start rviz2"),
-        DeclareLaunchArgument("rviz_config", default_value=os.path.join(share, "rviz", "perception.rviz"),
+        DeclareLaunchArgument("rviz_config", default_value=PathJoinSubstitution([share, "rviz", "perception.rviz"]),
                               description="rviz2 configuration file"),
     ]
 

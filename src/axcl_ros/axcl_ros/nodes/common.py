@@ -185,8 +185,20 @@ class AxclLifecycleNode(LifecycleNode):
         """Subclass hook: a runtime-changeable parameter was set while configured."""
 
     # -- lifecycle ---------------------------------------------------------------------------------------------------
+    def _check_parameters(self) -> None:
+        """Values from parameter files and overrides skip the set-callback: check them all before configuring."""
+        problems = []
+        for spec in self.PARAMS:
+            value = self.param(spec.name)
+            reason = spec.check(value) or self.validate_parameter(spec.name, value)
+            if reason:
+                problems.append(reason)
+        if problems:
+            raise ValueError("invalid parameters: " + "; ".join(problems))
+
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
         try:
+            self._check_parameters()
             self.configure()
         except Exception as exc:  # noqa: BLE001 - every failure becomes a readable FAILURE
             self.get_logger().error(f"configure failed: {exc}")

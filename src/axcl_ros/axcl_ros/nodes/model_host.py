@@ -14,8 +14,19 @@ from ..runtime.registry import resolve_backend
 
 
 def executor_key(backend: str, device: str) -> str:
-    """Key of the executor for ``device`` of ``backend``: every node of a process on that device shares it."""
-    return f"{backend}:{device or 'default'}"
+    """Key of the executor for ``device`` of ``backend``: every node of a process on that device shares it.
+
+    Spellings of the same device map to one key: ``""``/``"cpu"`` for onnxruntime, ``""``/``"0"``/``"axcl:0"``
+    for the first card.
+    """
+    dev = (device or "").strip().lower()
+    if backend == "axcl":
+        dev = dev.split(":", 1)[1] if dev.startswith("axcl:") else dev
+        dev = dev or "0"
+    elif backend == "onnxruntime":
+        dev = dev or "cpu"
+        dev = "cuda:0" if dev == "cuda" else dev
+    return f"{backend}:{dev or 'default'}"
 
 
 class ModelHost:
