@@ -1,0 +1,211 @@
+"""Host time per frame for everything except model execution, against the floor measured in the same run.
+
+Our path is what the detector node does per frame around ``session.run``: ``sensor_msgs/Image`` → BGR view
+(conversion), letterbox + tensor (pre-processing), the executor's copy of the outputs, decode + NMS + box mapping
+(post-processing) and the ``axcl_msgs/DetectionArray`` (+ ``vision_msgs`` when installed) build. The model outputs
+are real: NudeNet's YOLOv8n (``320n.onnx``, run once per frame size at 640×640, both the Ultralytics layout and the
+AXERA layout made from it) on scikit-image's astronaut scaled to 640×480 and 1920×1080.
+
+The floor is the least any implementation must do: one copy of the frame (what receiving it costs) plus one
+``cv2.resize`` to the letterboxed size. The depth node's host path (AXERA layout, 518×518 output resized back to the
+frame and packed as 32FC1) is measured against the same floor.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from pathlib import Path
+from typing import List
+
+import cv2
+import numpy as np
+from bench_common import Row, ratio, ros_available, time_interleaved
+
+TOPIC = "host path"
+SIZES = {"640x480": (480, 640), "1920x1080": (1080, 1920)}
+
+
+def _frames():
+    from axcl_ros import assets
+
+    rgb = assets.skimage_image("astronaut")
+    square = np.ascontiguousarray(rgb[:, :, ::-1])
+    out = {}
+    for name, (h, w) in SIZES.items():
+        # the 512x512 picture centred on a grey canvas of the target size, scaled to the canvas height
+        canvas = np.full((h, w, 3), 96, np.uint8)
+        side = h
+        img = cv2.resize(square, (side, side), interpolation=cv2.INTER_LINEAR)
+        x0 = (w - side) // 2
+        canvas[:, x0:x0 + side] = img
+        out[name] = canvas
+    return out
+
+
+def _detector_pipeline(adapter, outputs_for, msg_for, with_vision):
+    """The per-frame host work of DetectorNode._on_frame + _on_result (model run replaced by stored outputs)."""
+    from axcl_msgs.msg import Detection, DetectionArray, InferenceTiming
+
+    from axcl_ros.nodes.camera_input import decode_bgr
+    from axcl_ros.nodes.detection_messages import fill_detection_array, to_vision_detections
+
+    def run(name):
+        msg = msg_for[name]
+        t0 = time.perf_counter()
+        bgr = decode_bgr(msg, "raw")
+        feeds, meta = adapter.preprocess(bgr)
+        outputs = {k: np.array(v, copy=True) for k, v in outputs_for[name].items()}  # the executor's copy
+        dets = adapter.postprocess(outputs, meta)
+        out = DetectionArray()
+        h, w = meta.image_size
+        fill_detection_array(out, Detection, msg.header, dets.boxes, dets.scores, dets.class_ids, dets.names, w, h)
+        now = time.perf_counter()
+        out.timing = InferenceTiming(model="m", backend="b", device="d", preprocess_ms=(now - t0) * 1e3,
+                                     queue_ms=0.0, inference_ms=0.0, postprocess_ms=0.0, total_ms=0.0)
+        if with_vision is not None:
+            to_vision_detections(with_vision, msg.header, dets.boxes, dets.scores, dets.class_ids)
+        return out, feeds
+
+    return run
+
+
+def _stages(adapter, outputs, msg, vision):
+    """Per-stage medians (ms) of the detector host path for one frame: where the time goes."""
+    from axcl_msgs.msg import Detection, DetectionArray
+
+    from axcl_ros.nodes.camera_input import decode_bgr
+    from axcl_ros.nodes.detection_messages import fill_detection_array, to_vision_detections
+
+    bgr = decode_bgr(msg, "raw")
+    feeds, meta = adapter.preprocess(bgr)
+    dets = adapter.postprocess(outputs, meta)
+
+    def message():
+        out = DetectionArray()
+        fill_detection_array(out, Detection, msg.header, dets.boxes, dets.scores, dets.class_ids, dets.names,
+                             meta.image_size[1], meta.image_size[0])
+        if vision is not None:
+            to_vision_detections(vision, msg.header, dets.boxes, dets.scores, dets.class_ids)
+
+    fns = {"convert": lambda: decode_bgr(msg, "raw"), "letterbox": lambda: adapter.preprocess(bgr),
+           "copy": lambda: {k: np.array(v, copy=True) for k, v in outputs.items()},
+           "decode+NMS": lambda: adapter.postprocess(outputs, meta), "msg": message}
+    return {k: v.median_ms for k, v in time_interleaved(fns, blocks=7, per_block=5).items()}
+
+
+def _floor(frame, size):
+    th, tw = size
+    h, w = frame.shape[:2]
+    scale = min(th / h, tw / w)
+    rw, rh = int(round(w * scale)), int(round(h * scale))
+
+    def run():
+        copy = frame.copy()
+        return cv2.resize(copy, (rw, rh), interpolation=cv2.INTER_LINEAR)
+
+    return run
+
+
+def run(quick: bool = False) -> List[Row]:
+    """Measure and return the rows of this topic."""
+    reason = ros_available()
+    if reason:
+        return [Row(TOPIC, "all", None, note=f"skipped: {reason}")]
+    from sensor_msgs.msg import Image
+
+    from axcl_ros import assets
+    from axcl_ros.io.image import array_to_image_fields
+    from axcl_ros.models.depth_anything import DepthAnythingAdapter
+    from axcl_ros.models.yolo import YoloAdapter
+    from axcl_ros.nodes.detection_messages import vision_msgs_types
+    from axcl_ros.runtime.onnxruntime_backend import OnnxRuntimeBackend
+    from axcl_ros.testing.depth_models import build_axera_probe
+    from axcl_ros.testing.yolo_models import axera_from_ultralytics_onnx
+
+    blocks, per_block = (7, 5) if quick else (15, 10)
+    frames = _frames()
+    msgs = {}
+    for name, bgr in frames.items():
+        msg = Image(**array_to_image_fields(bgr, "bgr8", data_as="array"))
+        msg.header.stamp.sec, msg.header.frame_id = 1, "camera"
+        msgs[name] = msg
+    vision = vision_msgs_types()
+    backend = OnnxRuntimeBackend(intra_op_num_threads=2)
+    rows: List[Row] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        src = assets.nudenet_yolov8n_onnx()
+        axera_path = Path(tmp) / "nudenet_axera.onnx"
+        axera_from_ultralytics_onnx(src, axera_path, size=(640, 640))
+        layouts = {}
+        for layout, path in (("ultralytics", src), ("axera", axera_path)):
+            session = backend.load(str(path))
+            adapter = YoloAdapter.from_specs(session.inputs, session.outputs, labels=assets.NUDENET_LABELS,
+                                             input_size=640)
+            outputs = {}
+            for name, bgr in frames.items():
+                feeds, _ = adapter.preprocess(bgr)
+                outputs[name] = {k: np.array(v) for k, v in session.run(feeds).items()}
+            session.release()
+            layouts[layout] = (adapter, outputs)
+
+        probe = build_axera_probe(Path(tmp) / "da2_probe.onnx", 518, 518)
+        dsession = backend.load(str(probe))
+        depth = DepthAnythingAdapter.from_specs(dsession.inputs, dsession.outputs)
+        depth_out = {dsession.outputs[0].name: np.random.default_rng(0).random((1, 1, 518, 518), np.float32)}
+        dsession.release()
+
+    for name, bgr in frames.items():
+        h, w = bgr.shape[:2]
+        fns = {"floor": _floor(bgr, (640, 640))}
+        for layout, (adapter, outputs) in layouts.items():
+            pipe = _detector_pipeline(adapter, outputs, msgs, vision)
+            fns[layout] = (lambda pipe=pipe, name=name: pipe(name))
+            out, _ = pipe(name)
+            if layout == "axera":
+                n_dets = len(out.detections)
+
+        def depth_path(name=name, h=h, w=w):
+            from axcl_ros.nodes.camera_input import decode_bgr
+
+            img = decode_bgr(msgs[name], "raw")
+            depth.preprocess(img)
+            d = depth.postprocess({k: np.array(v, copy=True) for k, v in depth_out.items()}, out_size=(h, w))
+            return Image(**array_to_image_fields(d, "32FC1", data_as="array"))
+
+        floor518 = _floor(bgr, (518, 518))
+        raw = next(iter(depth_out.values()))[0, 0]
+
+        def depth_floor(raw=raw, h=h, w=w, floor518=floor518):
+            floor518()
+            return cv2.resize(raw, (w, h), interpolation=cv2.INTER_LINEAR)
+
+        fns["depth"] = depth_path
+        fns["depth_floor"] = depth_floor
+        t = time_interleaved(fns, blocks=blocks, per_block=per_block)
+        stages = _stages(layouts["axera"][0], layouts["axera"][1][name], msgs[name], vision)
+        breakdown = ", ".join(f"{k} {v:.2f}" for k, v in stages.items())
+        floor = t["floor"].median_ms
+        rows.append(Row(TOPIC, f"floor {name} (copy + letterbox resize)", floor, "ms/frame",
+                        note=f"p10-p90 {t['floor'].p10_ms:.2f}-{t['floor'].p90_ms:.2f} ms"))
+        for layout in ("axera", "ultralytics"):
+            tm = t[layout]
+            what = f"ms: {breakdown}" if layout == "axera" else "convert+letterbox+copy+decode+NMS+msg"
+            rows.append(Row(TOPIC, f"detector {name}, {layout} layout", tm.median_ms, "ms/frame", floor,
+                            "floor", ratio(tm.median_ms, floor),
+                            note=f"{what}; {n_dets} dets{' + vision_msgs' if vision else ''}; "
+                                 f"p10-p90 {tm.p10_ms:.2f}-{tm.p90_ms:.2f}"))
+        dfl = t["depth_floor"].median_ms
+        rows.append(Row(TOPIC, f"depth {name}, axera layout", t["depth"].median_ms, "ms/frame", dfl, "floor (518)",
+                        ratio(t["depth"].median_ms, dfl),
+                        note="convert+resize to 518+resize back to the frame+32FC1 msg; floor adds one resize of "
+                             "the 518x518 output to the frame size"))
+    rows.append(Row(TOPIC, "Ultralytics pre/post on the same model", None,
+                    note="not measured: ultralytics needs torch+torchvision; the only importable pair here is a "
+                         "6.1 GB CUDA build (shared/reference/models.md §5), not a cheap install outside the test env"))
+    return rows
+
+
+if __name__ == "__main__":
+    for r in run():
+        print(r)
