@@ -264,3 +264,12 @@ def test_fit_scale_shift_recovers_calibration():
     np.testing.assert_allclose(back[ok], depth[ok], rtol=1e-5)
     with pytest.raises(DepthInputError):
         fit_scale_shift(np.ones((4, 4)), np.ones((4, 4)))
+
+
+def test_detector_shaped_output_is_not_taken_for_a_depth_map():
+    # a YOLO-style float32 [1,3,320,320] → [1,7,84] model fits the generic [1,H,W] pattern; its shape gives it away
+    specs_in = [TensorSpec("images", (1, 3, 320, 320), np.dtype(np.float32))]
+    with pytest.raises(DepthModelSignatureError, match="not a depth map"):
+        DepthAnythingAdapter.from_specs(specs_in, [TensorSpec("output0", (1, 7, 84), np.dtype(np.float32))])
+    half = DepthAnythingAdapter.from_specs(specs_in, [TensorSpec("depth", (1, 160, 160), np.dtype(np.float32))])
+    assert half.input_hw == (320, 320)

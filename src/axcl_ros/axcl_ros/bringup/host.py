@@ -308,8 +308,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     from rclpy.signals import SignalHandlerOptions
     from rclpy.utilities import remove_ros_args
 
+    from axcl_ros.runtime.executor import tune_interpreter_for_device_work
+
     argv = list(sys.argv if argv is None else argv)
     options = build_parser().parse_args(remove_ros_args(argv)[1:])
+    tune_interpreter_for_device_work()
     stop = stop_on_signals()
     rclpy.init(args=argv, signal_handler_options=SignalHandlerOptions.NO)
     try:

@@ -237,6 +237,13 @@ class DepthAnythingAdapter:
                 if want is not None and want[axis] != dim:
                     raise DepthConfigError(f"input_size {want} contradicts the model's fixed size; found {found}")
                 hw.append(int(dim))
+        oh, ow = out_hw
+        if oh is not None and ow is not None:
+            ratio_in, ratio_out = hw[0] / hw[1], oh / ow
+            if abs(ratio_out - ratio_in) > 0.02 * ratio_in or oh * 16 < hw[0]:
+                raise DepthModelSignatureError(
+                    f"output {oh}x{ow} is not a depth map of the {hw[0]}x{hw[1]} input (a depth model outputs the "
+                    f"input's size or a fixed fraction of it); found {found}")
         return cls(layout=layout, input_name=spec_in.name, output_name=spec_out.name, input_hw=(hw[0], hw[1]),
                    mode=mode, max_depth=max_depth, scale=scale, shift=shift, output_size=output_size,
                    interpolation=interpolation)

@@ -9,7 +9,13 @@ from typing import Mapping, Optional, Sequence
 import numpy as np
 
 from ..runtime.base import ModelLoadError
-from ..runtime.executor import InferenceExecutor, ModelHandle, get_executor, shutdown_all
+from ..runtime.executor import (
+    InferenceExecutor,
+    ModelHandle,
+    get_executor,
+    shutdown_all,
+    tune_interpreter_for_device_work,
+)
 from ..runtime.registry import resolve_backend
 
 
@@ -84,6 +90,7 @@ def run_main(node_class, args=None, **node_kwargs) -> None:
     import rclpy
     from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 
+    tune_interpreter_for_device_work()
     rclpy.init(args=args)
     node = node_class(**node_kwargs)
     executor = MultiThreadedExecutor()
