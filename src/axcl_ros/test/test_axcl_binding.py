@@ -28,30 +28,7 @@ from axcl_ros.runtime.axcl import (
 from axcl_ros.runtime.axcl_backend import AxclBackend, InvalidDeviceError, parse_device
 from axcl_ros.runtime.base import BackendUnavailableError, ModelLoadError
 from axcl_ros.testing import stub_models as sm
-from axcl_ros.testing.axcl_stub_build import StubControl, build_stub, stub_source
-
-FAULT_ENV = ("AXCL_STUB_FAIL_LOAD", "AXCL_STUB_FAIL_EXECUTE_AFTER", "AXCL_STUB_DEVICE_LOST_AFTER",
-             "AXCL_STUB_DEVICE_IDS", "AXCL_VNPU", "AXCL_CONFIG")
-
-
-@pytest.fixture(scope="module")
-def stub_lib():
-    return build_stub()
-
-
-@pytest.fixture
-def stub(stub_lib, monkeypatch):
-    monkeypatch.setenv("AXCL_LIB_PATH", str(stub_lib))
-    for key in FAULT_ENV:
-        monkeypatch.delenv(key, raising=False)
-    shutdown_runtime()
-    ctl = StubControl(stub_lib)
-    ctl.reset()
-    yield ctl
-    shutdown_runtime()
-    c = ctl.counters()
-    assert c["initialized"] == 0 and c["outstanding_allocs"] == 0 and c["loaded_models"] == 0
-    assert c["outstanding_ioinfos"] == 0 and c["outstanding_ios"] == 0
+from axcl_ros.testing.axcl_stub_build import stub_source
 
 
 # ------------------------------------------------------------------------------------------------------ structs/errors

@@ -20,37 +20,17 @@ from axcl_ros.io.image import array_to_image_fields  # noqa: E402
 from axcl_ros.models.letterbox import letterbox  # noqa: E402
 from axcl_ros.nodes.depth import DepthNode  # noqa: E402
 from axcl_ros.nodes.detector import DetectorNode  # noqa: E402
-from axcl_ros.runtime.axcl import get_runtime, shutdown_runtime  # noqa: E402
-from axcl_ros.runtime.executor import shutdown_all  # noqa: E402
+from axcl_ros.runtime.axcl import get_runtime  # noqa: E402
 from axcl_ros.testing import stub_models as sm  # noqa: E402
-from axcl_ros.testing.axcl_stub_build import StubControl, build_stub  # noqa: E402
 from axcl_ros.testing.lifecycle_client import LifecycleClient  # noqa: E402
 from axcl_ros.testing.ros_graph import RosGraph  # noqa: E402
 
 pytestmark = pytest.mark.ros
 QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
-FAULTS = ("AXCL_STUB_FAIL_LOAD", "AXCL_STUB_FAIL_EXECUTE_AFTER", "AXCL_STUB_DEVICE_LOST_AFTER", "AXCL_STUB_DEVICE_IDS")
 YOLO_IN = 640 * 640 * 3
 YOLO_OUT = sum(4 * g * g * 144 for g in (80, 40, 20))
 DEPTH_IN = 518 * 518 * 3
 DEPTH_OUT = 4 * 518 * 518
-
-
-@pytest.fixture()
-def stub(monkeypatch, tmp_path):
-    lib = build_stub()
-    monkeypatch.setenv("AXCL_LIB_PATH", str(lib))
-    for key in FAULTS:
-        monkeypatch.delenv(key, raising=False)
-    shutdown_all()
-    shutdown_runtime()
-    ctl = StubControl(lib)
-    ctl.reset()
-    yield ctl
-    shutdown_all()
-    shutdown_runtime()
-    c = ctl.counters()
-    assert c["outstanding_allocs"] == 0 and c["loaded_models"] == 0 and c["outstanding_ios"] == 0
 
 
 @pytest.fixture()

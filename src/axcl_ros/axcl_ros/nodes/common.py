@@ -18,6 +18,9 @@ from rclpy.exceptions import ParameterUninitializedException
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 
+from ..runtime.base import BackendError
+from ..runtime.executor import ExecutorShutdownError, ModelReleasedError
+
 QOS_CHOICES = ("sensor_data", "reliable", "system_default")
 
 
@@ -289,6 +292,22 @@ class AxclLifecycleNode(LifecycleNode):
         for e in entities:
             destroy(e)
         return []
+
+    def report_frame_error(self, cam, exc: BaseException) -> None:
+        """Account a frame whose run or post-processing failed (``cam``: a camera stream with an ``errors`` count).
+
+        A model released by cleanup/shutdown before the frame ran is not an error; a backend error counts as an
+        inference error and becomes ``last_error`` (ERROR on /diagnostics); anything else is a rejected input.
+        """
+        if isinstance(exc, (ModelReleasedError, ExecutorShutdownError)):
+            return
+        cam.errors += 1
+        if isinstance(exc, BackendError):
+            self.counters["inference_errors"] += 1
+            self.last_error = str(exc)
+            self.get_logger().error(f"inference failed on {cam.topic}: {exc}", throttle_duration_sec=5.0)
+        else:
+            self.bad_inputs.report(f"result on {cam.topic}", exc)
 
     def publish_diagnostics(self) -> None:
         """Publish this node's status on /diagnostics."""

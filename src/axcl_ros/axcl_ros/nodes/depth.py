@@ -66,7 +66,6 @@ from ..models.depth_geometry import (
     pack_pointcloud2_fields,
     scale_camera_info,
 )
-from ..runtime.base import BackendError
 from ..runtime.executor import ExecutorShutdownError, ModelReleasedError
 from .camera_input import CameraInputs, CameraStream, decode_bgr
 from .common import OUTPUT_QOS, QOS_CHOICES, AxclLifecycleNode, ParamSpec, make_qos, sibling_topic
@@ -354,17 +353,8 @@ class DepthNode(AxclLifecycleNode):
             result = future.result()
             t_post0 = time.perf_counter()
             self._publish(outputs, adapter, header, image_hw, bgr, result)
-        except (ModelReleasedError, ExecutorShutdownError):
-            return  # released by cleanup/shutdown before it ran: not an inference failure
-        except BackendError as exc:
-            cam.errors += 1
-            self.counters["inference_errors"] += 1
-            self.last_error = str(exc)
-            self.get_logger().error(f"inference failed on {cam.topic}: {exc}", throttle_duration_sec=5.0)
-            return
         except Exception as exc:  # noqa: BLE001 - a bad frame must never stop the node
-            cam.errors += 1
-            self.bad_inputs.report(f"result on {cam.topic}", exc)
+            self.report_frame_error(cam, exc)
             return
         now = time.perf_counter()
         timing = InferenceTiming(model=self.host.model_name if self.host else "",

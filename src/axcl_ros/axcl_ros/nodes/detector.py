@@ -26,7 +26,6 @@ from ..io.annotate import draw_detections
 from ..io.image import ImageConversionError, array_to_image_fields
 from ..models.labels import LabelsError
 from ..models.yolo import DetectorConfig, YoloAdapter
-from ..runtime.base import BackendError
 from ..runtime.executor import ExecutorShutdownError, ModelReleasedError
 from .camera_input import CameraInputs, CameraStream, decode_bgr
 from .common import LATCHED_QOS, OUTPUT_QOS, QOS_CHOICES, AxclLifecycleNode, ParamSpec
@@ -229,17 +228,8 @@ class DetectorNode(AxclLifecycleNode):
                 img = Image(**array_to_image_fields(drawn, "bgr8", data_as="array"))
                 img.header = header
                 pubs["image"].publish(img)
-        except (ModelReleasedError, ExecutorShutdownError):
-            return  # released by cleanup/shutdown before it ran: not an inference failure
-        except BackendError as exc:
-            cam.errors += 1
-            self.counters["inference_errors"] += 1
-            self.last_error = str(exc)
-            self.get_logger().error(f"inference failed on {cam.topic}: {exc}", throttle_duration_sec=5.0)
-            return
         except Exception as exc:  # noqa: BLE001 - a bad frame must never stop the node
-            cam.errors += 1
-            self.bad_inputs.report(f"result on {cam.topic}", exc)
+            self.report_frame_error(cam, exc)
             return
         cam.published += 1
         cam.last_latency_ms = out.timing.total_ms
