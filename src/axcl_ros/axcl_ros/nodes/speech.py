@@ -44,8 +44,9 @@ BACKENDS = ("auto", "axcl", "onnxruntime")
 TASKS = ("transcribe", "translate")
 TRANSCRIPT_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=50, reliability=ReliabilityPolicy.RELIABLE)
 MUTE_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10, reliability=ReliabilityPolicy.RELIABLE)
-#: audio chunks the input subscription keeps while its callback is busy (20 s of 100-ms chunks)
-AUDIO_QUEUE_DEPTH = 200
+#: audio chunks the input subscription keeps while its callback is busy (100 s of 100-ms chunks; a loaded 2-core
+#: host running Whisper can starve the callback for seconds while audio arrives faster than real time)
+AUDIO_QUEUE_DEPTH = 1000
 
 
 def sec_to_time(seconds: float, msg) -> Any:
