@@ -227,16 +227,6 @@ class AxclSession(Session):
         return int(ptr.value)
 
     # -- Session interface ----------------------------------------------------------------------------------------
-    @property
-    def inputs(self) -> Sequence[TensorSpec]:
-        """Input specs in model order (from the model's IO info)."""
-        return self._inputs
-
-    @property
-    def outputs(self) -> Sequence[TensorSpec]:
-        """Output specs in model order (from the model's IO info)."""
-        return self._outputs
-
     def run(self, feeds: Mapping[str, np.ndarray], output_names: Optional[Sequence[str]] = None) -> dict:
         """Copy in the given inputs, execute, copy out ``output_names`` (all when None; ``[]`` for none).
 

@@ -94,16 +94,19 @@ class Session(abc.ABC):
     path: str = ""
     #: True when ``run`` returns arrays that no later ``run`` overwrites (the executor then skips its defensive copy)
     owns_outputs: bool = False
+    #: specs read from the model by the subclass's loader
+    _inputs: Sequence[TensorSpec] = ()
+    _outputs: Sequence[TensorSpec] = ()
 
     @property
-    @abc.abstractmethod
     def inputs(self) -> Sequence[TensorSpec]:
-        """Input specs in model order."""
+        """Input specs in model order (dynamic dims are ``None``)."""
+        return self._inputs
 
     @property
-    @abc.abstractmethod
     def outputs(self) -> Sequence[TensorSpec]:
-        """Output specs in model order."""
+        """Output specs in model order (dynamic dims are ``None``)."""
+        return self._outputs
 
     @abc.abstractmethod
     def run(self, feeds: Mapping[str, np.ndarray],

@@ -90,16 +90,6 @@ class OnnxRuntimeSession(Session):
         self._output_names = [s.name for s in self._outputs]
 
     @property
-    def inputs(self) -> Sequence[TensorSpec]:
-        """Input specs in model order (dynamic dims are ``None``)."""
-        return self._inputs
-
-    @property
-    def outputs(self) -> Sequence[TensorSpec]:
-        """Output specs in model order (dynamic dims are ``None``)."""
-        return self._outputs
-
-    @property
     def providers(self) -> List[str]:
         """Execution providers the session actually uses."""
         if self._sess is None:

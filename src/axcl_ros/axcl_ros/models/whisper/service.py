@@ -159,16 +159,6 @@ class RunnerSession(Session):
                         TensorSpec("offset", (None,), np.dtype(np.int32))]
         self._outputs = [TensorSpec("logits", (int(runner.n_vocab),), np.dtype(np.float32))]
 
-    @property
-    def inputs(self) -> Sequence[TensorSpec]:
-        """``mel``, ``token``, ``offset`` (see the class docstring)."""
-        return self._inputs
-
-    @property
-    def outputs(self) -> Sequence[TensorSpec]:
-        """``logits``."""
-        return self._outputs
-
     def run(self, feeds: Mapping[str, np.ndarray], output_names: Optional[Sequence[str]] = None) -> dict:
         """Encode, step or reset (see the class docstring)."""
         runner = self.runner
