@@ -1,5 +1,5 @@
 """Soak: the perception host process (detector on three cameras + depth on a fourth, AXCL stub runtime) under four
-15-fps camera streams; its resident memory, thread count and open files stay flat and its latency does not drift.
+10-fps camera streams; its resident memory, thread count and open files stay flat and its latency does not drift.
 
 * ``test_soak_short`` (CI, ``make test``): 45 s, the first 15 s are warm-up (resident memory grows by ~15 MB in
   the first 15 s — imports, DDS buffers, allocator arenas — then by ~4 MB over the next two minutes and stays flat);
@@ -39,7 +39,7 @@ pytestmark = [pytest.mark.ros]
 SRC = Path(__file__).resolve().parents[1] / "src" / "axcl_ros"
 DET_TOPICS = ["/soak0/image_raw", "/soak1/image_raw", "/soak2/image_raw"]
 DEPTH_TOPIC = "/soak3/image_raw"
-FPS = 15.0
+FPS = 10.0
 OUT_QOS = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
 
 
@@ -170,7 +170,7 @@ def run_soak(tmp_path: Path, duration: float, warmup: float) -> dict:
             "log": log}
 
 
-def check_flat(result: dict, rss_limit_mb: float, rss_slope_limit=None) -> dict:
+def check_flat(result: dict, rss_limit_mb: float, rss_slope_limit=None, drift=(1.5, 25.0)) -> dict:
     """Assert flat memory/threads/fds, no stalled stream, no latency drift; return the summary."""
     warm = result["warmup"]
     samples = [s for s in result["samples"] if s[0] >= warm]
@@ -196,7 +196,8 @@ def check_flat(result: dict, rss_limit_mb: float, rss_slope_limit=None) -> dict:
         first = statistics.median(x for _, x in lat[:third]) * 1e3
         last = statistics.median(x for _, x in lat[-third:]) * 1e3
         summary[f"latency_ms {topic}"] = (round(first, 1), round(last, 1))
-        assert last <= 1.5 * first + 25.0, f"{topic}: latency drifted {first:.1f} → {last:.1f} ms"
+        factor, slack_ms = drift
+        assert last <= factor * first + slack_ms, f"{topic}: latency drifted {first:.1f} → {last:.1f} ms"
     assert max(threads) - min(threads) <= 1 and threads[-1] <= threads[0], summary
     assert max(fds) - min(fds) <= 2 and fds[-1] <= fds[0] + 1, summary
     assert rss_growth < rss_limit_mb, summary
