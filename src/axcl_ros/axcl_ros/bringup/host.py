@@ -282,12 +282,14 @@ def run_until_signal(executor, stop: Optional[threading.Event] = None) -> Option
     """
     from rclpy.executors import ExternalShutdownException
 
+    from axcl_ros.nodes.spinning import spin_until
+
     stop = stop_on_signals(stop)
     errors: List[BaseException] = []
 
     def spin() -> None:
         try:
-            executor.spin()
+            spin_until(executor, stop.is_set)
         except ExternalShutdownException:
             pass
         except Exception as exc:  # noqa: BLE001 - reported by the caller

@@ -17,6 +17,7 @@ from ..runtime.executor import (
     tune_interpreter_for_device_work,
 )
 from ..runtime.registry import resolve_backend
+from .spinning import spin_until
 
 
 def executor_key(backend: str, device: str) -> str:
@@ -96,7 +97,7 @@ def run_main(node_class, args=None, **node_kwargs) -> None:
     executor = MultiThreadedExecutor()
     executor.add_node(node)
     try:
-        executor.spin()
+        spin_until(executor)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:

@@ -9,6 +9,8 @@ import threading
 import time
 from typing import Callable, List, Optional, Sequence
 
+from ..nodes.spinning import spin_until
+
 
 class RosGraph:
     """A private rclpy context with a multi-threaded executor spinning in a background thread.
@@ -30,12 +32,10 @@ class RosGraph:
         self._thread.start()
 
     def _spin(self) -> None:
-        while not self._stop.is_set() and self.context.ok():
-            try:
-                self.executor.spin_once(timeout_sec=0.05)
-            except Exception:  # noqa: BLE001 - shutdown races end the loop
-                if self._stop.is_set():
-                    return
+        try:
+            spin_until(self.executor, self._stop.is_set, timeout_sec=0.05)
+        except Exception:  # noqa: BLE001 - shutdown races end the loop
+            if not self._stop.is_set():
                 raise
 
     def node(self, name: str, **kwargs):
