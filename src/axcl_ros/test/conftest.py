@@ -1,5 +1,7 @@
 """Shared fixtures: the compiled AXCL stub runtime (a test double of the documented AXCL API, not the card)."""
 
+import os
+
 import pytest
 
 FAULT_ENV = ("AXCL_STUB_FAIL_LOAD", "AXCL_STUB_FAIL_EXECUTE_AFTER", "AXCL_STUB_DEVICE_LOST_AFTER",
@@ -35,3 +37,20 @@ def stub(stub_lib, monkeypatch):
     c = ctl.counters()
     assert c["initialized"] == 0 and c["outstanding_allocs"] == 0 and c["loaded_models"] == 0
     assert c["outstanding_ioinfos"] == 0 and c["outstanding_ios"] == 0
+
+
+@pytest.fixture
+def stub_env(stub_lib, monkeypatch):
+    """The stub as libaxcl_rt.so with two cards (ids 129, 130) in ``os.environ`` (child processes inherit it), no
+    fault injected; a fresh AXCL runtime before and after the test. Yields the library path as a string."""
+    from axcl_ros.runtime.axcl import shutdown_runtime
+
+    shutdown_runtime()
+    for key in FAULT_ENV:
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("AXCL_LIB_PATH", str(stub_lib))
+    monkeypatch.setenv("AXCL_STUB_DEVICE_IDS", "129,130")
+    yield str(stub_lib)
+    shutdown_runtime()
+    for key in FAULT_ENV:  # tests may set faults in os.environ directly; monkeypatch then restores prior values
+        os.environ.pop(key, None)

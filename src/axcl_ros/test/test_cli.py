@@ -10,36 +10,6 @@ import pytest
 
 from axcl_ros import assets, cli
 from axcl_ros import device_report as dr
-from axcl_ros.runtime.axcl import shutdown_runtime
-
-STUB_ENV = ("AXCL_LIB_PATH", "AXCL_STUB_DEVICE_IDS", "AXCL_STUB_DEVICE_LOST_AFTER", "AXCL_STUB_FAIL_LOAD",
-            "AXCL_STUB_FAIL_EXECUTE_AFTER")
-
-
-@pytest.fixture(scope="module")
-def stub_lib():
-    from axcl_ros.testing.axcl_stub_build import StubBuildError, build_stub
-
-    try:
-        return str(build_stub())
-    except StubBuildError as exc:
-        pytest.skip(f"AXCL stub not buildable here: {exc}")
-
-
-@pytest.fixture()
-def stub_env(stub_lib):
-    saved = {k: os.environ.get(k) for k in STUB_ENV}
-    shutdown_runtime()
-    for k in STUB_ENV:
-        os.environ.pop(k, None)
-    os.environ.update(AXCL_LIB_PATH=stub_lib, AXCL_STUB_DEVICE_IDS="129,130")
-    yield stub_lib
-    shutdown_runtime()
-    for k, v in saved.items():
-        if v is None:
-            os.environ.pop(k, None)
-        else:
-            os.environ[k] = v
 
 
 @pytest.fixture(scope="module")

@@ -8,44 +8,13 @@ import time
 import pytest
 
 from axcl_ros import device_report as dr
-from axcl_ros.runtime.axcl import AxclError, shutdown_runtime
+from axcl_ros.runtime.axcl import AxclError
 
 STUB_IDS = "129,130"
 # what the stub reports (testing/axcl_stub/axcl_stub.c, axclrtGetDeviceProperties): 40 °C + id % 100 / 10,
 # 945 MiB memory with 600 MiB free, 7040 MiB CMM, CPU load 12.34 %
 STUB_TEMP = {129: 42.9, 130: 43.0}
 STUB_MEM_TOTAL_KB, STUB_MEM_USED_KB, STUB_CMM_TOTAL_KB = 945 * 1024, 345 * 1024, 7040 * 1024
-STUB_ENV = ("AXCL_LIB_PATH", "AXCL_STUB_DEVICE_IDS", "AXCL_STUB_DEVICE_LOST_AFTER", "AXCL_STUB_FAIL_LOAD",
-            "AXCL_STUB_FAIL_EXECUTE_AFTER")
-
-
-@pytest.fixture(scope="module")
-def stub_lib():
-    from axcl_ros.testing.axcl_stub_build import StubBuildError, build_stub
-
-    try:
-        return str(build_stub())
-    except StubBuildError as exc:
-        pytest.skip(f"AXCL stub not buildable here: {exc}")
-
-
-@pytest.fixture()
-def stub_env(stub_lib):
-    """The stub as libaxcl_rt.so with two cards; a fresh runtime before and after the test."""
-    saved = {k: os.environ.get(k) for k in STUB_ENV}
-    shutdown_runtime()
-    for k in STUB_ENV:
-        os.environ.pop(k, None)
-    os.environ.update(AXCL_LIB_PATH=stub_lib, AXCL_STUB_DEVICE_IDS=STUB_IDS)
-    yield stub_lib
-    shutdown_runtime()
-    for k, v in saved.items():
-        if v is None:
-            os.environ.pop(k, None)
-        else:
-            os.environ[k] = v
-
-
 # ---------------------------------------------------------------------------------------------------------------------
 # pure parts
 # ---------------------------------------------------------------------------------------------------------------------
