@@ -30,6 +30,7 @@
 #define _GNU_SOURCE
 #include <math.h>
 #include <pthread.h>
+#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -85,8 +86,9 @@ enum { SUB_DEVICE = 1, SUB_CONTEXT = 2, SUB_STREAM = 3, SUB_TASK = 4, SUB_MEMORY
 enum { E_FAIL = 0x01, E_NULL = 0x02, E_PARAM = 0x03, E_UNSUPPORTED = 0x04, E_TIMEOUT = 0x05, E_BUSY = 0x06,
        E_NOMEM = 0x07, E_UNEXPECTED = 0x0A, E_OPEN = 0x0B, E_EXEC = 0x0C, E_INVALID_INDEX = 0x81,
        E_INVALID_DEVICE = 0x84, E_NO_ACTIVE = 0x85 };
-/* stub choices (not documented): no current context -> context/0x85; device lost -> device/unexpected response */
-#define ERR_NO_CONTEXT ERR(SUB_CONTEXT, E_NO_ACTIVE)
+/* no current context -> context/0x84 (0x80300284, as libaxcl_rt.so V3.10.2 returns); stub choice (not documented):
+ * device lost -> device/unexpected response */
+#define ERR_NO_CONTEXT ERR(SUB_CONTEXT, 0x84)
 #define ERR_NOT_INIT ERR(SUB_DEVICE, E_NO_ACTIVE)
 #define ERR_LOST ERR(SUB_DEVICE, E_UNEXPECTED)
 
@@ -107,7 +109,7 @@ enum { E_FAIL = 0x01, E_NULL = 0x02, E_PARAM = 0x03, E_UNSUPPORTED = 0x04, E_TIM
     X(axclrtEngineGetOutputDataType) X(axclrtEngineGetInputDataLayout) X(axclrtEngineGetOutputDataLayout) \
     X(axclrtEngineCreateIO) X(axclrtEngineDestroyIO) X(axclrtEngineSetInputBufferByIndex) \
     X(axclrtEngineSetOutputBufferByIndex) X(axclrtEngineGetInputBufferByIndex) \
-    X(axclrtEngineGetOutputBufferByIndex) X(axclrtEngineExecute)
+    X(axclrtEngineGetOutputBufferByIndex) X(axclrtEngineExecute) X(axclrtEngineSetDynamicBatchSize)
 
 #define X_ENUM(n) FN_##n,
 enum { STUB_FUNCS(X_ENUM) FN_COUNT };
@@ -230,6 +232,25 @@ static long env_long(const char *name, long dflt) {
     char *end = NULL;
     long r = strtol(v, &end, 10);
     return (end && end != v) ? r : dflt;
+}
+
+/* The real library writes its log lines to stdout (not stderr) and axclSetLogLevel does not silence them; the stub
+ * does the same so that callers printing machine-readable output must keep the library off their stdout. */
+static void vlog(const char *level, const char *where, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void vlog(const char *level, const char *where, const char *fmt, ...) {
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    fprintf(stdout, "[%s][axcl_stub][%s]: %s\n", level, where, msg);
+    fflush(stdout);
+}
+
+static void sleep_us(long us) {
+    if (us <= 0) return;
+    struct timespec ts = { us / 1000000, (us % 1000000) * 1000 };
+    nanosleep(&ts, NULL);
 }
 
 static axclError enter(int fn) {
@@ -768,8 +789,9 @@ static void reclaim_all(void) {
  * Documented entry points
  * ================================================================================================================= */
 #define LOCKED_ENTER(fn)                     \
+    const int _fn = FN_##fn;                 \
     pthread_mutex_lock(&g_mu);               \
-    axclError _rc = enter(FN_##fn);          \
+    axclError _rc = enter(_fn);              \
     if (_rc) {                               \
         pthread_mutex_unlock(&g_mu);         \
         return _rc;                          \
@@ -777,7 +799,10 @@ static void reclaim_all(void) {
 #define RETURN(v)                            \
     do {                                     \
         axclError _r = (v);                  \
-        if (_r) g_c.failed_calls++;          \
+        if (_r) {                            \
+            g_c.failed_calls++;              \
+            vlog("E", fn_names[_fn], "failed with 0x%08X", (unsigned)_r); \
+        }                                    \
         pthread_mutex_unlock(&g_mu);         \
         return _r;                           \
     } while (0)
@@ -789,12 +814,17 @@ static void reclaim_all(void) {
     if (!c) RETURN(ERR_NO_CONTEXT)
 
 EXPORT axclError axclInit(const char *config) {
-    (void)config;
+    const int _fn = FN_axclInit;
     pthread_mutex_lock(&g_mu);
+    if (config && *config) vlog("I", "config", "load config %s", config);
     g_calls[FN_axclInit]++;
     g_log[g_log_n++ % LOG_LEN] = FN_axclInit;
     g_c.total_calls++;
     if (g_inited) RETURN(0);
+    if (env_long("AXCL_STUB_NO_CARD", 0) == 1) { /* what libaxcl_rt.so does on a host without a card or driver */
+        vlog("E", "device manager", "open /dev/axcl_host fail, errno: 2 No such file or directory");
+        RETURN(ERR(SUB_DEVICE, E_OPEN));
+    }
     g_inited = 1;
     g_lost = 0;
     g_c.calls_since_init = 0;
@@ -813,6 +843,8 @@ EXPORT axclError axclInit(const char *config) {
 }
 
 EXPORT axclError axclFinalize(void) {
+    const int _fn = FN_axclFinalize;
+    (void)_fn;
     pthread_mutex_lock(&g_mu);
     g_calls[FN_axclFinalize]++;
     g_log[g_log_n++ % LOG_LEN] = FN_axclFinalize;
@@ -846,11 +878,14 @@ EXPORT const char *axclrtGetFullVersion(void) {
     return rc ? NULL : "axcl_stub (test double of the documented AXCL V3.10.2 Runtime API)";
 }
 
+/* reads the chip type on the card: needs a current context; without one the real library logs and says UNKNOWN */
 EXPORT const char *axclrtGetSocName(void) {
     pthread_mutex_lock(&g_mu);
     axclError rc = enter(FN_axclrtGetSocName);
+    int have_ctx = g_inited && cur_ctx() != NULL;
+    if (!rc && !have_ctx) vlog("E", "axclrtGetSocName", "no context is bound to the current thread");
     pthread_mutex_unlock(&g_mu);
-    return rc ? NULL : "AX650N-STUB";
+    return rc ? NULL : (have_ctx ? "AX650N-STUB" : "UNKNOWN");
 }
 
 EXPORT axclError axclrtSetDevice(int32_t id) {
@@ -902,8 +937,7 @@ EXPORT axclError axclrtGetDeviceCount(uint32_t *count) {
 EXPORT axclError axclrtGetDeviceList(axclrtDeviceList *list) {
     LOCKED_ENTER(axclrtGetDeviceList);
     if (!list) RETURN(ERR(SUB_DEVICE, E_NULL));
-    NEED_INIT();
-    memset(list, 0, sizeof(*list));
+    memset(list, 0, sizeof(*list)); /* before a successful axclInit: success with num = 0 (as the real library) */
     list->num = (uint32_t)g_ndev;
     for (int i = 0; i < g_ndev; i++) list->devices[i] = g_dev[i].id;
     RETURN(0);
@@ -917,6 +951,8 @@ EXPORT axclError axclrtSynchronizeDevice(void) {
 }
 
 EXPORT axclError axclrtGetDeviceProperties(int32_t id, axclrtDeviceProperties *p) {
+    /* the real call runs several shell commands on the card: slow (AXCL_STUB_PROPERTIES_US, default 50 ms) */
+    sleep_us(env_long("AXCL_STUB_PROPERTIES_US", 50000));
     LOCKED_ENTER(axclrtGetDeviceProperties);
     if (!p) RETURN(ERR(SUB_DEVICE, E_NULL));
     NEED_INIT();
@@ -1159,6 +1195,7 @@ EXPORT axclError axclrtEngineLoadFromFile(const char *path, uint64_t *model_id) 
         fprintf(stderr, "axcl_stub: injected load failure (AXCL_STUB_FAIL_LOAD=1) for %s\n", path);
         RETURN(ERR(SUB_ENGINE, E_FAIL));
     }
+    sleep_us(env_long("AXCL_STUB_LOAD_US", 0));
     model_t *m = calloc(1, sizeof(*m));
     if (!m) RETURN(ERR(SUB_ENGINE, E_NOMEM));
     const char *why = "";
@@ -1202,7 +1239,10 @@ EXPORT const char *axclrtEngineGetModelCompilerVersion(uint64_t model_id) {
 EXPORT axclError axclrtEngineGetModelType(const char *path, int32_t *kind) {
     LOCKED_ENTER(axclrtEngineGetModelType);
     if (!path || !kind) RETURN(ERR(SUB_ENGINE, E_NULL));
-    NEED_INIT();
+    NEED_CTX(c);
+    (void)c;
+    /* the real call loads the whole model (read, card alloc, copy, load, unload): it costs what a load costs */
+    sleep_us(env_long("AXCL_STUB_LOAD_US", 0));
     model_t *m = calloc(1, sizeof(*m));
     if (!m) RETURN(ERR(SUB_ENGINE, E_NOMEM));
     const char *why = "";
@@ -1284,50 +1324,74 @@ EXPORT axclError axclrtEngineGetShapeGroupsCount(axclrtEngineIOInfo h, int32_t *
     RETURN(0);
 }
 
-#define INFO_GETTER(fn, rtype, bad, expr)          \
-    pthread_mutex_lock(&g_mu);                     \
-    rtype _v = (bad);                              \
-    if (!enter(FN_##fn)) {                         \
-        info_t *i = as_info(h);                    \
-        if (i) { expr; }                           \
-    }                                              \
-    pthread_mutex_unlock(&g_mu);                   \
+/* Count, size and index getters return the error code itself as their value on failure (libaxcl_rt.so V3.10.2:
+ * e.g. 0x80300702, seen as 0xFFFFFFFF80300702 through a 64-bit return): callers must check for the error pattern.
+ * Name getters return NULL. */
+#define INFO_GETTER(fn, rtype, expr)                               \
+    const int _fn = FN_##fn;                                       \
+    pthread_mutex_lock(&g_mu);                                     \
+    axclError _e = enter(_fn);                                     \
+    rtype _v = 0;                                                  \
+    info_t *i = as_info(h);                                        \
+    if (!_e && !h) _e = ERR(SUB_ENGINE, E_NULL);                   \
+    if (!_e && !i) _e = ERR(SUB_ENGINE, E_PARAM);                  \
+    if (!_e) { expr; }                                             \
+    if (_e) {                                                      \
+        g_c.failed_calls++;                                        \
+        vlog("E", fn_names[_fn], "failed with 0x%08X", (unsigned)_e); \
+        _v = (rtype)(int64_t)_e; /* sign-extends into 64-bit returns */ \
+    }                                                              \
+    pthread_mutex_unlock(&g_mu);                                   \
     return _v
 
 EXPORT uint32_t axclrtEngineGetNumInputs(axclrtEngineIOInfo h) {
-    INFO_GETTER(axclrtEngineGetNumInputs, uint32_t, 0, _v = (uint32_t)i->n_in);
+    INFO_GETTER(axclrtEngineGetNumInputs, uint32_t, _v = (uint32_t)i->n_in);
 }
 
 EXPORT uint32_t axclrtEngineGetNumOutputs(axclrtEngineIOInfo h) {
-    INFO_GETTER(axclrtEngineGetNumOutputs, uint32_t, 0, _v = (uint32_t)i->n_out);
+    INFO_GETTER(axclrtEngineGetNumOutputs, uint32_t, _v = (uint32_t)i->n_out);
 }
 
 EXPORT uint64_t axclrtEngineGetInputSizeByIndex(axclrtEngineIOInfo h, uint32_t group, uint32_t index) {
-    INFO_GETTER(axclrtEngineGetInputSizeByIndex, uint64_t, 0,
-                if (group == 0 && index < (uint32_t)i->n_in) _v = i->in[index].size);
+    INFO_GETTER(axclrtEngineGetInputSizeByIndex, uint64_t,
+                if (group == 0 && index < (uint32_t)i->n_in) _v = i->in[index].size;
+                else _e = ERR(SUB_ENGINE, E_INVALID_INDEX));
 }
 
 EXPORT uint64_t axclrtEngineGetOutputSizeByIndex(axclrtEngineIOInfo h, uint32_t group, uint32_t index) {
-    INFO_GETTER(axclrtEngineGetOutputSizeByIndex, uint64_t, 0,
-                if (group == 0 && index < (uint32_t)i->n_out) _v = i->out[index].size);
+    INFO_GETTER(axclrtEngineGetOutputSizeByIndex, uint64_t,
+                if (group == 0 && index < (uint32_t)i->n_out) _v = i->out[index].size;
+                else _e = ERR(SUB_ENGINE, E_INVALID_INDEX));
 }
 
+#define NAME_GETTER(fn, arr, cnt)                                   \
+    pthread_mutex_lock(&g_mu);                                     \
+    const char *_v = NULL;                                         \
+    if (!enter(FN_##fn)) {                                         \
+        info_t *i = as_info(h);                                    \
+        if (i && index < (uint32_t)i->cnt) _v = i->arr[index].name; \
+    }                                                              \
+    pthread_mutex_unlock(&g_mu);                                   \
+    return _v
+
 EXPORT const char *axclrtEngineGetInputNameByIndex(axclrtEngineIOInfo h, uint32_t index) {
-    INFO_GETTER(axclrtEngineGetInputNameByIndex, const char *, NULL,
-                if (index < (uint32_t)i->n_in) _v = i->in[index].name);
+    NAME_GETTER(axclrtEngineGetInputNameByIndex, in, n_in);
 }
 
 EXPORT const char *axclrtEngineGetOutputNameByIndex(axclrtEngineIOInfo h, uint32_t index) {
-    INFO_GETTER(axclrtEngineGetOutputNameByIndex, const char *, NULL,
-                if (index < (uint32_t)i->n_out) _v = i->out[index].name);
+    NAME_GETTER(axclrtEngineGetOutputNameByIndex, out, n_out);
 }
 
 EXPORT int32_t axclrtEngineGetInputIndexByName(axclrtEngineIOInfo h, const char *name) {
-    INFO_GETTER(axclrtEngineGetInputIndexByName, int32_t, -1, if (name) _v = find_tensor(i->in, i->n_in, name));
+    INFO_GETTER(axclrtEngineGetInputIndexByName, int32_t,
+                _v = name ? find_tensor(i->in, i->n_in, name) : -1;
+                if (_v < 0) _e = ERR(SUB_ENGINE, name ? E_PARAM : E_NULL));
 }
 
 EXPORT int32_t axclrtEngineGetOutputIndexByName(axclrtEngineIOInfo h, const char *name) {
-    INFO_GETTER(axclrtEngineGetOutputIndexByName, int32_t, -1, if (name) _v = find_tensor(i->out, i->n_out, name));
+    INFO_GETTER(axclrtEngineGetOutputIndexByName, int32_t,
+                _v = name ? find_tensor(i->out, i->n_out, name) : -1;
+                if (_v < 0) _e = ERR(SUB_ENGINE, name ? E_PARAM : E_NULL));
 }
 
 static axclError get_dims(const tensor_t *t, int n, uint32_t group, uint32_t index, axclrtEngineIODims *dims) {
@@ -1469,6 +1533,15 @@ EXPORT axclError axclrtEngineGetOutputBufferByIndex(axclrtEngineIO h, uint32_t i
     *buf = (void *)(uintptr_t)io->out_addr[index];
     *size = io->out_size[index];
     RETURN(0);
+}
+
+/* AXERA's runner calls this with batch 1 after creating an IO set; the stub models static-batch models only */
+EXPORT axclError axclrtEngineSetDynamicBatchSize(axclrtEngineIO h, uint32_t batch) {
+    LOCKED_ENTER(axclrtEngineSetDynamicBatchSize);
+    NEED_CTX(c);
+    (void)c;
+    if (!as_io(h)) RETURN(ERR(SUB_ENGINE, E_PARAM));
+    RETURN(batch == 1 ? 0 : ERR(SUB_ENGINE, E_PARAM));
 }
 
 EXPORT axclError axclrtEngineExecute(uint64_t model_id, uint64_t context_id, uint32_t group, axclrtEngineIO h) {
