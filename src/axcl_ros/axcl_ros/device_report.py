@@ -351,11 +351,6 @@ class AxclProbe:
         ids = rt.device_ids
         if not ids:
             return self._fail(self._error_samples("axclrtGetDeviceList lists no AXCL card", NO_CARD_FIX))
-        soc = ""
-        try:
-            soc = rt.lib.text("axclrtGetSocName")
-        except Exception:  # noqa: BLE001 - the name is cosmetic
-            soc = ""
         out, failed = [], False
         for index in self.indices or range(len(ids)):
             if index >= len(ids):
@@ -364,7 +359,7 @@ class AxclProbe:
                                         fix="set device_indices to indices 0.." f"{len(ids) - 1} (or [] for all)"))
                 continue
             try:
-                out.append(sample_from_properties(rt.device_properties(index), soc))
+                out.append(sample_from_properties(rt.device_properties(index)))
             except AxclError as exc:
                 failed = True
                 rt.note_failure(exc)

@@ -15,8 +15,10 @@ import ctypes
 import ctypes.util
 import enum
 import glob
+import io
 import logging
 import os
+import sys
 import threading
 import weakref
 from dataclasses import dataclass
@@ -37,6 +39,8 @@ DEFAULT_LIB_DIR = "/usr/lib/axcl"
 ENV_LIB_PATH = "AXCL_LIB_PATH"
 ENV_CONFIG = "AXCL_CONFIG"
 ENV_VNPU = "AXCL_VNPU"
+#: config files AXERA's tools pass to ``axclInit`` (first that exists is used; ``AXCL_CONFIG`` overrides, "" = none)
+DEFAULT_CONFIGS = ("/usr/bin/axcl/axcl.json", "/usr/local/axcl/axcl.json")
 #: dependency chain of libaxcl_rt.so in load order (for hosts whose loader cache lacks /usr/lib/axcl)
 PRELOAD_CHAIN = ("libspdlog.so*", "libaxcl_logger.so", "libaxcl_token.so", "libaxcl_pcie_msg.so",
                  "libaxcl_pcie_dma.so", "libaxcl_comm.so", "libaxcl_pkg.so")
@@ -178,13 +182,38 @@ class DeviceProperties(ctypes.Structure):
 # errors
 # ---------------------------------------------------------------------------------------------------------------------
 MODULE_NAMES = {0: "runtime", 1: "native", 2: "lite"}
-RUNTIME_SUBMODULE_NAMES = {1: "device", 2: "context", 3: "stream", 4: "task", 5: "memory", 6: "config", 7: "engine"}
+RUNTIME_SUBMODULE_NAMES = {1: "device", 2: "context", 3: "stream", 4: "task", 5: "memory", 6: "config", 7: "engine",
+                           8: "syslog", 9: "sysctrl", 0x0A: "latency", 0x0B: "p2p", 0x0C: "user work"}
 ERRID_NAMES = {
     0x01: "failure", 0x02: "null pointer", 0x03: "illegal parameter", 0x04: "not supported", 0x05: "timeout",
-    0x06: "busy", 0x07: "out of memory", 0x0A: "unexpected response", 0x0B: "open failed", 0x0C: "execute failed",
+    0x06: "busy", 0x07: "out of memory", 0x08: "encode failed", 0x09: "decode failed", 0x0A: "unexpected response",
+    0x0B: "open failed", 0x0C: "execute failed",
 }
-#: module-specific error ids (sub-module, errid) of the runtime module
-SPECIFIC_ERRID_NAMES = {(7, 0x81): "invalid index", (1, 0x84): "invalid device id", (1, 0x85): "no active device"}
+#: module-specific error ids (sub-module, errid) of the runtime module (V3.10.2 headers, axcl_api.md §1.9)
+SPECIFIC_ERRID_NAMES = {
+    (1, 0x80): "query device failed", (1, 0x81): "no connection", (1, 0x82): "probe failed",
+    (1, 0x83): "device not active", (1, 0x84): "invalid device id", (1, 0x85): "no active device",
+    (1, 0x86): "port allocation failed", (1, 0x87): "device rebooting", (1, 0x88): "port destroy failed",
+    (2, 0x81): "context create failed", (2, 0x82): "context destroy failed", (2, 0x83): "bind context to thread failed",
+    (2, 0x84): "no current context on the calling thread",
+    (3, 0x81): "stream create failed", (3, 0x82): "stream destroy failed", (3, 0x83): "synchronize timed out",
+    (5, 0x81): "not device memory",
+    (7, 0x81): "invalid index",
+}
+
+
+def is_error_value(value: int, bits: int = 32) -> bool:
+    """True when a getter's return ``value`` (``bits`` wide, as ctypes returned it) is an ``axclError``.
+
+    The real library's count, size and index getters return the error code itself on failure (``0x80300702``, seen
+    as ``0xFFFFFFFF80300702`` through a 64-bit return, or negative through ``int32``): the runtime module's pattern
+    ``0x80000000 | module<<24 | 0x30<<16`` in the low 32 bits, with the high bits all ones or all zeros.
+    """
+    value = int(value) & ((1 << bits) - 1)
+    low, high = value & 0xFFFFFFFF, value >> 32
+    if high not in (0, (1 << (bits - 32)) - 1 if bits > 32 else 0):
+        return False
+    return bool(low & 0x80000000) and ((low >> 16) & 0xFF) == 0x30
 
 
 @dataclass(frozen=True)
@@ -244,7 +273,7 @@ class AxclError(DeviceError):
 
     @property
     def is_context_error(self) -> bool:
-        """True for context errors and "no active device" (typically: no current context on this thread)."""
+        """True for context errors (``0x80300284``: no current context on this thread) and "no active device"."""
         return self.info.submodule == 2 or (self.info.submodule == 1 and self.info.errid == 0x85)
 
 
@@ -318,6 +347,7 @@ OPTIONAL: Dict[str, Tuple[object, Sequence[object]]] = {
     "axclrtEngineGetOutputDataLayout": (_E, [_P, _U32, ctypes.POINTER(ctypes.c_int)]),
     "axclrtEngineGetInputIndexByName": (_I32, [_P, ctypes.c_char_p]),
     "axclrtEngineGetOutputIndexByName": (_I32, [_P, ctypes.c_char_p]),
+    "axclrtEngineSetDynamicBatchSize": (_E, [_P, _U32]),
 }
 
 
@@ -364,12 +394,64 @@ class AxclLib:
         if rc:
             raise error(name, rc, detail)
 
+    def count(self, name: str, *args, bits: int = 32, detail: str = "") -> int:
+        """Call a count/size/index getter and return its value; raise :class:`AxclError` when the value is an
+        error code (the real library returns the code itself, see :func:`is_error_value`)."""
+        raw = int(self._fns[name](*args))
+        if is_error_value(raw, bits) or raw < 0:
+            raise AxclError(name, raw & 0xFFFFFFFF, detail or "the getter returned an error code instead of a value")
+        return raw
+
     def text(self, name: str, *args) -> str:
         """Call a ``const char*`` getter; ``""`` when missing or NULL."""
         if name not in self._fns:
             return ""
         raw = self._fns[name](*args)
         return raw.decode("utf-8", "replace") if raw else ""
+
+
+_stdout_guarded = False
+_stdout_lock = threading.Lock()
+
+
+def keep_vendor_stdout_off_stdout() -> None:
+    """Point file descriptor 1 at stderr for the rest of the process, keeping Python's ``sys.stdout`` on the
+    original stdout.
+
+    ``libaxcl_rt.so`` writes its log lines to stdout (also from its own threads, and ``axclSetLogLevel`` does not
+    stop it), which would corrupt JSON printed by the CLI and anything a launcher reads from a node's stdout. After
+    this call the library's lines still reach the user, on stderr. Idempotent; called before the library is loaded.
+    When ``sys.stdout`` is not the process's fd 1 (a test harness capturing it), only fd 1 is redirected.
+    """
+    global _stdout_guarded
+    with _stdout_lock:
+        if _stdout_guarded:
+            return
+        _stdout_guarded = True
+        try:
+            fd = sys.stdout.fileno() if sys.stdout is not None else -1
+        except (AttributeError, OSError, ValueError, io.UnsupportedOperation):
+            fd = -1
+        try:
+            if fd == 1:
+                sys.stdout.flush()
+                saved = os.dup(1)
+                os.dup2(2, 1)
+                sys.stdout = open(saved, "w", buffering=1 if os.isatty(saved) else -1,  # noqa: SIM115
+                                  encoding=sys.stdout.encoding, errors=sys.stdout.errors)
+            else:
+                os.dup2(2, 1)
+        except OSError as exc:  # no stderr (daemon): leave stdout as it is
+            log.debug("could not redirect fd 1 to stderr: %s", exc)
+
+
+def default_config() -> Optional[str]:
+    """The ``axclInit`` config file: ``$AXCL_CONFIG`` when set (``""`` = none), else the first of
+    :data:`DEFAULT_CONFIGS` that exists, else None (the library's built-in defaults)."""
+    env = os.environ.get(ENV_CONFIG)
+    if env is not None:
+        return env.strip() or None
+    return next((p for p in DEFAULT_CONFIGS if os.path.isfile(p)), None)
 
 
 def library_candidates() -> List[str]:
@@ -406,6 +488,7 @@ def open_library(path: Optional[str] = None) -> AxclLib:
     pre-loaded with ``RTLD_GLOBAL`` from the library's folder and the load retried. Raises
     :class:`BackendUnavailableError` listing every attempt.
     """
+    keep_vendor_stdout_off_stdout()
     candidates = [path] if path else library_candidates()
     errors = []
     for cand in candidates:
@@ -461,12 +544,13 @@ class AxclRuntime:
         self._lock = threading.RLock()
         self._tls = threading.local()
         self.lib = lib if lib is not None else open_library()
-        self.config = config if config is not None else (os.environ.get(ENV_CONFIG) or None)
+        self.config = config if config is not None else default_config()
         self.requested_vnpu = VNpuKind.parse(vnpu if vnpu is not None else os.environ.get(ENV_VNPU, ""))
         self.generation = 0
         self._devices: Dict[int, _Device] = {}
         self._device_ids: List[int] = []
         self._sessions: weakref.WeakValueDictionary[int, object] = weakref.WeakValueDictionary()
+        self._soc_names: Dict[int, str] = {}
         self._suspect = False
         self._initialised = False
         self._closed = False
@@ -645,9 +729,7 @@ class AxclRuntime:
         with self._lock:
             device_id = self._check_index(index)
             out: Dict[str, object] = {"index": index, "device_id": device_id, "properties_available": False}
-            if index in self._devices:  # never opens a card just to read its telemetry
-                self.ensure_thread_context(index)
-            out["name"] = self.lib.text("axclrtGetSocName")
+            out["name"] = self.soc_name(index)
             if not self.lib.has("axclrtGetDeviceProperties"):
                 return out
             p = DeviceProperties()
@@ -668,6 +750,36 @@ class AxclRuntime:
                 "npu_load_pct": p.npuLoading / 100.0,
             })
             return out
+
+    def soc_name(self, index: int = 0) -> str:
+        """Chip name of card ``index`` (``axclrtGetSocName``; ``""`` when unknown), read once and cached.
+
+        The real call needs a current context (without one it logs and answers ``UNKNOWN``). An opened device's
+        context is used; otherwise a temporary context is created and destroyed (no ``axclrtSetDevice``, no engine
+        init: reading telemetry never opens a card).
+        """
+        with self._lock:
+            device_id = self._check_index(index)
+            if device_id in self._soc_names:
+                return self._soc_names[device_id]
+            if not self.lib.has("axclrtGetSocName"):
+                return ""
+            if index in self._devices:
+                self.ensure_thread_context(index)
+                name = self.lib.text("axclrtGetSocName")
+            else:
+                ctx = ctypes.c_void_p()
+                self.lib.check("axclrtCreateContext", ctypes.byref(ctx), device_id)
+                self._tls.current = None  # the thread's current context changes below
+                try:
+                    self.lib.check("axclrtSetCurrentContext", ctx)
+                    name = self.lib.text("axclrtGetSocName")
+                finally:
+                    self._quiet("axclrtDestroyContext", ctx)
+            if name and name != "UNKNOWN":
+                self._soc_names[device_id] = name
+                return name
+            return ""
 
     def version(self) -> str:
         """``major.minor.patch`` of the runtime library (or its full version string), ``""`` when unknown."""
@@ -708,6 +820,7 @@ class AxclRuntime:
             self._quiet("axclrtDestroyContext", ctypes.c_void_p(dev.context))
             self._quiet("axclrtResetDevice", dev.device_id)
         self._devices.clear()
+        self._soc_names.clear()
         self._tls = threading.local()
         self._finalize_quietly()
 

@@ -31,6 +31,7 @@ from .axcl import (
     IODims,
     MallocPolicy,
     MemcpyKind,
+    decode_error,
     get_runtime,
 )
 from .base import (
@@ -138,13 +139,17 @@ class AxclSession(Session):
     def _load(self, dev) -> None:
         lib = self._rt.lib
         path_b = self.path.encode()
-        if lib.has("axclrtEngineGetModelType"):
-            kind = ctypes.c_int()
-            if lib.call("axclrtEngineGetModelType", path_b, ctypes.byref(kind)) == 0:
-                self._check_cores(kind.value + 1, dev)
+        # no axclrtEngineGetModelType(path) before loading: the real call loads the whole model (a second load);
+        # the core count is read from the loaded model below
         mid = ctypes.c_uint64()
-        lib.check("axclrtEngineLoadFromFile", path_b, ctypes.byref(mid), error=AxclLoadError,
-                  detail=f"loading {self.path!r} on device id {dev.device_id}")
+        rc = lib.call("axclrtEngineLoadFromFile", path_b, ctypes.byref(mid))
+        if rc:
+            detail = f"loading {self.path!r} on device id {dev.device_id}"
+            if decode_error(rc).errid == 0x04:  # unsupported: typically more cores than the VNPU mode gives
+                detail += (f"; if the model was compiled for more NPU cores than VNPU mode {dev.vnpu.name} allows "
+                           f"(at most {dev.vnpu.max_cores}), use AXCL_VNPU=disable or a model compiled for fewer "
+                           f"cores")
+            raise AxclLoadError("axclrtEngineLoadFromFile", rc, detail)
         self._model_id = int(mid.value)
         if lib.has("axclrtEngineGetModelTypeFromModelId"):
             kind = ctypes.c_int()
@@ -162,8 +167,8 @@ class AxclSession(Session):
             groups = ctypes.c_int32()
             if lib.call("axclrtEngineGetShapeGroupsCount", self._info, ctypes.byref(groups)) == 0 and groups.value > 1:
                 log.info("%s has %d shape groups; group 0 is used", self.path, groups.value)
-        n_in = int(lib.call("axclrtEngineGetNumInputs", self._info))
-        n_out = int(lib.call("axclrtEngineGetNumOutputs", self._info))
+        n_in = self._count("axclrtEngineGetNumInputs", self._info)
+        n_out = self._count("axclrtEngineGetNumOutputs", self._info)
         if n_in == 0 or n_out == 0:
             raise ModelLoadError(f"{self.path!r} reports {n_in} inputs and {n_out} outputs")
         self._in = [self._read_buffer(i, True) for i in range(n_in)]
@@ -173,6 +178,10 @@ class AxclSession(Session):
         io = ctypes.c_void_p()
         lib.check("axclrtEngineCreateIO", self._info, ctypes.byref(io))
         self._io = int(io.value)
+        if lib.has("axclrtEngineSetDynamicBatchSize"):  # as AXERA's runner does after creating an IO set
+            rc = lib.call("axclrtEngineSetDynamicBatchSize", self._io, 1)
+            if rc:
+                log.debug("%s: %s", self.path, AxclError("axclrtEngineSetDynamicBatchSize", rc, "batch 1"))
         for buf in self._in:
             lib.check("axclrtEngineSetInputBufferByIndex", self._io, buf.index, buf.ptr, buf.size)
         for buf in self._out:
@@ -190,7 +199,7 @@ class AxclSession(Session):
         kind = "Input" if is_input else "Output"
         what = kind.lower()
         name = lib.text(f"axclrtEngineGet{kind}NameByIndex", info, i) or f"{what}{i}"
-        size = int(lib.call(f"axclrtEngineGet{kind}SizeByIndex", info, 0, i))
+        size = self._count(f"axclrtEngineGet{kind}SizeByIndex", info, 0, i, bits=64)
         dims = IODims()
         lib.check(f"axclrtEngineGet{kind}Dims", info, 0, i, ctypes.byref(dims))
         shape = tuple(int(dims.dims[k]) for k in range(max(0, min(int(dims.dimCount), len(dims.dims)))))
@@ -214,6 +223,13 @@ class AxclSession(Session):
             raise ModelLoadError(f"{self.path!r}: {what} {spec.describe()} needs {spec.nbytes} bytes but the model "
                                  f"reports {size}")
         return _Buffer(spec, i, size)
+
+    def _count(self, name: str, *args, bits: int = 32) -> int:
+        """A count/size getter's value; its error code (returned as the value) becomes an :class:`AxclLoadError`."""
+        try:
+            return self._rt.lib.count(name, *args, bits=bits)
+        except AxclError as exc:
+            raise AxclLoadError(name, exc.code, f"reading the IO info of {self.path!r}") from None
 
     def _malloc(self, size: int) -> int:
         lib = self._rt.lib
