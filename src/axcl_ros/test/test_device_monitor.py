@@ -103,12 +103,12 @@ class _FakeRuntime:
         self.live_sessions = 0
         self.restarts = 0
         self.failures = []
-        self.lib = type("Lib", (), {"text": staticmethod(lambda name: "AX650N")})()
 
     def device_properties(self, index):
         if self.broken:
             raise AxclError("axclrtGetDeviceProperties", 0x8030010A)
-        return {"index": index, "device_id": 129, "properties_available": True, "temperature_raw": 40000,
+        return {"index": index, "device_id": 129, "name": "AX650N", "properties_available": True,
+                "temperature_raw": 40000,
                 "temperature_c": 40.0, "mem_total_kb": 100, "mem_used_kb": 10, "cmm_total_kb": 100,
                 "cmm_used_kb": 0, "cpu_load_pct": 1.0, "npu_load_pct": 2.0, "firmware": "fw"}
 
@@ -300,6 +300,38 @@ def test_monitor_ok_warn_lost_and_recovered(ros, stub_env):
     time.sleep(0.6)
     assert ears.n_status == n  # inactive: nothing published
     assert lc.change("/mon_stub", "cleanup") and node.probe is None
+    ros.remove(node)
+
+
+@pytest.mark.ros
+def test_monitor_samples_on_its_own_thread_with_its_own_period(ros, stub_env, monkeypatch):
+    """axclrtGetDeviceProperties is slow on the real card (shell commands on the card): sampling never runs on the
+    ROS executor's threads (nor on a device's inference worker), only on the node's telemetry thread."""
+    import threading
+
+    from axcl_ros.testing.lifecycle_client import LifecycleClient
+
+    monkeypatch.setenv("AXCL_STUB_PROPERTIES_US", "200000")
+    node = _monitor(ros, "mon_thread", period_s=0.3)
+    ears = _Listener(ros, "mon_thread")
+    lc = LifecycleClient(ros, ears.node)
+    assert lc.change("/mon_thread", "configure")
+    threads = []
+    real = node.probe.sample
+
+    def sample():
+        threads.append(threading.current_thread().name)
+        return real()
+
+    node.probe.sample = sample
+    assert lc.change("/mon_thread", "activate")
+    ros.wait_for(lambda: len(threads) >= 3 and len(ears.status) == 2, 20, "three samples of both cards")
+    assert set(threads) == {"telemetry"}
+    assert lc.change("/mon_thread", "deactivate")
+    n = len(threads)
+    time.sleep(0.8)
+    assert len(threads) == n  # the telemetry thread stopped with the deactivation
+    assert lc.change("/mon_thread", "cleanup")
     ros.remove(node)
 
 

@@ -16,6 +16,10 @@ and no model session in this process uses the runtime, the monitor restarts the 
 recovery is left to the nodes using the card (cleanup + configure). The monitor only reads telemetry: it never
 opens a card (no ``axclrtSetDevice`` / engine init), so it does not change what the card runs.
 
+Sampling runs on the node's own ``telemetry`` thread, every ``period_s``: ``axclrtGetDeviceProperties`` runs several
+shell commands on the card per call (tens to hundreds of ms), so it never runs on an executor thread that serves
+callbacks, nor on a device's inference worker.
+
 ``backend: onnxruntime`` reports the host CPU load, memory and hottest thermal zone from ``/proc`` and
 ``/sys/class/thermal`` as a single "device" (index 0, device id −1), so a CPU-only pipeline has a status too.
 """
@@ -24,6 +28,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import threading
 from typing import Any, Dict, List, Optional
 
 from axcl_msgs.msg import DeviceStatus
@@ -78,7 +83,10 @@ class DeviceMonitorNode(AxclLifecycleNode):
         self.last_samples: List[DeviceSample] = []
         self._status_pub = None
         self._cards_pub = None
-        self._timer = None
+        self._thread: Optional[threading.Thread] = None
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._period = 1.0
         self._levels: Dict[str, int] = {}
         super().__init__(node_name, **kwargs)
 
@@ -104,9 +112,9 @@ class DeviceMonitorNode(AxclLifecycleNode):
             # parameters of one call are applied one by one before any is stored: build on the applied values
             self.thresholds = dataclasses.replace(self.thresholds, **{name: float(value)})
             self.get_logger().info(f"{name} set to {value}")
-        elif name == "period_s" and self._timer is not None:
-            self.destroy_timer(self._timer)
-            self._timer = self.create_timer(float(value), self.sample_and_publish)
+        elif name == "period_s":
+            self._period = float(value)
+            self._wake.set()  # the telemetry thread starts the new period now
 
     def _checked_params(self) -> Dict[str, Any]:
         """Every parameter, checked (overrides given at construction are not seen by the set-parameters hook)."""
@@ -141,13 +149,31 @@ class DeviceMonitorNode(AxclLifecycleNode):
         self.get_logger().info(f"monitoring {what} every {period:g} s; limits: {self.thresholds.describe()}")
 
     def activate(self) -> None:
-        self._timer = self.create_timer(float(self.param("period_s")), self.sample_and_publish)
-        self.sample_and_publish()
+        self._period = float(self.param("period_s"))
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._telemetry_loop, name="telemetry", daemon=True)
+        self._thread.start()
 
     def deactivate(self) -> None:
-        if self._timer is not None:
-            self.destroy_timer(self._timer)
-            self._timer = None
+        thread, self._thread = self._thread, None
+        if thread is not None:
+            self._stop.set()
+            self._wake.set()
+            thread.join(timeout=10.0)  # a sample in flight finishes first; nothing is published afterwards
+
+    def _telemetry_loop(self) -> None:
+        """Sample and publish now, then every ``period_s`` until deactivated (own thread; never raises)."""
+        while not self._stop.is_set():
+            try:
+                self.sample_and_publish()
+            except Exception as exc:  # noqa: BLE001 - the monitor reports, it never dies
+                self.counters["publish_errors"] += 1
+                self.get_logger().error(f"telemetry sample failed: {type(exc).__name__}: {exc}",
+                                        throttle_duration_sec=30.0)
+            self._wake.clear()
+            if self._stop.is_set():
+                break
+            self._wake.wait(self._period)
 
     def cleanup(self) -> None:
         self.deactivate()
