@@ -607,7 +607,8 @@ def check_runtime(runtime_factory: Optional[Callable[[], object]] = None) -> Tup
     except BackendError as exc:
         return Check("axclInit", FAIL, str(exc), "fix the AXCL library check first"), None
     version = rt.version()
-    return Check("axclInit", PASS, f"runtime initialised{f' (version {version})' if version else ''}"), rt
+    config = f"config {rt.config}" if rt.config else "no config file (set AXCL_CONFIG to choose one)"
+    return Check("axclInit", PASS, f"runtime initialised{f' (version {version})' if version else ''}; {config}"), rt
 
 
 def check_devices(rt, thresholds: Optional[Thresholds] = None) -> Check:

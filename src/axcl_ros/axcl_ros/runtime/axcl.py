@@ -348,7 +348,15 @@ OPTIONAL: Dict[str, Tuple[object, Sequence[object]]] = {
     "axclrtEngineGetInputIndexByName": (_I32, [_P, ctypes.c_char_p]),
     "axclrtEngineGetOutputIndexByName": (_I32, [_P, ctypes.c_char_p]),
     "axclrtEngineSetDynamicBatchSize": (_E, [_P, _U32]),
+    "axclrtCreateStream": (_E, [_PP]),
+    "axclrtDestroyStream": (_E, [_P]),
+    "axclrtSynchronizeStream": (_E, [_P]),
+    "axclrtMemcpyAsync": (_E, [_P, _P, ctypes.c_size_t, ctypes.c_int, _P]),
+    "axclrtEngineExecuteAsync": (_E, [_U64, _U64, _U32, _P, _P]),
 }
+#: what the pipelined (copy/compute overlap) path of a session needs
+ASYNC_FUNCTIONS = ("axclrtCreateStream", "axclrtDestroyStream", "axclrtSynchronizeStream", "axclrtMemcpyAsync",
+                   "axclrtEngineExecuteAsync")
 
 
 class AxclLib:

@@ -76,7 +76,8 @@ class _Counters(ctypes.Structure):
         [(n, ctypes.c_int64) for n in (
             "outstanding_allocs", "outstanding_bytes", "outstanding_host_allocs", "loaded_models",
             "outstanding_ioinfos", "outstanding_ios", "live_contexts", "reclaimed_at_teardown")] + \
-        [("initialized", ctypes.c_int32), ("device_lost", ctypes.c_int32)]
+        [("initialized", ctypes.c_int32), ("device_lost", ctypes.c_int32)] + \
+        [("outstanding_streams", ctypes.c_int64), ("async_ops", ctypes.c_int64)]
 
 
 class StubControl:

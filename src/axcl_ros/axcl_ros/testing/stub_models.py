@@ -104,7 +104,7 @@ class YoloStubBox:
 
 def yolo11_stub(path: PathLike, size: int = 640, classes: int = 80, reg_max: int = 16, head: int = 1,
                 score: float = 0.9, ltrb: Tuple[int, int, int, int] = (2, 3, 4, 5), cores: int = 3,
-                delay_us: int = 0) -> Path:
+                delay_us: int = 0, exec_us: int = 0) -> Path:
     """YOLO11 stand-in: uint8 NHWC ``images [1,size,size,3]`` → 3 fp32 NHWC heads ``[1,g,g,4*reg_max+classes]``.
 
     Every cell has DFL logits 0 and class logits −12, except the centre cell ``(g//2, g//2)`` of head ``head``:
@@ -115,6 +115,8 @@ def yolo11_stub(path: PathLike, size: int = 640, classes: int = 80, reg_max: int
                         np.float32, "NHWC") for i, s in enumerate((8, 16, 32))]
     params = {"reg_max": reg_max, "head": head, "score": score, "left": ltrb[0], "top": ltrb[1], "right": ltrb[2],
               "bottom": ltrb[3], "delay_us": delay_us}
+    if exec_us:
+        params["exec_us"] = exec_us  # NPU time under the stub's link model (AXCL_STUB_LINK)
     return write_stub_model(path, "yolo", [StubTensor("images", (1, size, size, 3), np.uint8, "NHWC")], heads,
                             params, cores=cores)
 

@@ -23,6 +23,18 @@
  *                                     response) until axclFinalize, which succeeds and frees everything
  *   AXCL_STUB_DEVICE_IDS="129,130"    device ids reported by axclrtGetDeviceList (read at axclInit; default "129")
  *   AXCL_STUB_REPORT=<path>           write counters and call counts to <path> when the library is unloaded
+ *   AXCL_STUB_NO_CARD=1               axclInit fails with device/open failed (0x8030010B), as without a card
+ *   AXCL_STUB_LOAD_US=N               a model load (and GetModelType, which loads the model) takes N us
+ *   AXCL_STUB_PROPERTIES_US=N         axclrtGetDeviceProperties takes N us (default 50000: shell commands on the card)
+ *
+ * Link model (read at axclInit; off unless AXCL_STUB_LINK is set): AXCL_STUB_LINK=pi5 gives copies a duration of
+ * latency + bytes / bandwidth (AXCL_STUB_XFER_LATENCY_US, default 50; AXCL_STUB_H2D_MBPS, default 375;
+ * AXCL_STUB_D2H_MBPS, default 435 - derived from published Gen2 x1 stage times, axcl_api.md section 4) and executes
+ * a duration of the model's "exec_us" param (or AXCL_STUB_EXEC_US). Resources per device: one H2D DMA engine, one
+ * D2H DMA engine, one NPU queue. Each operation starts when its stream's previous operation and its resource are
+ * done; synchronous calls wait for their end, asynchronous ones (MemcpyAsync, ExecuteAsync) return at once and
+ * axclrtSynchronizeStream waits. Data is moved eagerly at enqueue time (only timing is simulated), which is exact
+ * for callers that do not touch a buffer before synchronizing its stream.
  *
  * Build: cc -shared -fPIC -O2 -pthread -o libaxcl_rt.so axcl_stub.c -lm
  */
@@ -109,7 +121,9 @@ enum { E_FAIL = 0x01, E_NULL = 0x02, E_PARAM = 0x03, E_UNSUPPORTED = 0x04, E_TIM
     X(axclrtEngineGetOutputDataType) X(axclrtEngineGetInputDataLayout) X(axclrtEngineGetOutputDataLayout) \
     X(axclrtEngineCreateIO) X(axclrtEngineDestroyIO) X(axclrtEngineSetInputBufferByIndex) \
     X(axclrtEngineSetOutputBufferByIndex) X(axclrtEngineGetInputBufferByIndex) \
-    X(axclrtEngineGetOutputBufferByIndex) X(axclrtEngineExecute) X(axclrtEngineSetDynamicBatchSize)
+    X(axclrtEngineGetOutputBufferByIndex) X(axclrtEngineExecute) X(axclrtEngineSetDynamicBatchSize) \
+    X(axclrtCreateStream) X(axclrtDestroyStream) X(axclrtSynchronizeStream) X(axclrtMemcpyAsync) \
+    X(axclrtEngineExecuteAsync)
 
 #define X_ENUM(n) FN_##n,
 enum { STUB_FUNCS(X_ENUM) FN_COUNT };
@@ -125,6 +139,7 @@ typedef struct {
     int64_t loaded_models, outstanding_ioinfos, outstanding_ios, live_contexts;
     int64_t reclaimed_at_teardown; /* objects the stub had to free in ResetDevice/Finalize (leaks by the caller) */
     int32_t initialized, device_lost;
+    int64_t outstanding_streams, async_ops;
 } axclStubCounters;
 
 /* ---- state ----------------------------------------------------------------------------------------------------- */
@@ -203,7 +218,16 @@ typedef struct {
     int set_refs;
     ctx_t *default_ctx;
     int engine_inited, vnpu;
+    uint64_t h2d_free, d2h_free, npu_free; /* link model: when each resource is next free (monotonic us) */
 } device_t;
+
+#define STREAM_MAGIC 0x57EA4A11u
+typedef struct stream {
+    uint32_t magic;
+    int32_t device;
+    uint64_t tail; /* link model: end of the stream's last operation (monotonic us) */
+    struct stream *next;
+} stream_t;
 
 static pthread_mutex_t g_mu = PTHREAD_MUTEX_INITIALIZER;
 static int g_inited;
@@ -224,6 +248,11 @@ static int32_t g_log[LOG_LEN]; /* ring of the most recent function indices */
 static uint64_t g_log_n;
 static axclStubCounters g_c;
 static __thread ctx_t *t_cur;
+static __thread uint64_t t_sync_tail; /* link model: the calling thread's synchronous calls form one stream */
+static stream_t *g_streams;
+static int g_link;
+static double g_h2d_bpus, g_d2h_bpus; /* bytes per microsecond */
+static long g_xfer_lat_us, g_exec_us;
 
 /* ---- helpers (called with g_mu held) ------------------------------------------------------------------------- */
 static long env_long(const char *name, long dflt) {
@@ -251,6 +280,28 @@ static void sleep_us(long us) {
     if (us <= 0) return;
     struct timespec ts = { us / 1000000, (us % 1000000) * 1000 };
     nanosleep(&ts, NULL);
+}
+
+static uint64_t now_us(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+static void sleep_until_us(uint64_t end) {
+    uint64_t now = now_us();
+    if (end > now) sleep_us((long)(end - now));
+}
+
+/* link model: an operation of dur us on resource *res, after *tail; returns its end (lock held) */
+static uint64_t link_schedule(uint64_t *res, uint64_t *tail, uint64_t dur) {
+    uint64_t start = now_us();
+    if (*res > start) start = *res;
+    if (*tail > start) start = *tail;
+    uint64_t end = start + dur;
+    *res = end;
+    *tail = end;
+    return end;
 }
 
 static axclError enter(int fn) {
@@ -783,6 +834,14 @@ static void reclaim_all(void) {
         free_io(g_ios);
     }
     for (ctx_t *c = g_ctxs; c; c = c->next) destroy_ctx(c);
+    while (g_streams) {
+        stream_t *st = g_streams;
+        g_streams = st->next;
+        st->magic = 0;
+        free(st);
+        g_c.outstanding_streams--;
+        g_c.reclaimed_at_teardown++;
+    }
 }
 
 /* =================================================================================================================
@@ -828,6 +887,12 @@ EXPORT axclError axclInit(const char *config) {
     g_inited = 1;
     g_lost = 0;
     g_c.calls_since_init = 0;
+    const char *link = getenv("AXCL_STUB_LINK");
+    g_link = link && *link && strcmp(link, "off") != 0;
+    g_h2d_bpus = (double)env_long("AXCL_STUB_H2D_MBPS", 375);
+    g_d2h_bpus = (double)env_long("AXCL_STUB_D2H_MBPS", 435);
+    g_xfer_lat_us = env_long("AXCL_STUB_XFER_LATENCY_US", 50);
+    g_exec_us = env_long("AXCL_STUB_EXEC_US", 0);
     g_ndev = 0;
     const char *ids = getenv("AXCL_STUB_DEVICE_IDS");
     char buf[256];
@@ -1104,48 +1169,132 @@ EXPORT axclError axclrtMemset(void *dev, uint8_t value, size_t count) {
     RETURN(0);
 }
 
-EXPORT axclError axclrtMemcpy(void *dst, const void *src, size_t count, int32_t kind) {
-    LOCKED_ENTER(axclrtMemcpy);
-    NEED_CTX(c);
-    if (!dst || !src) RETURN(ERR(SUB_MEMORY, E_NULL));
+/* checks and moves the data of a copy (lock held); *dir gets 1 for H2D, 2 for D2H, 0 otherwise */
+static axclError do_memcpy(ctx_t *c, void *dst, const void *src, size_t count, int32_t kind, int *dir) {
+    *dir = 0;
+    if (!dst || !src) return ERR(SUB_MEMORY, E_NULL);
     uint64_t d = (uint64_t)(uintptr_t)dst, s = (uint64_t)(uintptr_t)src;
     unsigned char *hd = NULL;
     const unsigned char *hs = NULL;
     switch (kind) {
     case K_H2H:
-        if (in_dev_space(d) || in_dev_space(s)) RETURN(ERR(SUB_MEMORY, E_PARAM));
+        if (in_dev_space(d) || in_dev_space(s)) return ERR(SUB_MEMORY, E_PARAM);
         hd = dst;
         hs = src;
         g_c.h2h_bytes += count;
         g_c.h2h_calls++;
         break;
     case K_H2D:
-        if (in_dev_space(s)) RETURN(ERR(SUB_MEMORY, E_PARAM));
+        if (in_dev_space(s)) return ERR(SUB_MEMORY, E_PARAM);
         hd = dev_host(d, count, c->device);
         hs = src;
-        if (!hd) RETURN(ERR(SUB_MEMORY, E_PARAM));
+        if (!hd) return ERR(SUB_MEMORY, E_PARAM);
         g_c.h2d_bytes += count;
         g_c.h2d_calls++;
+        *dir = 1;
         break;
     case K_D2H:
-        if (in_dev_space(d)) RETURN(ERR(SUB_MEMORY, E_PARAM));
+        if (in_dev_space(d)) return ERR(SUB_MEMORY, E_PARAM);
         hs = dev_host(s, count, c->device);
         hd = dst;
-        if (!hs) RETURN(ERR(SUB_MEMORY, E_PARAM));
+        if (!hs) return ERR(SUB_MEMORY, E_PARAM);
         g_c.d2h_bytes += count;
         g_c.d2h_calls++;
+        *dir = 2;
         break;
     case K_D2D:
         hd = dev_host(d, count, c->device);
         hs = dev_host(s, count, c->device);
-        if (!hd || !hs) RETURN(ERR(SUB_MEMORY, E_PARAM));
+        if (!hd || !hs) return ERR(SUB_MEMORY, E_PARAM);
         g_c.d2d_bytes += count;
         g_c.d2d_calls++;
         break;
     default:
-        RETURN(ERR(SUB_MEMORY, E_UNSUPPORTED));
+        return ERR(SUB_MEMORY, E_UNSUPPORTED);
     }
     memmove(hd, hs, count);
+    return 0;
+}
+
+/* link model: end time of a copy in direction dir on the stream with tail *tail (lock held; 0 when no link model) */
+static uint64_t link_copy(ctx_t *c, int dir, size_t count, uint64_t *tail) {
+    device_t *dv = find_device(c->device);
+    if (!g_link || !dv || !dir) return 0;
+    double bpus = dir == 1 ? g_h2d_bpus : g_d2h_bpus;
+    uint64_t dur = (uint64_t)g_xfer_lat_us + (uint64_t)((double)count / (bpus > 0 ? bpus : 1.0));
+    return link_schedule(dir == 1 ? &dv->h2d_free : &dv->d2h_free, tail, dur);
+}
+
+EXPORT axclError axclrtMemcpy(void *dst, const void *src, size_t count, int32_t kind) {
+    LOCKED_ENTER(axclrtMemcpy);
+    NEED_CTX(c);
+    int dir = 0;
+    axclError rc = do_memcpy(c, dst, src, count, kind, &dir);
+    if (rc) RETURN(rc);
+    uint64_t end = link_copy(c, dir, count, &t_sync_tail);
+    pthread_mutex_unlock(&g_mu);
+    sleep_until_us(end);
+    return 0;
+}
+
+static stream_t *as_stream(axclrtStream h) {
+    for (stream_t *st = g_streams; st; st = st->next)
+        if (st == (stream_t *)h) return st->magic == STREAM_MAGIC ? st : NULL;
+    return NULL;
+}
+
+EXPORT axclError axclrtCreateStream(axclrtStream *out) {
+    LOCKED_ENTER(axclrtCreateStream);
+    if (!out) RETURN(ERR(SUB_STREAM, E_NULL));
+    NEED_CTX(c);
+    stream_t *st = calloc(1, sizeof(*st));
+    if (!st) RETURN(ERR(SUB_STREAM, E_NOMEM));
+    st->magic = STREAM_MAGIC;
+    st->device = c->device;
+    st->next = g_streams;
+    g_streams = st;
+    g_c.outstanding_streams++;
+    *out = st;
+    RETURN(0);
+}
+
+EXPORT axclError axclrtDestroyStream(axclrtStream h) {
+    LOCKED_ENTER(axclrtDestroyStream);
+    NEED_CTX(c);
+    (void)c;
+    stream_t *st = as_stream(h);
+    if (!st) RETURN(ERR(SUB_STREAM, E_PARAM));
+    stream_t **pp = &g_streams;
+    while (*pp && *pp != st) pp = &(*pp)->next;
+    if (*pp) *pp = st->next;
+    st->magic = 0;
+    free(st);
+    g_c.outstanding_streams--;
+    RETURN(0);
+}
+
+EXPORT axclError axclrtSynchronizeStream(axclrtStream h) {
+    LOCKED_ENTER(axclrtSynchronizeStream);
+    NEED_CTX(c);
+    (void)c;
+    stream_t *st = as_stream(h);
+    if (!st) RETURN(ERR(SUB_STREAM, E_PARAM));
+    uint64_t end = st->tail;
+    pthread_mutex_unlock(&g_mu);
+    sleep_until_us(end);
+    return 0;
+}
+
+EXPORT axclError axclrtMemcpyAsync(void *dst, const void *src, size_t count, int32_t kind, axclrtStream h) {
+    LOCKED_ENTER(axclrtMemcpyAsync);
+    NEED_CTX(c);
+    stream_t *st = as_stream(h);
+    if (!st || st->device != c->device) RETURN(ERR(SUB_STREAM, E_PARAM));
+    int dir = 0;
+    axclError rc = do_memcpy(c, dst, src, count, kind, &dir);
+    if (rc) RETURN(rc);
+    link_copy(c, dir, count, &st->tail);
+    g_c.async_ops++;
     RETURN(0);
 }
 
@@ -1544,38 +1693,72 @@ EXPORT axclError axclrtEngineSetDynamicBatchSize(axclrtEngineIO h, uint32_t batc
     RETURN(batch == 1 ? 0 : ERR(SUB_ENGINE, E_PARAM));
 }
 
-EXPORT axclError axclrtEngineExecute(uint64_t model_id, uint64_t context_id, uint32_t group, axclrtEngineIO h) {
-    LOCKED_ENTER(axclrtEngineExecute);
-    NEED_CTX(c);
+/* checks of an execute (lock held): host views of the IO's buffers into in/out, the model into *mp */
+static axclError exec_prepare(ctx_t *c, uint64_t model_id, uint64_t context_id, uint32_t group, axclrtEngineIO h,
+                              model_t **mp, unsigned char **in, unsigned char **out) {
     model_t *m = find_model(model_id);
-    if (!m || m->device != c->device) RETURN(ERR(SUB_ENGINE, E_PARAM));
+    if (!m || m->device != c->device) return ERR(SUB_ENGINE, E_PARAM);
     int ctx_ok = 0;
     for (int k = 0; k < m->n_ctx; k++) ctx_ok |= m->ctx_ids[k] == context_id;
-    if (!ctx_ok) RETURN(ERR(SUB_ENGINE, E_PARAM));
-    if (group != 0) RETURN(ERR(SUB_ENGINE, E_INVALID_INDEX));
+    if (!ctx_ok) return ERR(SUB_ENGINE, E_PARAM);
+    if (group != 0) return ERR(SUB_ENGINE, E_INVALID_INDEX);
     io_t *io = as_io(h);
-    if (!io || io->model_id != model_id) RETURN(ERR(SUB_ENGINE, E_PARAM));
-    unsigned char *in[MAX_T], *out[MAX_T];
+    if (!io || io->model_id != model_id) return ERR(SUB_ENGINE, E_PARAM);
     for (int k = 0; k < io->n_in; k++) {
         in[k] = io->in_addr[k] ? dev_host(io->in_addr[k], io->need_in[k], io->device) : NULL;
-        if (!in[k]) RETURN(ERR(SUB_ENGINE, E_PARAM)); /* unbound or freed buffer */
+        if (!in[k]) return ERR(SUB_ENGINE, E_PARAM); /* unbound or freed buffer */
     }
     for (int k = 0; k < io->n_out; k++) {
         out[k] = io->out_addr[k] ? dev_host(io->out_addr[k], io->need_out[k], io->device) : NULL;
-        if (!out[k]) RETURN(ERR(SUB_ENGINE, E_PARAM));
+        if (!out[k]) return ERR(SUB_ENGINE, E_PARAM);
     }
     long fail_after = env_long("AXCL_STUB_FAIL_EXECUTE_AFTER", -1);
-    if (fail_after >= 0 && (long)m->n_exec >= fail_after) RETURN(ERR(SUB_ENGINE, E_EXEC));
+    if (fail_after >= 0 && (long)m->n_exec >= fail_after) return ERR(SUB_ENGINE, E_EXEC);
     m->n_exec++;
     g_c.executes++;
+    *mp = m;
+    return 0;
+}
+
+/* link model: end time of an execute of m on the NPU queue after *tail (lock held; 0 when no link model) */
+static uint64_t link_exec(ctx_t *c, const model_t *m, uint64_t *tail) {
+    device_t *dv = find_device(c->device);
+    if (!g_link || !dv) return 0;
+    return link_schedule(&dv->npu_free, tail, (uint64_t)param(m, "exec_us", (double)g_exec_us));
+}
+
+EXPORT axclError axclrtEngineExecute(uint64_t model_id, uint64_t context_id, uint32_t group, axclrtEngineIO h) {
+    LOCKED_ENTER(axclrtEngineExecute);
+    NEED_CTX(c);
+    model_t *m = NULL;
+    unsigned char *in[MAX_T], *out[MAX_T];
+    axclError rc = exec_prepare(c, model_id, context_id, group, h, &m, in, out);
+    if (rc) RETURN(rc);
     long delay_us = (long)param(m, "delay_us", 0);
+    uint64_t end = link_exec(c, m, &t_sync_tail);
     pthread_mutex_unlock(&g_mu);
     /* compute outside the lock: concurrent executes of different models (or IOs) overlap like on the device */
     run_op(m, in, out);
-    if (delay_us > 0) {
-        struct timespec ts = { delay_us / 1000000, (delay_us % 1000000) * 1000 };
-        nanosleep(&ts, NULL);
-    }
+    sleep_us(delay_us);
+    sleep_until_us(end);
+    return 0;
+}
+
+/* the work is done now (eagerly); the stream is busy until the link model says the NPU finished it */
+EXPORT axclError axclrtEngineExecuteAsync(uint64_t model_id, uint64_t context_id, uint32_t group, axclrtEngineIO h,
+                                          axclrtStream stream) {
+    LOCKED_ENTER(axclrtEngineExecuteAsync);
+    NEED_CTX(c);
+    stream_t *st = as_stream(stream);
+    if (!st || st->device != c->device) RETURN(ERR(SUB_STREAM, E_PARAM));
+    model_t *m = NULL;
+    unsigned char *in[MAX_T], *out[MAX_T];
+    axclError rc = exec_prepare(c, model_id, context_id, group, h, &m, in, out);
+    if (rc) RETURN(rc);
+    link_exec(c, m, &st->tail);
+    g_c.async_ops++;
+    pthread_mutex_unlock(&g_mu);
+    run_op(m, in, out);
     return 0;
 }
 
@@ -1627,6 +1810,7 @@ __attribute__((destructor)) static void stub_report(void) {
             g_inited, g_lost, (long long)g_c.outstanding_allocs, (long long)g_c.loaded_models,
             (long long)g_c.outstanding_ioinfos, (long long)g_c.outstanding_ios, (long long)g_c.live_contexts,
             (long long)g_c.reclaimed_at_teardown);
+    fprintf(f, "outstanding_streams %lld\n", (long long)g_c.outstanding_streams);
     for (int i = 0; i < FN_COUNT; i++) fprintf(f, "calls.%s %llu\n", fn_names[i], (unsigned long long)g_calls[i]);
     fclose(f);
 }
