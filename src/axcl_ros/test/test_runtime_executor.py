@@ -218,17 +218,65 @@ def test_slots_are_per_stream_and_model(ex):
     assert stats["models"]["det"]["drops"] == stats["models"]["seg"]["drops"] == 0
 
 
-def test_round_robin_between_fifo_and_streams(ex):
+def test_round_robin_policy_between_fifo_and_streams():
+    ex = InferenceExecutor("t-round-robin", policy="round_robin")
+    try:
+        handle, session = load_fake(ex)
+        session.block()
+        ex.submit(handle, x(-1))
+        session.wait_entered()
+        fifo = [ex.submit(handle, x(i)) for i in range(5)]
+        cam_a = ex.submit(handle, x(100), stream="a")
+        cam_b = ex.submit(handle, x(200), stream="b")
+        session.gate.set()
+        wait(fifo + [cam_a, cam_b], T)
+        assert session.log == [-1, 0, 100, 200, 1, 2, 3, 4]
+    finally:
+        assert ex.shutdown(T)
+
+
+def test_streams_first_each_stream_runs_once_ahead_of_the_fifo_head(ex):
+    assert ex.policy == "streams_first"
     handle, session = load_fake(ex)
     session.block()
     ex.submit(handle, x(-1))
     session.wait_entered()
-    fifo = [ex.submit(handle, x(i)) for i in range(5)]
+    fifo = [ex.submit(handle, x(i)) for i in range(3)]
     cam_a = ex.submit(handle, x(100), stream="a")
     cam_b = ex.submit(handle, x(200), stream="b")
     session.gate.set()
     wait(fifo + [cam_a, cam_b], T)
-    assert session.log == [-1, 0, 100, 200, 1, 2, 3, 4]
+    assert session.log == [-1, 100, 200, 0, 1, 2]
+
+
+def test_streams_first_fifo_not_starved_by_flooding_streams(ex):
+    """Two cameras always have a frame pending: a sequential FIFO client (a decoder) still gets every third run."""
+    handle, session = load_fake(ex, delay=0.002)
+    stop = threading.Event()
+    subs = []
+
+    def flood(stream):
+        while not stop.is_set():
+            subs.append(ex.submit(handle, x(1000.0), stream=stream))
+            time.sleep(0.0002)
+
+    threads = [threading.Thread(target=flood, args=(s,)) for s in "ab"]
+    for t in threads:
+        t.start()
+    started_before = []
+    t_end = time.monotonic() + 0.6
+    while time.monotonic() < t_end:
+        started_before.append(len(session.log))
+        ex.submit(handle, x(float(len(started_before) - 1))).result(T)
+    stop.set()
+    for t in threads:
+        t.join(T)
+    wait(subs, T)
+    log = session.log
+    assert len(started_before) >= 20
+    # runs logged (at their end) between a step's submission and its own run: the one in progress + one per stream
+    ahead = [log.index(float(k)) - n for k, n in enumerate(started_before)]
+    assert max(ahead) <= 3, ahead
 
 
 def test_fairness_two_flooding_streams(ex):

@@ -10,8 +10,15 @@ device context. So every node of a process shares one :class:`InferenceExecutor`
   a newer submission replaces one that has not started yet, the replaced future is cancelled
   (``future.result()`` raises :class:`concurrent.futures.CancelledError`) and the drop is counted exactly;
   submissions without a stream (one-shot service calls) go to a FIFO queue;
-* pending lanes (each stream slot, the FIFO queue) are served **round-robin**, so one busy camera cannot starve
-  another; model load/unload requests go first;
+* stream lanes are served **round-robin** among themselves, so one busy camera cannot starve another; model
+  load/unload requests go first. Between stream lanes and the FIFO queue the default policy ``streams_first``
+  lets each stream lane run at most once ahead of the FIFO job at the head of the queue, then runs that job. Why: stream
+  submissions are real-time sensor frames that a newer frame replaces (a wait longer than the frame period is a
+  drop), while FIFO submissions are sequential work whose caller waits anyway (a Whisper decode is hundreds of short
+  steps, each submitted when the previous one returned); the FIFO head still never waits more than one run per
+  pending stream, so speech cannot starve either. A camera frame then waits at most for the run in progress (one
+  decoder step) plus one run of each other pending camera. ``policy="round_robin"`` treats the FIFO queue as one
+  more lane (the behaviour before 2026-12, kept as the benchmark's baseline);
 * futures are resolved, in completion order, on a separate **completion thread**, so done-callbacks (host
   post-processing, publishing) never delay the device. Exceptions: a replaced (dropped) future is cancelled in the
   thread that submitted its replacement, a future whose feeds fail validation is failed in the submitting thread,
@@ -201,8 +208,15 @@ class InferenceExecutor:
             fails with that error.
     """
 
-    def __init__(self, key: str = "default", on_thread_start: Optional[Callable[[], None]] = None) -> None:
+    POLICIES = ("streams_first", "round_robin")
+
+    def __init__(self, key: str = "default", on_thread_start: Optional[Callable[[], None]] = None,
+                 policy: str = "streams_first") -> None:
+        if policy not in self.POLICIES:
+            raise ValueError(f"executor policy {policy!r} not in {self.POLICIES}")
         self.key = key
+        self.policy = policy
+        self._fifo_passed: Set[tuple] = set()  # streams_first: stream lanes that already ran ahead of the FIFO head
         self.on_thread_start = on_thread_start
         self._lock = threading.Lock()
         self._cond = threading.Condition(self._lock)
@@ -345,6 +359,7 @@ class InferenceExecutor:
             if stream is None:
                 self._fifo.append(job)
                 if len(self._fifo) == 1:
+                    self._fifo_passed.clear()
                     self._ring.append(_FIFO)
             else:
                 lane = (stream, handle.id)
@@ -514,9 +529,22 @@ class InferenceExecutor:
             self._release_handle(handle)
 
     def _next_job(self):  # lock held; ring not empty
+        if self.policy == "streams_first" and _FIFO in self._ring and len(self._ring) > 1:
+            ahead = next((lane for lane in self._ring if lane is not _FIFO and lane not in self._fifo_passed), None)
+            if ahead is not None:  # each stream lane may run once ahead of the FIFO head
+                self._ring.remove(ahead)
+                self._fifo_passed.add(ahead)
+                return self._slots.pop(ahead)
+            self._ring.remove(_FIFO)
+            job = self._fifo.popleft()
+            self._fifo_passed.clear()
+            if self._fifo:
+                self._ring.append(_FIFO)
+            return job
         lane = self._ring.popleft()
         if lane is _FIFO:
             job = self._fifo.popleft()
+            self._fifo_passed.clear()
             if self._fifo:
                 self._ring.append(_FIFO)
             return job
