@@ -36,6 +36,7 @@ TOPICS: Dict[str, str] = {
     "multicam": "bench_multicam",
     "whisper": "bench_whisper",
     "pipeline": "bench_pipeline",
+    "scheduling": "bench_scheduling",
 }
 
 METHOD = """\
