@@ -109,3 +109,29 @@ def test_device_lost_in_flight_recovers_after_restart(stub, tmp_path):
     np.testing.assert_array_equal(got[2], frames[2]["x"])
     s.release()
     assert _leaks(stub) == dict.fromkeys(_leaks(stub), 0)
+
+
+def test_executor_pipelines_pending_streams_of_one_model(stub, tmp_path):
+    """Two cameras pending on one model: the worker launches both on the session's IO sets, then collects them."""
+    from axcl_ros.runtime.executor import InferenceExecutor
+
+    det = sm.copy_stub(tmp_path / "det.axmodel", [("x", (16,), np.uint8)])
+    slow = sm.copy_stub(tmp_path / "slow.axmodel", [("x", (4,), np.uint8)], delay_us=300_000)
+    ex = InferenceExecutor("t-pipeline")
+    try:
+        h_det = ex.load(str(det), backend="axcl")
+        h_slow = ex.load(str(slow), backend="axcl")
+        busy = ex.submit(h_slow, {"x": np.zeros(4, np.uint8)})  # keeps the worker busy while frames queue up
+        frames = _frames(2, seed=3)
+        futs = [ex.submit(h_det, f, stream=name) for f, name in zip(frames, ("cam_a", "cam_b"))]
+        busy.result(10)
+        for fut, f in zip(futs, frames):
+            np.testing.assert_array_equal(fut.result(10).outputs["out_x"], f["x"])
+        assert stub.calls("axclrtEngineExecuteAsync") == 2
+        alone = ex.submit(h_det, frames[0], stream="cam_a").result(10)  # nothing else pending: serial path
+        np.testing.assert_array_equal(alone.outputs["out_x"], frames[0]["x"])
+        assert stub.calls("axclrtEngineExecuteAsync") == 2
+        assert ex.stats()["models"]["det"]["count"] == 3
+    finally:
+        assert ex.shutdown(10)
+    assert _leaks(stub) == dict.fromkeys(_leaks(stub), 0)

@@ -19,6 +19,10 @@ device context. So every node of a process shares one :class:`InferenceExecutor`
   pending stream, so speech cannot starve either. A camera frame then waits at most for the run in progress (one
   decoder step) plus one run of each other pending camera. ``policy="round_robin"`` treats the FIFO queue as one
   more lane (the behaviour before 2026-12, kept as the benchmark's baseline);
+* copy/compute overlap: when the worker takes a stream submission of a model whose session can pipeline
+  (:attr:`AxclSession.supports_pipelining`) and other stream lanes of the same model are pending (several cameras
+  on one detector), it launches up to ``pipeline_depth`` of them on the session's IO sets (upload, execute and
+  download of one overlap those of the next) and then collects them in order; ``pipeline_depth=1`` turns this off;
 * futures are resolved, in completion order, on a separate **completion thread**, so done-callbacks (host
   post-processing, publishing) never delay the device. Exceptions: a replaced (dropped) future is cancelled in the
   thread that submitted its replacement, a future whose feeds fail validation is failed in the submitting thread,
@@ -211,11 +215,12 @@ class InferenceExecutor:
     POLICIES = ("streams_first", "round_robin")
 
     def __init__(self, key: str = "default", on_thread_start: Optional[Callable[[], None]] = None,
-                 policy: str = "streams_first") -> None:
+                 policy: str = "streams_first", pipeline_depth: int = 2) -> None:
         if policy not in self.POLICIES:
             raise ValueError(f"executor policy {policy!r} not in {self.POLICIES}")
         self.key = key
         self.policy = policy
+        self.pipeline_depth = max(1, int(pipeline_depth))
         self._fifo_passed: Set[tuple] = set()  # streams_first: stream lanes that already ran ahead of the FIFO head
         self.on_thread_start = on_thread_start
         self._lock = threading.Lock()
@@ -558,6 +563,7 @@ class InferenceExecutor:
                 _log.error("executor %r: on_thread_start failed: %s", self.key, exc)
                 self._thread_error = exc
         while True:
+            more: List[_RunJob] = []
             with self._cond:
                 while not self._control and not self._ring and not self._stopping:
                     self._cond.wait()
@@ -569,6 +575,7 @@ class InferenceExecutor:
                         self._model_stats[job.handle.id].cancelled += 1
                         continue
                     self._running = job
+                    more = self._more_for_pipeline(job)
                 else:
                     break
             if isinstance(job, _CallJob):
@@ -576,14 +583,61 @@ class InferenceExecutor:
                     job.future.set_result(job.fn())
                 except BaseException as exc:
                     job.future.set_exception(exc)
+            elif more:
+                self._execute_pipelined([job] + more)
             else:
                 self._execute(job)
         self._completions.put(_STOP)  # after every result this thread queued: the completion thread ends last
 
+    def _more_for_pipeline(self, job: _RunJob) -> List[_RunJob]:  # lock held
+        """Other pending stream submissions of ``job``'s model to launch together with it (see module docstring)."""
+        session = job.handle._session
+        if (self.pipeline_depth < 2 or job.stream is None or self._thread_error is not None or session is None
+                or getattr(session, "supports_pipelining", False) is not True
+                or any(s.name not in job.feeds for s in job.handle.inputs)):
+            return []
+        more: List[_RunJob] = []
+        for lane in list(self._ring):
+            if len(more) + 1 >= self.pipeline_depth:
+                break
+            if lane is _FIFO or lane[1] != job.handle.id:
+                continue
+            nxt = self._slots[lane]
+            if any(s.name not in nxt.feeds for s in job.handle.inputs):
+                continue
+            self._ring.remove(lane)
+            del self._slots[lane]
+            if self._fifo:
+                self._fifo_passed.add(lane)
+            if not nxt.future.set_running_or_notify_cancel():
+                self._model_stats[job.handle.id].cancelled += 1
+                continue
+            more.append(nxt)
+        return more
+
+    def _execute_pipelined(self, jobs: List[_RunJob]) -> None:  # worker thread
+        """Launch every job on the session's IO sets, then collect them in order."""
+        session = jobs[0].handle._session
+        launched = []
+        for job in jobs:
+            t_start = time.perf_counter()
+            try:
+                launched.append((job, session.launch(job.feeds, job.output_names, depth=self.pipeline_depth),
+                                 t_start))
+            except Exception as exc:
+                self._finish(job, t_start, None, exc)
+        for job, ticket, t_start in launched:
+            try:
+                outputs = {k: np.array(v, copy=True) for k, v in session.collect(ticket).items()}
+            except Exception as exc:
+                self._finish(job, t_start, None, exc)
+            else:
+                self._finish(job, t_start, outputs, None)
+
     def _execute(self, job: _RunJob) -> None:  # worker thread
         handle = job.handle
         t_start = time.perf_counter()
-        ok = False
+        outputs = None
         error: Optional[Exception] = None
         try:
             if self._thread_error is not None:
@@ -594,9 +648,14 @@ class InferenceExecutor:
             outputs = session.run(job.feeds, job.output_names)
             if not session.owns_outputs:
                 outputs = {k: np.array(v, copy=True) for k, v in outputs.items()}
-            ok = True
         except Exception as exc:
             error = exc
+        self._finish(job, t_start, outputs, error)
+
+    def _finish(self, job: _RunJob, t_start: float, outputs: Optional[Dict[str, np.ndarray]],
+                error: Optional[Exception]) -> None:  # worker thread: stats and completion of one run
+        handle = job.handle
+        ok = error is None
         t_end = time.perf_counter()
         job.feeds = None
         wait_ms = (t_start - job.t_submit) * 1000.0
