@@ -1,7 +1,8 @@
 """perception_host and lifecycle_manager as real processes on real DDS, driven from this test process: autostart
 with configure retries, /diagnostics and is_active, ManageNodes commands checked through the standard get_state
-services, a manager in another process than its nodes, namespaces with bare-name parameter sections, clean SIGINT
-(exit code 0, nodes down in reverse order, no traceback); plus the host in-process and its error exit."""
+services, a manager in another process than its nodes, namespaces and parameter files exactly as rcl and
+launch_ros 0.26 write and match them (``/**``, ``/**/name``, tuples), clean SIGINT (exit code 0, nodes down in
+reverse order, no traceback); plus the host in-process and its error exit."""
 
 import os
 import subprocess
@@ -34,16 +35,26 @@ ENV = {"PYTHONUNBUFFERED": "1", "PYTHONPATH": os.pathsep.join([SRC] + sys.path)}
 
 def _params(tmp_path, autostart, **extra):
     doc = {
-        "perception_host": {"ros__parameters": {"nodes": ["a", "b", "c"], "node_types": [DUMMY] * 3,
-                                                "autostart": autostart}},
-        "lifecycle_manager": {"ros__parameters": {"node_names": ["a", "b", "c"], "retry_backoff_s": 0.2,
-                                                  "diagnostics_period_s": 0.2, "service_timeout_s": 10.0}},
+        "/**/perception_host": {"ros__parameters": {"nodes": ["a", "b", "c"], "node_types": [DUMMY] * 3,
+                                                    "autostart": autostart}},
+        "/**/lifecycle_manager": {"ros__parameters": {"node_names": ["a", "b", "c"], "retry_backoff_s": 0.2,
+                                                      "diagnostics_period_s": 0.2, "service_timeout_s": 10.0}},
         "/**": {"ros__parameters": {"label": "all"}},
-        "b": {"ros__parameters": {"label": "bee", "fail_configure_times": 2}},
+        "/**/b": {"ros__parameters": {"label": "bee", "fail_configure_times": 2}},
     }
     doc.update(extra)
     path = tmp_path / "params.yaml"
     path.write_text(yaml.safe_dump(doc))
+    return str(path)
+
+
+def launch_ros_params_file(tmp_path, params, node_name=None):
+    """A parameter file written the way launch_ros 0.26 writes ``parameters=[{...}]`` of a ``Node`` action: lists as
+    Python tuples (``!!python/tuple``), keyed by the node's fully qualified name when launch knows it, else ``/**``,
+    dumped with ``yaml.dump(..., default_flow_style=False)``."""
+    values = {k: tuple(v) if isinstance(v, list) else v for k, v in params.items()}
+    path = tmp_path / f"launch_params_{len(list(tmp_path.glob('launch_params_*')))}"
+    path.write_text(yaml.dump({node_name or "/**": {"ros__parameters": values}}, default_flow_style=False))
     return str(path)
 
 
@@ -131,14 +142,17 @@ def test_manager_in_another_process_namespace_and_sigint_order(tmp_path):
     with RosGraph(threads=4) as graph:
         obs = Observer(graph, "/robot/lifecycle_manager")
         host = _host(tmp_path, params, *ns)
+        launch_params = launch_ros_params_file(tmp_path, {"node_names": ["a", "b", "c"], "autostart": True},
+                                               node_name="/robot/lifecycle_manager")
+        assert "!!python/tuple" in Path(launch_params).read_text()
         manager = RosProcess([sys.executable, "-m", "axcl_ros.bringup.lifecycle_manager", "--select", "c=false",
-                              "--ros-args", "--params-file", params, *ns], timeout=90, env=ENV,
-                             log_path=str(tmp_path / "manager.log"))
+                              "--ros-args", "--params-file", params, "--params-file", launch_params, *ns],
+                             timeout=90, env=ENV, log_path=str(tmp_path / "manager.log"))
         try:
             graph.wait_for(lambda: obs.active is True, 30,
                            f"is_active\n{manager.output()[-1500:]}\n{host.output()[-1500:]}")
             assert obs.states(["/robot/a", "/robot/b", "/robot/c"]) == ["active", "active", "unconfigured"]
-            assert obs.param("/robot/b", "label") == "bee"  # bare "b:" section reached /robot/b
+            assert obs.param("/robot/b", "label") == "bee"  # "/**/b:" section reached /robot/b
             assert obs.param("/robot/a", "label") == "all"
         finally:
             _clean_exit(manager)
@@ -167,8 +181,8 @@ def test_host_configuration_error_exits_2_without_traceback(tmp_path):
 def test_in_process_host_options_remaps_and_parameters(tmp_path):
     params = tmp_path / "p.yaml"
     params.write_text(yaml.safe_dump({
-        "perception_host": {"ros__parameters": {"nodes": ["ignored"], "executor_threads": 3}},
-        "cam": {"ros__parameters": {"label": "bare"}},
+        "/**/perception_host": {"ros__parameters": {"nodes": ["ignored"], "executor_threads": 3}},
+        "/**/cam": {"ros__parameters": {"label": "bare"}},
         "/zz/other": {"ros__parameters": {"label": "exact"}},
     }))
     argv = ["perception_host", "--nodes", f"cam:{DUMMY},other:{DUMMY},skip:{DUMMY}", "--select", "skip=false",

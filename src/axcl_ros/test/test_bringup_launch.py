@@ -194,12 +194,12 @@ def test_rviz_config_shows_annotated_image_depth_and_cloud():
         by_class.setdefault(d["Class"], []).append(d["Topic"]["Value"] if "Topic" in d else None)
     # the topics the nodes publish for the shipped configs' camera topic
     cpu = yaml.safe_load((PKG / "config" / "cpu.yaml").read_text())
-    camera_ns = cpu["detector"]["ros__parameters"]["image_topics"][0].rsplit("/", 1)[0]
+    camera_ns = cpu["/**/detector"]["ros__parameters"]["image_topics"][0].rsplit("/", 1)[0]
     assert camera_ns == "/camera"
     assert sorted(by_class["rviz_default_plugins/Image"]) == sorted(
         [f"{camera_ns}/detections_image", f"{camera_ns}/inverse_depth_relative/colored"])
     assert by_class["rviz_default_plugins/PointCloud2"] == [f"{camera_ns}/points_relative"]
-    assert cpu["depth"]["ros__parameters"]["relative_points"] is True
+    assert cpu["/**/depth"]["ros__parameters"]["relative_points"] is True
     for d in displays.values():
         assert d["Enabled"] is True
     assert set(cfg["Window Geometry"]) >= {n for n, d in displays.items() if d["Class"].endswith("/Image")}

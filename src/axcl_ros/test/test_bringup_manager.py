@@ -15,7 +15,6 @@ from std_msgs.msg import Bool  # noqa: E402
 
 from axcl_ros.bringup.lifecycle_manager import LifecycleManager  # noqa: E402
 from axcl_ros.bringup.node_registry import CONFIG_KEYS  # noqa: E402
-from axcl_ros.bringup.params import to_parameters  # noqa: E402
 from axcl_ros.testing.dummy_nodes import LATCHED, DummyLifecycleNode  # noqa: E402
 from axcl_ros.testing.lifecycle_client import LifecycleClient  # noqa: E402
 from axcl_ros.testing.ros_graph import RosGraph  # noqa: E402
@@ -73,7 +72,8 @@ def _manager(graph, names, **params):
     settings = dict(node_names=names, retry_backoff_s=0.2, service_timeout_s=3.0, transition_timeout_s=10.0,
                     diagnostics_period_s=0.2)
     settings.update(params)
-    return graph.add(LifecycleManager("mgr", context=graph.context, parameter_overrides=to_parameters(settings)))
+    overrides = [Parameter(k, value=v) for k, v in settings.items()]
+    return graph.add(LifecycleManager("mgr", context=graph.context, parameter_overrides=overrides))
 
 
 def test_autostart_in_order_with_configure_retries_and_backoff(graph):

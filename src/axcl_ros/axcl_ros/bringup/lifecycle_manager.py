@@ -45,7 +45,6 @@ from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPo
 from std_msgs.msg import Bool
 
 from .node_registry import split_list
-from .params import fully_qualified
 
 PRIMARY_STATES = ("unconfigured", "inactive", "active", "finalized")
 COMMANDS = {ManageNodes.Request.STARTUP: "startup", ManageNodes.Request.SHUTDOWN: "shutdown",
@@ -117,7 +116,7 @@ class LifecycleManager(Node):
         self._clients_group = ReentrantCallbackGroup()
         self._nodes: List[_Managed] = []
         for name in names:
-            fq = name if name.startswith("/") else fully_qualified(name, self.get_namespace())
+            fq = name if name.startswith("/") else _fully_qualified(name, self.get_namespace())
             m = _Managed(fq)
             m.change_client = self.create_client(ChangeState, f"{fq}/change_state",
                                                  callback_group=self._clients_group)
@@ -444,6 +443,12 @@ class LifecycleManager(Node):
             pass
 
 
+def _fully_qualified(name: str, namespace: str) -> str:
+    """``("detector", "/ns")`` → ``"/ns/detector"`` (a relative node name resolved in the manager's namespace)."""
+    ns = "/" + (namespace or "").strip("/")
+    return f"/{name}" if ns == "/" else f"{ns}/{name}"
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """``lifecycle_manager`` executable: ``[--select NAME=BOOL ...] --ros-args -p node_names:=[a,b] ...``."""
     import argparse
@@ -455,7 +460,6 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
     from .host import run_until_signal, stop_on_signals
     from .node_registry import parse_select
-    from .params import ParamsFileError, effective_name, load_sections, node_parameters, params_files, to_parameters
 
     argv = list(sys.argv if argv is None else argv)
     parser = argparse.ArgumentParser(prog="lifecycle_manager", description=__doc__.split("\n\n")[0])
@@ -465,13 +469,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     stop = stop_on_signals()
     try:
         select = parse_select(opts.select)
-        name, ns = effective_name("lifecycle_manager", "", argv)
-        overrides = to_parameters(node_parameters(load_sections(params_files(argv)), name, ns))
-    except (ValueError, ParamsFileError) as exc:
+    except ValueError as exc:
         print(f"lifecycle_manager: {exc}", file=sys.stderr)
         return 2
-    rclpy.init(args=argv, signal_handler_options=SignalHandlerOptions.NO)
-    manager = LifecycleManager(select=select, parameter_overrides=overrides)
+    rclpy.init(args=argv, signal_handler_options=SignalHandlerOptions.NO)  # rcl applies parameter files and remaps
+    manager = LifecycleManager(select=select)
     executor = MultiThreadedExecutor(num_threads=4)
     executor.add_node(manager)
     error = None
