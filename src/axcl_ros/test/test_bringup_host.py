@@ -7,6 +7,7 @@ reverse order, no traceback); plus the host in-process and its error exit."""
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -217,12 +218,13 @@ def test_in_process_host_options_remaps_and_parameters(tmp_path):
 
 def test_real_node_types_under_the_host(tmp_path):
     """The registry's real classes run in the host: device_monitor (CPU) comes up, a detector without a model fails
-    configure for good, the manager goes on (continue_on_failure) and reports the detector as ERROR."""
+    configure for good and is not retried (configure_retries 3), the manager goes on (continue_on_failure), reports
+    the detector as ERROR with the node's own reason, and is_active is true for the nodes that can run."""
     path = tmp_path / "real.yaml"
     path.write_text(yaml.safe_dump({
         "perception_host": {"ros__parameters": {"nodes": ["detector", "device_monitor"], "autostart": True}},
-        "lifecycle_manager": {"ros__parameters": {"configure_retries": 0, "continue_on_failure": True,
-                                                  "diagnostics_period_s": 0.2}},
+        "lifecycle_manager": {"ros__parameters": {"configure_retries": 3, "retry_backoff_s": 0.2,
+                                                  "continue_on_failure": True, "diagnostics_period_s": 0.2}},
         "detector": {"ros__parameters": {"model_path": str(tmp_path / "missing.onnx")}},
         "device_monitor": {"ros__parameters": {"backend": "onnxruntime", "period_s": 0.5}},
     }))
@@ -236,8 +238,50 @@ def test_real_node_types_under_the_host(tmp_path):
             graph.wait_for(lambda: obs.lifecycle.state("/device_monitor") == "active", 10, "device_monitor active")
             assert obs.lifecycle.state("/detector") == "unconfigured"
             assert obs.status["/lifecycle_manager"].level == DiagnosticStatus.ERROR
-            assert "configure failed 1 time(s)" in obs.status["/lifecycle_manager: /detector"].message
-            assert obs.active is False
+            per_node = obs.status["/lifecycle_manager: /detector"]
+            # the node's own reason, and no retry: a missing file cannot fix itself by waiting
+            assert "missing.onnx' does not exist" in per_node.message and "permanent: not retried" in per_node.message
+            assert {kv.key: kv.value for kv in per_node.values}["configure_attempts"] == "1"
+            graph.wait_for(lambda: obs.active is True, 10, "is_active: every node that can run is active")
         finally:
             out = _clean_exit(host)
     assert "missing.onnx" in out  # the detector said what to fix
+
+
+def test_manager_notices_a_killed_node_process_and_brings_its_restart_back(tmp_path):
+    """Separate processes: a node process killed with SIGKILL is reported gone within seconds (heartbeat on
+    get_state, no bond), and the restarted process (what launch's respawn does) is configured and activated."""
+    params = tmp_path / "one.yaml"
+    params.write_text(yaml.safe_dump({"/**/perception_host": {"ros__parameters": {
+        "nodes": ["a"], "node_types": [DUMMY], "autostart": False}}}))
+    with RosGraph(threads=6) as graph:
+        from rclpy.parameter import Parameter
+
+        from axcl_ros.bringup.lifecycle_manager import LifecycleManager
+
+        obs = Observer(graph, "/mgr")
+        node_proc = _host(tmp_path, str(params), name="a1")
+        manager = graph.add(LifecycleManager("mgr", context=graph.context, parameter_overrides=[
+            Parameter("node_names", value=["a"]), Parameter("heartbeat_period_s", value=0.3),
+            Parameter("heartbeat_misses", value=3), Parameter("diagnostics_period_s", value=0.2),
+            Parameter("service_timeout_s", value=20.0)]))
+        try:
+            graph.wait_for(lambda: obs.active is True and manager.phase == "active", 30,
+                           f"a active\n{node_proc.output()[-1500:]}")
+            node_proc._kill()  # SIGKILL: no goodbye on DDS
+            t_kill = time.monotonic()
+            graph.wait_for(lambda: manager.states()["/a"] == "unavailable", 10, "the manager noticed the death")
+            noticed_s = time.monotonic() - t_kill
+            graph.wait_for(lambda: "/mgr: /a" in obs.status
+                           and obs.status["/mgr: /a"].level == DiagnosticStatus.ERROR, 5, "a ERROR on /diagnostics")
+            message = obs.status["/mgr: /a"].message
+            assert "no answer to get_state" in message and "process died?" in message
+            graph.wait_for(lambda: obs.active is False, 5, "is_active false while a is gone")
+            assert noticed_s < 5.0, noticed_s
+            node_proc = _host(tmp_path, str(params), name="a2")  # what launch's respawn=True does
+            graph.wait_for(lambda: manager.states()["/a"] == "active", 30,
+                           f"a brought back\n{node_proc.output()[-1500:]}")
+            graph.wait_for(lambda: obs.active is True, 10, "is_active again")
+        finally:
+            manager.stop()
+            node_proc.stop(grace=10)

@@ -38,7 +38,8 @@ CONFIG_KEYS: Dict[str, Tuple[str, ...]] = {
                        "memory_warn_percent", "cmm_warn_percent", "diagnostics_period"),
     "perception_host": ("nodes", "node_types", "namespace", "autostart", "executor_threads", "manager_name"),
     "lifecycle_manager": ("node_names", "autostart", "configure_retries", "retry_backoff_s", "service_timeout_s",
-                          "transition_timeout_s", "diagnostics_period_s", "continue_on_failure"),
+                          "transition_timeout_s", "diagnostics_period_s", "continue_on_failure", "heartbeat_period_s",
+                          "heartbeat_misses", "bring_back"),
 }
 
 #: Launch/host input options → the parameter each node type takes them as. ``list`` wraps the value in a list.
