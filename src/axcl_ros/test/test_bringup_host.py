@@ -253,7 +253,7 @@ def test_manager_notices_a_killed_node_process_and_brings_its_restart_back(tmp_p
     get_state, no bond), and the restarted process (what launch's respawn does) is configured and activated."""
     params = tmp_path / "one.yaml"
     params.write_text(yaml.safe_dump({"/**/perception_host": {"ros__parameters": {
-        "nodes": ["a"], "node_types": [DUMMY], "autostart": False}}}))
+        "nodes": ["victim"], "node_types": [DUMMY], "autostart": False}}}))
     with RosGraph(threads=6) as graph:
         from rclpy.parameter import Parameter
 
@@ -262,25 +262,26 @@ def test_manager_notices_a_killed_node_process_and_brings_its_restart_back(tmp_p
         obs = Observer(graph, "/mgr")
         node_proc = _host(tmp_path, str(params), name="a1")
         manager = graph.add(LifecycleManager("mgr", context=graph.context, parameter_overrides=[
-            Parameter("node_names", value=["a"]), Parameter("heartbeat_period_s", value=0.3),
+            Parameter("node_names", value=["victim"]), Parameter("heartbeat_period_s", value=0.3),
             Parameter("heartbeat_misses", value=3), Parameter("diagnostics_period_s", value=0.2),
             Parameter("service_timeout_s", value=20.0)]))
         try:
             graph.wait_for(lambda: obs.active is True and manager.phase == "active", 30,
-                           f"a active\n{node_proc.output()[-1500:]}")
+                           f"victim active\n{node_proc.output()[-1500:]}")
             node_proc._kill()  # SIGKILL: no goodbye on DDS
             t_kill = time.monotonic()
-            graph.wait_for(lambda: manager.states()["/a"] == "unavailable", 10, "the manager noticed the death")
+            graph.wait_for(lambda: manager.states()["/victim"] == "unavailable", 10, "the manager noticed the death")
             noticed_s = time.monotonic() - t_kill
-            graph.wait_for(lambda: "/mgr: /a" in obs.status
-                           and obs.status["/mgr: /a"].level == DiagnosticStatus.ERROR, 5, "a ERROR on /diagnostics")
-            message = obs.status["/mgr: /a"].message
+            graph.wait_for(lambda: "/mgr: /victim" in obs.status
+                           and obs.status["/mgr: /victim"].level == DiagnosticStatus.ERROR, 5,
+                           "victim ERROR on /diagnostics")
+            message = obs.status["/mgr: /victim"].message
             assert "no answer to get_state" in message and "process died?" in message
-            graph.wait_for(lambda: obs.active is False, 5, "is_active false while a is gone")
+            graph.wait_for(lambda: obs.active is False, 5, "is_active false while victim is gone")
             assert noticed_s < 5.0, noticed_s
             node_proc = _host(tmp_path, str(params), name="a2")  # what launch's respawn=True does
-            graph.wait_for(lambda: manager.states()["/a"] == "active", 30,
-                           f"a brought back\n{node_proc.output()[-1500:]}")
+            graph.wait_for(lambda: manager.states()["/victim"] == "active", 30,
+                           f"victim brought back\n{node_proc.output()[-1500:]}")
             graph.wait_for(lambda: obs.active is True, 10, "is_active again")
         finally:
             manager.stop()

@@ -151,13 +151,13 @@ def test_node_failing_for_good_is_an_error(graph, continue_on_failure):
 
 
 def test_independent_nodes_do_not_wait_for_each_others_retries(graph):
-    _dummy(graph, "a", fail_configure_times=2)
-    _dummy(graph, "b")
+    _dummy(graph, "slow", fail_configure_times=2)
+    _dummy(graph, "quick")
     obs = Observer(graph, "/mgr")
-    _manager(graph, ["a", "b"], configure_retries=3, retry_backoff_s=0.5, continue_on_failure=True)
+    _manager(graph, ["slow", "quick"], configure_retries=3, retry_backoff_s=0.5, continue_on_failure=True)
     graph.wait_for(lambda: obs.active is True, 15, "is_active true")
     ups = [(n, w) for n, w in DummyLifecycleNode.journal if w in ("configure", "activate")]
-    assert ups == [("/b", "configure"), ("/b", "activate"), ("/a", "configure"), ("/a", "activate")]
+    assert ups == [("/quick", "configure"), ("/quick", "activate"), ("/slow", "configure"), ("/slow", "activate")]
 
 
 def test_missing_node_times_out_with_a_clear_message(graph):
