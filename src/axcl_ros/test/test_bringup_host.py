@@ -286,3 +286,34 @@ def test_manager_notices_a_killed_node_process_and_brings_its_restart_back(tmp_p
         finally:
             manager.stop()
             node_proc.stop(grace=10)
+
+
+def test_separate_processes_from_launch_ros_parameter_files(tmp_path):
+    """What ``use_composition:=false`` starts, with the command lines and parameter files launch_ros 0.26 gives
+    them: each node's own executable (``-r __node:=`` / ``-r __ns:=``, the user's file), and the manager with the
+    user's file plus launch_ros's temporary file for ``{node_names: [...], autostart: true}`` (tuples)."""
+    user = tmp_path / "user.yaml"
+    user.write_text(yaml.safe_dump({
+        "/**/lifecycle_manager": {"ros__parameters": {"diagnostics_period_s": 0.2, "service_timeout_s": 20.0}},
+        "/**/device_monitor": {"ros__parameters": {"backend": "onnxruntime", "period_s": 0.5}},
+    }))
+    launch_params = launch_ros_params_file(tmp_path, {"node_names": ["device_monitor"], "autostart": True},
+                                           node_name="/robot/lifecycle_manager")
+    ns = ["-r", "__ns:=/robot"]
+    exe = os.path.join(os.path.dirname(sys.executable), "python")
+    with RosGraph(threads=4) as graph:
+        obs = Observer(graph, "/robot/lifecycle_manager")
+        monitor = RosProcess([exe, "-m", "axcl_ros.nodes.device_monitor", "--ros-args", "--params-file", str(user),
+                              "-r", "__node:=device_monitor", *ns], timeout=90, env=ENV,
+                             log_path=str(tmp_path / "monitor.log"))
+        manager = RosProcess([exe, "-m", "axcl_ros.bringup.lifecycle_manager", "--ros-args", "--params-file",
+                              str(user), "--params-file", launch_params, "-r", "__node:=lifecycle_manager", *ns],
+                             timeout=90, env=ENV, log_path=str(tmp_path / "manager.log"))
+        try:
+            graph.wait_for(lambda: obs.active is True, 60,
+                           f"is_active\n{manager.output()[-1500:]}\n{monitor.output()[-1500:]}")
+            assert obs.states(["/robot/device_monitor"]) == ["active"]
+            assert "waiting for `ros2 lifecycle set /robot/device_monitor configure`" in monitor.output()
+        finally:
+            _clean_exit(manager)
+            _clean_exit(monitor)

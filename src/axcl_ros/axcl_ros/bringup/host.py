@@ -24,8 +24,9 @@ node of the process gets the ``--params-file`` sections rcl matches to its fully
 ``-p`` work as for any ROS process. Options before ``--ros-args`` (what the launch file passes):
 
 ``--nodes NAME[:TYPE] ...`` replaces the ``nodes`` parameter; ``--select TYPE=BOOL ...`` leaves out nodes by type
-or name; ``--autostart BOOL``; ``--camera-topic``, ``--camera-info-topic``, ``--audio-topic``, ``--backend``
-override the matching node parameters (empty = keep the file's value); ``--host-name`` names the host node.
+or name; ``--autostart BOOL``; ``--camera-topic``, ``--camera-info-topic``, ``--audio-topic``, ``--backend``,
+``--detector-model``, ``--depth-model``, ``--whisper-model`` override the matching node parameters (empty = keep the
+file's value; node executables take the same options); ``--host-name`` names the host node.
 
 On SIGINT/SIGTERM the hosted lifecycle nodes go down in reverse order (deactivate, cleanup, shutdown), the
 executor stops, the inference executors are shut down, and the process exits with code 0.
@@ -57,9 +58,10 @@ import time
 from typing import Any, List, Optional, Sequence
 
 from .node_registry import (
-    BACKEND_CHOICES,
     DEFAULT_NODES,
+    INPUT_OPTIONS,
     NODE_TYPES,
+    add_input_options,
     input_overrides,
     load_node_class,
     parse_bool,
@@ -85,10 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--select", nargs="*", default=[], metavar="NAME=BOOL",
                    help="leave out nodes by type or name, e.g. depth=false")
     p.add_argument("--autostart", default=None, help="true/false: run an in-process lifecycle manager")
-    p.add_argument("--camera-topic", default="", help="camera image topic (detector image_topics, depth image_topic)")
-    p.add_argument("--camera-info-topic", default="", help="camera_info topic (depth)")
-    p.add_argument("--audio-topic", default="", help="audio topic (speech)")
-    p.add_argument("--backend", default="", help=f"inference backend: {', '.join(BACKEND_CHOICES)} (empty = file)")
+    add_input_options(p)
     return p
 
 
@@ -158,9 +157,7 @@ class PerceptionHost:
 
         cls = load_node_class(inst.type_name)
         inputs = input_overrides(inst.type_name if inst.type_name in NODE_TYPES else "",
-                                 camera_topic=self.options.camera_topic,
-                                 camera_info_topic=self.options.camera_info_topic,
-                                 audio_topic=self.options.audio_topic, backend=self.options.backend)
+                                 **{k: getattr(self.options, k) for k in INPUT_OPTIONS})
         try:  # parameter files reach the node through rcl; launch inputs override them
             node = cls(inst.name, namespace=self.namespace, context=self.context,
                        parameter_overrides=[Parameter(k, value=v) for k, v in inputs.items()])

@@ -7,7 +7,7 @@ import inspect
 import sys
 from typing import Optional, Sequence
 
-__all__ = ["help_requested", "node_help"]
+__all__ = ["help_requested", "node_help", "node_help_name"]
 
 
 def help_requested(argv: Sequence[str]) -> bool:
@@ -16,6 +16,11 @@ def help_requested(argv: Sequence[str]) -> bool:
     if "--ros-args" in args:
         args = args[:args.index("--ros-args")]
     return any(a in ("-h", "--help") for a in args)
+
+
+def node_help_name(node_class) -> str:
+    """The node's default name (= its executable and node type name)."""
+    return _default_name(node_class)
 
 
 def _default_name(node_class) -> str:

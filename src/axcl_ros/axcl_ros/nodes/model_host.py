@@ -18,7 +18,7 @@ from ..runtime.executor import (
     tune_interpreter_for_device_work,
 )
 from ..runtime.registry import resolve_backend
-from .executable_help import help_requested, node_help
+from .executable_help import help_requested, node_help, node_help_name
 from .spinning import spin_until
 
 
@@ -98,14 +98,21 @@ def run_main(node_class, args=None, **node_kwargs) -> None:
     import rclpy
     from rcl_interfaces.msg import ParameterDescriptor
     from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+    from rclpy.parameter import Parameter
+    from rclpy.utilities import remove_ros_args
+
+    from ..bringup.node_registry import input_overrides, input_parser
 
     argv = list(sys.argv if args is None else args)
     if help_requested(argv):
         print(node_help(node_class))
+        print(input_parser(node_help_name(node_class)).format_help())
         return
+    options = input_parser(node_help_name(node_class)).parse_args(remove_ros_args(argv)[1:])
+    inputs = input_overrides(node_help_name(node_class), **vars(options))  # launch inputs (--camera-topic=...)
     tune_interpreter_for_device_work()
     rclpy.init(args=argv)
-    node = node_class(**node_kwargs)
+    node = node_class(parameter_overrides=[Parameter(k, value=v) for k, v in inputs.items()], **node_kwargs)
     autostart = node.declare_parameter("autostart", False, ParameterDescriptor(
         description="Configure and activate at start (off: wait for `ros2 lifecycle set` or a manager).")).value
     executor = MultiThreadedExecutor()
