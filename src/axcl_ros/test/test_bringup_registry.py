@@ -218,3 +218,38 @@ def test_config_keys_are_declared_by_the_node_class(type_name):
             if types.get(_node_of(key)) == type_name:
                 used |= set(params)
     assert used <= declared, f"config files set {sorted(used - declared)} that {cls.__name__} does not declare"
+
+
+def test_card_model_names_agree_between_config_readme_and_cli():
+    """config/pi5_axcl.yaml, the README and `axcl_ros models` name the same AXERA files in the same layout, and the
+    fetch command the CLI prints puts each file exactly where the config looks."""
+    from axcl_ros.cli import CARD_MODELS, MODEL_ROOT
+
+    pi5 = {_node_of(k): v for k, v in _sections(PKG / "config" / "pi5_axcl.yaml")}
+    readme = (PKG.parents[1] / "README.md").read_text()
+    for m in CARD_MODELS:
+        assert pi5[m["task"]][m["parameter"]] == m["path"], m["task"]
+        assert m["path"] in readme and m["get"] in readme, f"README lacks {m['path']} / its get command"
+        local_dir = m["get"].split("--local-dir ")[1].split()[0]
+        assert m["path"].startswith(local_dir) and local_dir.startswith(MODEL_ROOT)
+        if m["task"] != "speech":  # the single file the command fetches lands at the configured path
+            repo_file = m["get"].split()[3]
+            assert f"{local_dir}/{repo_file}" == m["path"]
+
+
+def test_package_xml_declares_what_the_code_imports():
+    """Every ROS interface package the code imports is an exec_depend, nothing unused is, and the Python
+    dependencies with rosdep keys are declared (so `rosdep install --from-paths src` brings them)."""
+    import re as _re
+
+    xml = (PKG / "package.xml").read_text()
+    declared = set(_re.findall(r"<exec_depend>([^<]+)</exec_depend>", xml))
+    imported = set()
+    for path in (PKG / "axcl_ros").rglob("*.py"):
+        if "testing" in path.parts:
+            continue
+        imported |= set(_re.findall(r"^\s*from (\w+)\.(?:msg|srv|action) import", path.read_text(), flags=_re.M))
+    assert imported - {"axcl_msgs"} <= declared, sorted(imported - declared)
+    assert "axcl_msgs" in declared and "rcl_interfaces" in declared
+    assert not {"std_srvs", "visualization_msgs"} & declared, "declared but never imported"
+    assert {"python3-numpy", "python3-opencv", "python3-yaml", "python3-scipy", "python3-onnxruntime-pip"} <= declared
