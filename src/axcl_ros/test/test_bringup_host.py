@@ -1,11 +1,13 @@
 """perception_host and lifecycle_manager as real processes on real DDS, driven from this test process: autostart
 with configure retries, /diagnostics and is_active, ManageNodes commands checked through the standard get_state
-services, a manager in another process than its nodes, namespaces with bare-name parameter sections, clean SIGINT
-(exit code 0, nodes down in reverse order, no traceback); plus the host in-process and its error exit."""
+services, a manager in another process than its nodes, namespaces and parameter files exactly as rcl and
+launch_ros 0.26 write and match them (``/**``, ``/**/name``, tuples), clean SIGINT (exit code 0, nodes down in
+reverse order, no traceback); plus the host in-process and its error exit."""
 
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -34,16 +36,26 @@ ENV = {"PYTHONUNBUFFERED": "1", "PYTHONPATH": os.pathsep.join([SRC] + sys.path)}
 
 def _params(tmp_path, autostart, **extra):
     doc = {
-        "perception_host": {"ros__parameters": {"nodes": ["a", "b", "c"], "node_types": [DUMMY] * 3,
-                                                "autostart": autostart}},
-        "lifecycle_manager": {"ros__parameters": {"node_names": ["a", "b", "c"], "retry_backoff_s": 0.2,
-                                                  "diagnostics_period_s": 0.2, "service_timeout_s": 10.0}},
+        "/**/perception_host": {"ros__parameters": {"nodes": ["a", "b", "c"], "node_types": [DUMMY] * 3,
+                                                    "autostart": autostart}},
+        "/**/lifecycle_manager": {"ros__parameters": {"node_names": ["a", "b", "c"], "retry_backoff_s": 0.2,
+                                                      "diagnostics_period_s": 0.2, "service_timeout_s": 10.0}},
         "/**": {"ros__parameters": {"label": "all"}},
-        "b": {"ros__parameters": {"label": "bee", "fail_configure_times": 2}},
+        "/**/b": {"ros__parameters": {"label": "bee", "fail_configure_times": 2}},
     }
     doc.update(extra)
     path = tmp_path / "params.yaml"
     path.write_text(yaml.safe_dump(doc))
+    return str(path)
+
+
+def launch_ros_params_file(tmp_path, params, node_name=None):
+    """A parameter file written the way launch_ros 0.26 writes ``parameters=[{...}]`` of a ``Node`` action: lists as
+    Python tuples (``!!python/tuple``), keyed by the node's fully qualified name when launch knows it, else ``/**``,
+    dumped with ``yaml.dump(..., default_flow_style=False)``."""
+    values = {k: tuple(v) if isinstance(v, list) else v for k, v in params.items()}
+    path = tmp_path / f"launch_params_{len(list(tmp_path.glob('launch_params_*')))}"
+    path.write_text(yaml.dump({node_name or "/**": {"ros__parameters": values}}, default_flow_style=False))
     return str(path)
 
 
@@ -131,14 +143,17 @@ def test_manager_in_another_process_namespace_and_sigint_order(tmp_path):
     with RosGraph(threads=4) as graph:
         obs = Observer(graph, "/robot/lifecycle_manager")
         host = _host(tmp_path, params, *ns)
+        launch_params = launch_ros_params_file(tmp_path, {"node_names": ["a", "b", "c"], "autostart": True},
+                                               node_name="/robot/lifecycle_manager")
+        assert "!!python/tuple" in Path(launch_params).read_text()
         manager = RosProcess([sys.executable, "-m", "axcl_ros.bringup.lifecycle_manager", "--select", "c=false",
-                              "--ros-args", "--params-file", params, *ns], timeout=90, env=ENV,
-                             log_path=str(tmp_path / "manager.log"))
+                              "--ros-args", "--params-file", params, "--params-file", launch_params, *ns],
+                             timeout=90, env=ENV, log_path=str(tmp_path / "manager.log"))
         try:
             graph.wait_for(lambda: obs.active is True, 30,
                            f"is_active\n{manager.output()[-1500:]}\n{host.output()[-1500:]}")
             assert obs.states(["/robot/a", "/robot/b", "/robot/c"]) == ["active", "active", "unconfigured"]
-            assert obs.param("/robot/b", "label") == "bee"  # bare "b:" section reached /robot/b
+            assert obs.param("/robot/b", "label") == "bee"  # "/**/b:" section reached /robot/b
             assert obs.param("/robot/a", "label") == "all"
         finally:
             _clean_exit(manager)
@@ -167,8 +182,8 @@ def test_host_configuration_error_exits_2_without_traceback(tmp_path):
 def test_in_process_host_options_remaps_and_parameters(tmp_path):
     params = tmp_path / "p.yaml"
     params.write_text(yaml.safe_dump({
-        "perception_host": {"ros__parameters": {"nodes": ["ignored"], "executor_threads": 3}},
-        "cam": {"ros__parameters": {"label": "bare"}},
+        "/**/perception_host": {"ros__parameters": {"nodes": ["ignored"], "executor_threads": 3}},
+        "/**/cam": {"ros__parameters": {"label": "bare"}},
         "/zz/other": {"ros__parameters": {"label": "exact"}},
     }))
     argv = ["perception_host", "--nodes", f"cam:{DUMMY},other:{DUMMY},skip:{DUMMY}", "--select", "skip=false",
@@ -203,12 +218,13 @@ def test_in_process_host_options_remaps_and_parameters(tmp_path):
 
 def test_real_node_types_under_the_host(tmp_path):
     """The registry's real classes run in the host: device_monitor (CPU) comes up, a detector without a model fails
-    configure for good, the manager goes on (continue_on_failure) and reports the detector as ERROR."""
+    configure for good and is not retried (configure_retries 3), the manager goes on (continue_on_failure), reports
+    the detector as ERROR with the node's own reason, and is_active is true for the nodes that can run."""
     path = tmp_path / "real.yaml"
     path.write_text(yaml.safe_dump({
         "perception_host": {"ros__parameters": {"nodes": ["detector", "device_monitor"], "autostart": True}},
-        "lifecycle_manager": {"ros__parameters": {"configure_retries": 0, "continue_on_failure": True,
-                                                  "diagnostics_period_s": 0.2}},
+        "lifecycle_manager": {"ros__parameters": {"configure_retries": 3, "retry_backoff_s": 0.2,
+                                                  "continue_on_failure": True, "diagnostics_period_s": 0.2}},
         "detector": {"ros__parameters": {"model_path": str(tmp_path / "missing.onnx")}},
         "device_monitor": {"ros__parameters": {"backend": "onnxruntime", "period_s": 0.5}},
     }))
@@ -222,8 +238,82 @@ def test_real_node_types_under_the_host(tmp_path):
             graph.wait_for(lambda: obs.lifecycle.state("/device_monitor") == "active", 10, "device_monitor active")
             assert obs.lifecycle.state("/detector") == "unconfigured"
             assert obs.status["/lifecycle_manager"].level == DiagnosticStatus.ERROR
-            assert "configure failed 1 time(s)" in obs.status["/lifecycle_manager: /detector"].message
-            assert obs.active is False
+            per_node = obs.status["/lifecycle_manager: /detector"]
+            # the node's own reason, and no retry: a missing file cannot fix itself by waiting
+            assert "missing.onnx' does not exist" in per_node.message and "permanent: not retried" in per_node.message
+            assert {kv.key: kv.value for kv in per_node.values}["configure_attempts"] == "1"
+            graph.wait_for(lambda: obs.active is True, 10, "is_active: every node that can run is active")
         finally:
             out = _clean_exit(host)
     assert "missing.onnx" in out  # the detector said what to fix
+
+
+def test_manager_notices_a_killed_node_process_and_brings_its_restart_back(tmp_path):
+    """Separate processes: a node process killed with SIGKILL is reported gone within seconds (heartbeat on
+    get_state, no bond), and the restarted process (what launch's respawn does) is configured and activated."""
+    params = tmp_path / "one.yaml"
+    params.write_text(yaml.safe_dump({"/**/perception_host": {"ros__parameters": {
+        "nodes": ["victim"], "node_types": [DUMMY], "autostart": False}}}))
+    with RosGraph(threads=6) as graph:
+        from rclpy.parameter import Parameter
+
+        from axcl_ros.bringup.lifecycle_manager import LifecycleManager
+
+        obs = Observer(graph, "/mgr")
+        node_proc = _host(tmp_path, str(params), name="a1")
+        manager = graph.add(LifecycleManager("mgr", context=graph.context, parameter_overrides=[
+            Parameter("node_names", value=["victim"]), Parameter("heartbeat_period_s", value=0.3),
+            Parameter("heartbeat_misses", value=3), Parameter("diagnostics_period_s", value=0.2),
+            Parameter("service_timeout_s", value=20.0)]))
+        try:
+            graph.wait_for(lambda: obs.active is True and manager.phase == "active", 30,
+                           f"victim active\n{node_proc.output()[-1500:]}")
+            node_proc._kill()  # SIGKILL: no goodbye on DDS
+            t_kill = time.monotonic()
+            graph.wait_for(lambda: manager.states()["/victim"] == "unavailable", 10, "the manager noticed the death")
+            noticed_s = time.monotonic() - t_kill
+            graph.wait_for(lambda: "/mgr: /victim" in obs.status
+                           and obs.status["/mgr: /victim"].level == DiagnosticStatus.ERROR, 5,
+                           "victim ERROR on /diagnostics")
+            message = obs.status["/mgr: /victim"].message
+            assert "no answer to get_state" in message and "process died?" in message
+            graph.wait_for(lambda: obs.active is False, 5, "is_active false while victim is gone")
+            assert noticed_s < 5.0, noticed_s
+            node_proc = _host(tmp_path, str(params), name="a2")  # what launch's respawn=True does
+            graph.wait_for(lambda: manager.states()["/victim"] == "active", 30,
+                           f"victim brought back\n{node_proc.output()[-1500:]}")
+            graph.wait_for(lambda: obs.active is True, 10, "is_active again")
+        finally:
+            manager.stop()
+            node_proc.stop(grace=10)
+
+
+def test_separate_processes_from_launch_ros_parameter_files(tmp_path):
+    """What ``use_composition:=false`` starts, with the command lines and parameter files launch_ros 0.26 gives
+    them: each node's own executable (``-r __node:=`` / ``-r __ns:=``, the user's file), and the manager with the
+    user's file plus launch_ros's temporary file for ``{node_names: [...], autostart: true}`` (tuples)."""
+    user = tmp_path / "user.yaml"
+    user.write_text(yaml.safe_dump({
+        "/**/lifecycle_manager": {"ros__parameters": {"diagnostics_period_s": 0.2, "service_timeout_s": 20.0}},
+        "/**/device_monitor": {"ros__parameters": {"backend": "onnxruntime", "period_s": 0.5}},
+    }))
+    launch_params = launch_ros_params_file(tmp_path, {"node_names": ["device_monitor"], "autostart": True},
+                                           node_name="/robot/lifecycle_manager")
+    ns = ["-r", "__ns:=/robot"]
+    exe = os.path.join(os.path.dirname(sys.executable), "python")
+    with RosGraph(threads=4) as graph:
+        obs = Observer(graph, "/robot/lifecycle_manager")
+        monitor = RosProcess([exe, "-m", "axcl_ros.nodes.device_monitor", "--ros-args", "--params-file", str(user),
+                              "-r", "__node:=device_monitor", *ns], timeout=90, env=ENV,
+                             log_path=str(tmp_path / "monitor.log"))
+        manager = RosProcess([exe, "-m", "axcl_ros.bringup.lifecycle_manager", "--ros-args", "--params-file",
+                              str(user), "--params-file", launch_params, "-r", "__node:=lifecycle_manager", *ns],
+                             timeout=90, env=ENV, log_path=str(tmp_path / "manager.log"))
+        try:
+            graph.wait_for(lambda: obs.active is True, 60,
+                           f"is_active\n{manager.output()[-1500:]}\n{monitor.output()[-1500:]}")
+            assert obs.states(["/robot/device_monitor"]) == ["active"]
+            assert "waiting for `ros2 lifecycle set /robot/device_monitor configure`" in monitor.output()
+        finally:
+            _clean_exit(manager)
+            _clean_exit(monitor)

@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from axcl_ros.bringup.host import build_parser
-from axcl_ros.bringup.node_registry import DEFAULT_NODES, parse_select
+from axcl_ros.bringup.node_registry import DEFAULT_NODES, input_overrides, input_parser, parse_select
 
 PKG = Path(__file__).resolve().parents[1]
 LAUNCH = PKG / "launch" / "perception.launch.py"
@@ -89,6 +89,15 @@ class IfCondition(_Rec):
     pass
 
 
+class FindPackagePrefix(_Rec):
+    installed: set = set()
+
+    def perform(self, context):
+        if self.args[0] not in FindPackagePrefix.installed:
+            raise LookupError(f"package '{self.args[0]}' not found")  # PackageNotFoundError in real launch_ros
+        return f"/opt/ros/x/{self.args[0]}"
+
+
 class UnlessCondition(_Rec):
     pass
 
@@ -98,12 +107,14 @@ def launch_description(monkeypatch):
     fakes = {
         "launch": {"LaunchDescription": type("LaunchDescription", (_Rec,), {})},
         "launch.actions": {"DeclareLaunchArgument": type("DeclareLaunchArgument", (_Rec,), {}),
-                           "GroupAction": type("GroupAction", (_Rec,), {})},
+                           "GroupAction": type("GroupAction", (_Rec,), {}), "LogInfo": type("LogInfo", (_Rec,), {}),
+                           "OpaqueFunction": type("OpaqueFunction", (_Rec,), {})},
         "launch.conditions": {"IfCondition": IfCondition, "UnlessCondition": UnlessCondition},
         "launch.substitutions": {"LaunchConfiguration": LaunchConfiguration,
                                  "PathJoinSubstitution": type("PathJoinSubstitution", (_Rec,), {})},
         "launch_ros": {}, "launch_ros.actions": {"Node": type("Node", (_Rec,), {})},
-        "launch_ros.substitutions": {"FindPackageShare": type("FindPackageShare", (_Rec,), {})},
+        "launch_ros.substitutions": {"FindPackageShare": type("FindPackageShare", (_Rec,), {}),
+                                     "FindPackagePrefix": FindPackagePrefix},
     }
     for name, attrs in fakes.items():
         module = types.ModuleType(name)
@@ -131,7 +142,8 @@ def _cond(action):
 
 CONFIG = {"detector": "true", "depth": "false", "speech": "true", "device_monitor": "true", "autostart": "true",
           "camera_topic": "/oak/rgb/image_raw", "camera_info_topic": "", "audio_topic": "/mic", "backend": "axcl",
-          "log_level": "debug"}
+          "detector_model": "/m/yolo11s.axmodel", "depth_model": "", "whisper_model": "/m/whisper/tiny",
+          "log_level": "debug", "use_rviz": "true"}
 
 
 def _split(argv):
@@ -161,16 +173,24 @@ def test_composed_and_separate_process_actions(launch_description):
     assert parse_select(opts.select) == {"detector": True, "depth": False, "speech": True, "device_monitor": True}
     assert (opts.autostart, opts.camera_topic, opts.camera_info_topic, opts.audio_topic, opts.backend) == (
         "true", "/oak/rgb/image_raw", "", "/mic", "axcl")
+    assert (opts.detector_model, opts.depth_model, opts.whisper_model) == ("/m/yolo11s.axmodel", "", "/m/whisper/tiny")
 
     assert len(groups) == 1 and _cond(groups[0]) == ("UnlessCondition", "use_composition")
     inner = groups[0].kwargs["actions"]
-    hosts = [n for n in inner if n.kwargs["executable"] == "perception_host"]
-    assert [_cond(n) for n in hosts] == [("IfCondition", t) for t in DEFAULT_NODES]
-    for node_type, proc in zip(DEFAULT_NODES, hosts):
+    procs = [n for n in inner if n.kwargs["executable"] != "lifecycle_manager"]
+    # one process per node, its own executable, named after the node (launch labels it so)
+    assert [(n.kwargs["executable"], n.kwargs["name"]) for n in procs] == [(t, t) for t in DEFAULT_NODES]
+    assert DEFAULT_NODES[0] == "device_monitor"
+    assert [_cond(n) for n in procs] == [("IfCondition", t) for t in DEFAULT_NODES]
+    for node_type, proc in zip(DEFAULT_NODES, procs):
+        assert proc.kwargs["respawn"].name == "respawn" and [p.name for p in proc.kwargs["parameters"]] == [
+            "params_file"]
         own, _ = _split([_render(a, CONFIG) for a in proc.kwargs["arguments"]])
-        opts = build_parser().parse_args(own)
-        assert (opts.host_name, opts.nodes, opts.autostart) == (f"{node_type}_host", [node_type], "false")
-        assert opts.camera_topic == "/oak/rgb/image_raw"
+        opts = input_parser(node_type).parse_args(own)  # what the node executable's main parses
+        assert opts.camera_topic == "/oak/rgb/image_raw" and opts.detector_model == "/m/yolo11s.axmodel"
+        if node_type == "detector":
+            assert input_overrides(node_type, **vars(opts)) == {"image_topics": ["/oak/rgb/image_raw"],
+                                                                "backend": "axcl", "model_path": "/m/yolo11s.axmodel"}
     (manager,) = [n for n in inner if n.kwargs["executable"] == "lifecycle_manager"]
     assert manager.kwargs["name"] == "lifecycle_manager"
     file_param, overrides = manager.kwargs["parameters"]
@@ -179,27 +199,37 @@ def test_composed_and_separate_process_actions(launch_description):
     own, _ = _split([_render(a, CONFIG) for a in manager.kwargs["arguments"]])
     assert own[0] == "--select" and parse_select(own[1:])["depth"] is False
 
-    (rviz,) = [n for n in nodes if n.kwargs["executable"] == "rviz2"]
-    assert _cond(rviz) == ("IfCondition", "use_rviz")
+    (rviz,) = [a for a in actions if type(a).__name__ == "OpaqueFunction"]
+    context = object()
+    cfg = {k: type("Sub", (), {"perform": lambda self, ctx, v=v: v})() for k, v in CONFIG.items()}
+    cfg.update(rviz_config="perception.rviz", camera_frame="oak_rgb_optical")
+    FindPackagePrefix.installed = set()
+    (missing,) = rviz.kwargs["function"](context, cfg)  # no rviz2: one line, nothing started, launch goes on
+    assert type(missing).__name__ == "LogInfo" and "rviz2 is not installed" in missing.kwargs["msg"]
+    FindPackagePrefix.installed = {"rviz2"}
+    (started,) = rviz.kwargs["function"](context, cfg)
+    assert started.kwargs["executable"] == "rviz2" and started.kwargs["arguments"][-2:] == ["-f", "oak_rgb_optical"]
+    cfg["use_rviz"] = type("Sub", (), {"perform": lambda self, ctx: "false"})()
+    assert rviz.kwargs["function"](context, cfg) == []
 
 
 # -- rviz ------------------------------------------------------------------------------------------------------------
 def test_rviz_config_shows_annotated_image_depth_and_cloud():
     cfg = yaml.safe_load(RVIZ.read_text())
     vm = cfg["Visualization Manager"]
-    assert vm["Global Options"]["Fixed Frame"] == "camera_link"
+    assert vm["Global Options"]["Fixed Frame"] == "camera_link"  # the launch file sets it: camera_frame:=...
     displays = {d["Name"]: d for d in vm["Displays"]}
     by_class = {}
     for d in vm["Displays"]:
         by_class.setdefault(d["Class"], []).append(d["Topic"]["Value"] if "Topic" in d else None)
     # the topics the nodes publish for the shipped configs' camera topic
     cpu = yaml.safe_load((PKG / "config" / "cpu.yaml").read_text())
-    camera_ns = cpu["detector"]["ros__parameters"]["image_topics"][0].rsplit("/", 1)[0]
+    camera_ns = cpu["/**/detector"]["ros__parameters"]["image_topics"][0].rsplit("/", 1)[0]
     assert camera_ns == "/camera"
     assert sorted(by_class["rviz_default_plugins/Image"]) == sorted(
         [f"{camera_ns}/detections_image", f"{camera_ns}/inverse_depth_relative/colored"])
     assert by_class["rviz_default_plugins/PointCloud2"] == [f"{camera_ns}/points_relative"]
-    assert cpu["depth"]["ros__parameters"]["relative_points"] is True
+    assert cpu["/**/depth"]["ros__parameters"]["relative_points"] is True
     for d in displays.values():
         assert d["Enabled"] is True
     assert set(cfg["Window Geometry"]) >= {n for n, d in displays.items() if d["Class"].endswith("/Image")}

@@ -15,7 +15,6 @@ from std_msgs.msg import Bool  # noqa: E402
 
 from axcl_ros.bringup.lifecycle_manager import LifecycleManager  # noqa: E402
 from axcl_ros.bringup.node_registry import CONFIG_KEYS  # noqa: E402
-from axcl_ros.bringup.params import to_parameters  # noqa: E402
 from axcl_ros.testing.dummy_nodes import LATCHED, DummyLifecycleNode  # noqa: E402
 from axcl_ros.testing.lifecycle_client import LifecycleClient  # noqa: E402
 from axcl_ros.testing.ros_graph import RosGraph  # noqa: E402
@@ -73,7 +72,8 @@ def _manager(graph, names, **params):
     settings = dict(node_names=names, retry_backoff_s=0.2, service_timeout_s=3.0, transition_timeout_s=10.0,
                     diagnostics_period_s=0.2)
     settings.update(params)
-    return graph.add(LifecycleManager("mgr", context=graph.context, parameter_overrides=to_parameters(settings)))
+    overrides = [Parameter(k, value=v) for k, v in settings.items()]
+    return graph.add(LifecycleManager("mgr", context=graph.context, parameter_overrides=overrides))
 
 
 def test_autostart_in_order_with_configure_retries_and_backoff(graph):
@@ -89,7 +89,7 @@ def test_autostart_in_order_with_configure_retries_and_backoff(graph):
     assert 0.18 <= gap1 < 5 and 0.38 <= gap2 < 5, (gap1, gap2)  # backoff 0.2 s, then doubled
     ups = [(n, w) for n, w in DummyLifecycleNode.journal if w in ("configure", "activate")]
     assert ups == [("/a", "configure"), ("/a", "activate"), ("/b", "configure"), ("/b", "activate"),
-                   ("/c", "configure"), ("/c", "activate")]
+                   ("/c", "configure"), ("/c", "activate")]  # without continue_on_failure the order is a chain
 
     summary = obs.wait_level("/mgr", DiagnosticStatus.OK)
     assert summary.message == "all nodes active"
@@ -139,13 +139,25 @@ def test_node_failing_for_good_is_an_error(graph, continue_on_failure):
     obs = Observer(graph, "/mgr")
     _manager(graph, ["a", "b"], configure_retries=1, retry_backoff_s=0.05, continue_on_failure=continue_on_failure)
     summary = obs.wait_level("/mgr", DiagnosticStatus.ERROR, timeout=15)
-    assert summary.message == "failed: /a"
+    expected = "active: /b; failed: /a" if continue_on_failure else "failed: /a"
+    assert summary.message == f"{expected} (configure failed 2 time(s))"
     assert "configure failed 2 time(s)" in obs.status["/mgr: /a"].message
     assert len(a.attempt_times) == 2
     expected_b = "active" if continue_on_failure else "unconfigured"
     graph.wait_for(lambda: obs.lifecycle.state("/b") == expected_b, 5, f"/b {expected_b}")
     assert obs.lifecycle.state("/a") == "unconfigured"
-    assert obs.active is False
+    # with independent nodes, "active" means every node that did not fail for good is active
+    graph.wait_for(lambda: obs.active is continue_on_failure, 5, f"is_active {continue_on_failure}")
+
+
+def test_independent_nodes_do_not_wait_for_each_others_retries(graph):
+    _dummy(graph, "slow", fail_configure_times=2)
+    _dummy(graph, "quick")
+    obs = Observer(graph, "/mgr")
+    _manager(graph, ["slow", "quick"], configure_retries=3, retry_backoff_s=0.5, continue_on_failure=True)
+    graph.wait_for(lambda: obs.active is True, 15, "is_active true")
+    ups = [(n, w) for n, w in DummyLifecycleNode.journal if w in ("configure", "activate")]
+    assert ups == [("/quick", "configure"), ("/quick", "activate"), ("/slow", "configure"), ("/slow", "activate")]
 
 
 def test_missing_node_times_out_with_a_clear_message(graph):

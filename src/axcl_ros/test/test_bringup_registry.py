@@ -1,4 +1,4 @@
-"""Bring-up without DDS: node type registry, instance parsing, launch-input mapping, parameter-file handling, and the
+"""Bring-up without DDS: node type registry, instance parsing, launch-input mapping, and the
 shipped config files (keys known to the registry and declared by the node classes that exist)."""
 
 import importlib
@@ -7,7 +7,6 @@ from pathlib import Path
 import pytest
 import yaml
 
-from axcl_ros.bringup import params as P
 from axcl_ros.bringup.node_registry import (
     CONFIG_KEYS,
     DEFAULT_NODES,
@@ -125,83 +124,32 @@ def test_input_overrides_map_launch_inputs_to_node_parameters():
         input_overrides("detector", lidar_topic="/x")
 
 
-# -- parameter files -------------------------------------------------------------------------------------------------
-ARGV = ["prog", "--nodes", "a", "--ros-args", "--params-file", "/one.yaml", "-r", "__ns:=/robot", "--",
-        "--select", "x=1", "--ros-args", "--params-file", "/two.yaml", "-r", "host:__node:=h2",
-        "--remap", "a:__ns:=/other", "-r", "__node:=late"]
+# -- parameter files are rcl's ------------------------------------------------------------------------------------
+def test_no_hand_written_parameter_file_or_remap_parsing():
+    """Parameter files and remaps reach every node through rcl (tests in test_bringup_host.py); nothing here parses
+    ``--params-file`` or ``-r`` again."""
+    bringup = PKG / "axcl_ros" / "bringup"
+    assert not (bringup / "params.py").exists()
+    for path in bringup.glob("*.py"):
+        text = path.read_text()
+        assert '"--params-file"' not in text and "import yaml" not in text, f"{path.name} reads parameter files"
 
 
-def test_ros_args_params_files_and_remaps():
-    assert P.params_files(ARGV) == ["/one.yaml", "/two.yaml"]
-    assert "--select" not in P.ros_args(ARGV) and "--nodes" not in P.ros_args(ARGV)
-    assert P.remap_rules(ARGV) == [("", "__ns", "/robot"), ("host", "__node", "h2"), ("a", "__ns", "/other"),
-                                   ("", "__node", "late")]
+def _sections(path):
+    """``[(key, flat parameters)]`` of a shipped parameter file (test-side reader; nodes get files through rcl)."""
+    def flat(d, prefix=""):
+        out = {}
+        for k, v in d.items():
+            out.update(flat(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v})
+        return out
+
+    doc = yaml.safe_load(Path(path).read_text())
+    return [(key, flat(body["ros__parameters"])) for key, body in doc.items()]
 
 
-def test_effective_name_first_matching_rule_wins():
-    assert P.effective_name("host", "", ARGV) == ("h2", "/robot")
-    assert P.effective_name("a", "/x", ARGV) == ("late", "/robot")  # global __ns comes first on the line
-    assert P.effective_name("b", "x/", ["p"]) == ("b", "/x")
-    assert P.fully_qualified("b", "/") == "/b" and P.fully_qualified("b", "ns") == "/ns/b"
-
-
-def _write(tmp_path, name, doc):
-    path = tmp_path / name
-    path.write_text(yaml.safe_dump(doc) if not isinstance(doc, str) else doc)
-    return str(path)
-
-
-def test_node_parameters_precedence_and_namespaces(tmp_path):
-    first = _write(tmp_path, "a.yaml", {
-        "/**": {"ros__parameters": {"x": 1, "y": 1, "z": 1, "w": 1}},
-        "detector": {"ros__parameters": {"y": 2, "z": 2, "nested": {"deep": {"k": "v"}}}},
-        "/robot/detector": {"ros__parameters": {"z": 3}},
-        "/**/detector": {"ros__parameters": {"x": 4}},
-        "/robot/*": {"ros__parameters": {"w": 5}},
-        "depth": {"ros__parameters": {"y": 9}},
-    })
-    second = _write(tmp_path, "b.yaml", {"detector": {"ros__parameters": {"y": 7}}})
-    sections = P.load_sections([first, second])
-    assert P.node_parameters(sections, "detector", "/robot") == {"x": 4, "y": 7, "z": 3, "w": 5,
-                                                                 "nested.deep.k": "v"}
-    assert P.node_parameters(sections, "detector", "/") == {"x": 4, "y": 7, "z": 2, "w": 1, "nested.deep.k": "v"}
-    assert P.node_parameters(sections, "speech", "/robot") == {"x": 1, "y": 1, "z": 1, "w": 5}
-    assert P.node_parameters(sections, "speech", "/robot/sub") == {"x": 1, "y": 1, "z": 1, "w": 1}
-
-
-@pytest.mark.parametrize("text, words", [
-    ("[1, 2]", ["top level must be a mapping"]),
-    ("detector: {model_path: x}", ["section 'detector' has no 'ros__parameters'"]),
-    ("detector: {ros__parameters: [1]}", ["must be a mapping"]),
-    ("detector: {ros__parameters: {a: [1, }", ["cannot read parameter file"]),
-])
-def test_load_sections_errors(tmp_path, text, words):
-    path = _write(tmp_path, "bad.yaml", text)
-    with pytest.raises(P.ParamsFileError) as err:
-        P.load_sections([path])
-    for w in words:
-        assert w in str(err.value)
-    with pytest.raises(P.ParamsFileError, match="cannot read parameter file"):
-        P.load_sections([str(tmp_path / "missing.yaml")])
-
-
-def test_parameter_values_are_checked():
-    assert P.parameter_value("a", [1, 2.5]) == [1.0, 2.5]
-    assert P.parameter_value("a", [True, False]) == [True, False]
-    assert P.parameter_value("a", []) is None and P.parameter_value("a", None) is None
-    with pytest.raises(P.ParamsFileError, match=r"parameter a: list mixes types \['int', 'str'\]"):
-        P.parameter_value("a", [1, "x"])
-    with pytest.raises(P.ParamsFileError, match="unsupported value"):
-        P.parameter_value("a", {1, 2})
-
-
-def test_to_parameters_types():
-    rclpy_parameter = pytest.importorskip("rclpy.parameter")
-    T = rclpy_parameter.Parameter.Type
-    got = {p.name: (p.type_, p.value) for p in P.to_parameters({"s": "x", "i": 3, "f": 0.5, "b": True,
-                                                                "sa": ["a"], "fa": [1, 2.0], "e": []})}
-    assert got == {"s": (T.STRING, "x"), "i": (T.INTEGER, 3), "f": (T.DOUBLE, 0.5), "b": (T.BOOL, True),
-                   "sa": (T.STRING_ARRAY, ["a"]), "fa": (T.DOUBLE_ARRAY, [1.0, 2.0])}
+def _node_of(key):
+    """``/**/detector`` → ``detector`` (the sections' node name in any namespace); ``/**`` stays."""
+    return key[4:] if key.startswith("/**/") else key
 
 
 # -- shipped config files --------------------------------------------------------------------------------------------
@@ -210,7 +158,7 @@ def test_three_config_files_ship():
 
 
 def _config_types(sections):
-    host = dict(sections)["perception_host"]
+    host = dict(sections)["/**/perception_host"]
     instances = parse_instances(host["nodes"], host.get("node_types", ()))
     types = {i.name: i.type_name for i in instances}
     types.update(perception_host="perception_host", lifecycle_manager="lifecycle_manager")
@@ -219,27 +167,29 @@ def _config_types(sections):
 
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
 def test_config_parses_has_host_section_and_known_keys(path):
-    sections = P.load_sections([str(path)])
+    sections = _sections(path)
     instances, types = _config_types(sections)
     assert instances and all(i.type_name in NODE_TYPES for i in instances)
-    host = dict(sections)["perception_host"]
+    host = dict(sections)["/**/perception_host"]
     assert host["autostart"] is True and set(host) <= set(CONFIG_KEYS["perception_host"])
     every_key = set().union(*CONFIG_KEYS.values())
     for key, params in sections:
-        if "*" in key:
+        if key == "/**":
             assert set(params) <= every_key, (path.name, key)
             continue
+        assert key.startswith("/**/"), f"{path.name}: section {key!r} must be /**/<node> to reach any namespace"
+        key = _node_of(key)
         assert key in types, f"{path.name}: section {key!r} is not a hosted node, the host or the manager"
         unknown = set(params) - set(CONFIG_KEYS[types[key]])
         assert not unknown, f"{path.name}: {key} sets unknown parameters {sorted(unknown)}"
-        for name, value in params.items():
-            P.parameter_value(name, value)  # every value is a valid ROS parameter
+        for value in params.values():  # every value is a valid ROS parameter type
+            items = value if isinstance(value, list) else [value]
+            assert len({type(v) for v in items}) <= 1 and all(isinstance(v, (bool, int, float, str)) for v in items)
 
 
 def test_configs_differ_where_they_should():
-    cpu = dict(P.load_sections([str(PKG / "config" / "cpu.yaml")]))
-    pi5 = dict(P.load_sections([str(PKG / "config" / "pi5_axcl.yaml")]))
-    two = dict(P.load_sections([str(PKG / "config" / "two_cameras.yaml")]))
+    cpu, pi5, two = ({_node_of(k): v for k, v in _sections(PKG / "config" / name)}
+                     for name in ("cpu.yaml", "pi5_axcl.yaml", "two_cameras.yaml"))
     for node in ("detector", "depth", "speech"):
         assert cpu[node]["backend"] == "onnxruntime" and pi5[node]["backend"] == "axcl"
     for node, key in (("detector", "model_path"), ("depth", "model_path"), ("speech", "model_dir")):
@@ -262,9 +212,44 @@ def test_config_keys_are_declared_by_the_node_class(type_name):
         pytest.skip(f"{cls.__name__} has no PARAMS list")
     used = set()
     for path in CONFIGS:
-        sections = P.load_sections([str(path)])
+        sections = _sections(path)
         _, types = _config_types(sections)
         for key, params in sections:
-            if types.get(key) == type_name:
+            if types.get(_node_of(key)) == type_name:
                 used |= set(params)
     assert used <= declared, f"config files set {sorted(used - declared)} that {cls.__name__} does not declare"
+
+
+def test_card_model_names_agree_between_config_readme_and_cli():
+    """config/pi5_axcl.yaml, the README and `axcl_ros models` name the same AXERA files in the same layout, and the
+    fetch command the CLI prints puts each file exactly where the config looks."""
+    from axcl_ros.cli import CARD_MODELS, MODEL_ROOT
+
+    pi5 = {_node_of(k): v for k, v in _sections(PKG / "config" / "pi5_axcl.yaml")}
+    readme = (PKG.parents[1] / "README.md").read_text()
+    for m in CARD_MODELS:
+        assert pi5[m["task"]][m["parameter"]] == m["path"], m["task"]
+        assert m["path"] in readme and m["get"] in readme, f"README lacks {m['path']} / its get command"
+        local_dir = m["get"].split("--local-dir ")[1].split()[0]
+        assert m["path"].startswith(local_dir) and local_dir.startswith(MODEL_ROOT)
+        if m["task"] != "speech":  # the single file the command fetches lands at the configured path
+            repo_file = m["get"].split()[3]
+            assert f"{local_dir}/{repo_file}" == m["path"]
+
+
+def test_package_xml_declares_what_the_code_imports():
+    """Every ROS interface package the code imports is an exec_depend, nothing unused is, and the Python
+    dependencies with rosdep keys are declared (so `rosdep install --from-paths src` brings them)."""
+    import re as _re
+
+    xml = (PKG / "package.xml").read_text()
+    declared = set(_re.findall(r"<exec_depend>([^<]+)</exec_depend>", xml))
+    imported = set()
+    for path in (PKG / "axcl_ros").rglob("*.py"):
+        if "testing" in path.parts:
+            continue
+        imported |= set(_re.findall(r"^\s*from (\w+)\.(?:msg|srv|action) import", path.read_text(), flags=_re.M))
+    assert imported - {"axcl_msgs"} <= declared, sorted(imported - declared)
+    assert "axcl_msgs" in declared and "rcl_interfaces" in declared
+    assert not {"std_srvs", "visualization_msgs"} & declared, "declared but never imported"
+    assert {"python3-numpy", "python3-opencv", "python3-yaml", "python3-scipy", "python3-onnxruntime-pip"} <= declared

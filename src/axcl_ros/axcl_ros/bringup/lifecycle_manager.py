@@ -8,13 +8,28 @@ Parameters (``ros2 param describe`` shows them):
 ``node_names``         []      Nodes to manage, in bring-up order (list, or ``"a,b"``); relative names resolve
                                in the manager's namespace.
 ``autostart``          true    Run STARTUP as soon as the manager starts (every distro, Humble included).
-``configure_retries``  3       Extra configure attempts after a FAILURE (the node is back in unconfigured).
-``retry_backoff_s``    1.0     Wait before the first retry; doubles for each further retry.
+``configure_retries``  3       Extra configure attempts after a FAILURE that may pass later (a card still
+                               booting); a permanent one (invalid parameter, missing or unusable model file,
+                               unavailable backend: what the node publishes on ``~/configure_result``) is not
+                               retried.
+``retry_backoff_s``    1.0     Wait before the first retry; doubles for each further retry. Retries of one node
+                               never hold up the others.
 ``service_timeout_s``  5.0     How long to wait for a node's lifecycle services to appear.
 ``transition_timeout_s`` 120.0 How long one transition may take (configure loads models).
 ``diagnostics_period_s`` 1.0   Period of the ``/diagnostics`` status (0 = only on changes).
-``continue_on_failure`` false  On STARTUP, bring up the remaining nodes when one fails for good.
+``continue_on_failure`` false  On STARTUP, bring up the remaining nodes when one fails for good; ``is_active``
+                               is then true once every node that did not fail for good is active.
+``heartbeat_period_s`` 1.0     Seconds between ``get_state`` calls to every managed node (0 = off): a node that
+                               misses ``heartbeat_misses`` answers in a row is reported as gone (process died?).
+``heartbeat_misses``   3       Missed answers (each waited for ``heartbeat_period_s``) before a node is gone.
+``bring_back``         true    Configure and activate a node that comes back unconfigured after it was up
+                               (a process restarted by ``respawn``).
 ====================== ======= ===========================================================================
+
+Why polling ``get_state`` and not bond: bond is not part of the lifecycle services, not every node (Humble's rclpy
+included) has it, and a DDS participant of a killed process disappears from the graph only after its lease
+(seconds to tens of seconds); a request that gets no answer is seen within ``heartbeat_period_s`` times
+``heartbeat_misses``, on every distro, for any lifecycle node.
 
 Interfaces: service ``~/manage_nodes`` (``axcl_msgs/srv/ManageNodes``: STARTUP, SHUTDOWN, RESET, PAUSE, RESUME; a
 SHUTDOWN/RESET/PAUSE interrupts a STARTUP waiting for a retry), latched topic ``~/is_active`` (``std_msgs/Bool``),
@@ -45,7 +60,6 @@ from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPo
 from std_msgs.msg import Bool
 
 from .node_registry import split_list
-from .params import fully_qualified
 
 PRIMARY_STATES = ("unconfigured", "inactive", "active", "finalized")
 COMMANDS = {ManageNodes.Request.STARTUP: "startup", ManageNodes.Request.SHUTDOWN: "shutdown",
@@ -67,11 +81,20 @@ class _Managed:
         self.configure_attempts = 0
         self.change_client = None
         self.get_client = None
+        self.result: Tuple[str, bool, float] = ("", False, 0.0)  # last ~/configure_result: message, permanent, stamp
+        self.busy = False  # the worker is changing its state
+        self.misses = 0
+        self.gone = False
+        self.was_up = False  # it was active under this manager (a restart of it is brought back)
+
+
+_BRING_BACK = 100  # internal command: bring one restarted node back up
 
 
 class _Command:
-    def __init__(self, kind: int) -> None:
+    def __init__(self, kind: int, node: Optional[_Managed] = None) -> None:
         self.kind = kind
+        self.node = node
         self.done = threading.Event()
         self.success = False
         self.message = ""
@@ -105,6 +128,12 @@ class LifecycleManager(Node):
             description="Seconds between /diagnostics messages; 0 = only on changes."))
         self.declare_parameter("continue_on_failure", False, ParameterDescriptor(
             description="On STARTUP, bring up the other nodes when one fails for good."))
+        self.declare_parameter("heartbeat_period_s", 1.0, ParameterDescriptor(
+            description="Seconds between get_state calls to every managed node; 0 = off."))
+        self.declare_parameter("heartbeat_misses", 3, ParameterDescriptor(
+            description="Missed get_state answers in a row before a node is reported gone."))
+        self.declare_parameter("bring_back", True, ParameterDescriptor(
+            description="Configure and activate a node that comes back unconfigured after it was up."))
         select = select or {}
         names = [n for n in split_list(self.get_parameter("node_names").value) if select.get(n, True)]
         self.retries = max(0, int(self.get_parameter("configure_retries").value))
@@ -112,18 +141,24 @@ class LifecycleManager(Node):
         self.service_timeout_s = float(self.get_parameter("service_timeout_s").value)
         self.transition_timeout_s = float(self.get_parameter("transition_timeout_s").value)
         self.continue_on_failure = bool(self.get_parameter("continue_on_failure").value)
+        self.heartbeat_s = max(0.0, float(self.get_parameter("heartbeat_period_s").value))
+        self.heartbeat_misses = max(1, int(self.get_parameter("heartbeat_misses").value))
+        self.bring_back = bool(self.get_parameter("bring_back").value)
 
         self._lock = threading.Lock()
         self._clients_group = ReentrantCallbackGroup()
         self._nodes: List[_Managed] = []
         for name in names:
-            fq = name if name.startswith("/") else fully_qualified(name, self.get_namespace())
+            fq = name if name.startswith("/") else _fully_qualified(name, self.get_namespace())
             m = _Managed(fq)
             m.change_client = self.create_client(ChangeState, f"{fq}/change_state",
                                                  callback_group=self._clients_group)
             m.get_client = self.create_client(GetState, f"{fq}/get_state", callback_group=self._clients_group)
             self.create_subscription(TransitionEvent, f"{fq}/transition_event",
                                      lambda msg, m=m: self._on_transition(m, msg), 10,
+                                     callback_group=self._clients_group)
+            self.create_subscription(DiagnosticStatus, f"{fq}/configure_result",
+                                     lambda msg, m=m: self._on_configure_result(m, msg), _LATCHED,
                                      callback_group=self._clients_group)
             self._nodes.append(m)
         self.phase = "idle"
@@ -142,6 +177,9 @@ class LifecycleManager(Node):
         self._stopping = threading.Event()
         self._worker = threading.Thread(target=self._work, name=f"{node_name}-worker", daemon=True)
         self._worker.start()
+        self._heartbeat = threading.Thread(target=self._heartbeat_loop, name=f"{node_name}-heartbeat", daemon=True)
+        if self.heartbeat_s > 0:
+            self._heartbeat.start()
         if not self._nodes:
             self.get_logger().warning("node_names is empty: nothing to manage")
         if bool(self.get_parameter("autostart").value):
@@ -184,8 +222,9 @@ class LifecycleManager(Node):
         self._stopping.set()
         self._interrupt.set()
         self._queue.put(None)
-        if self._worker.is_alive() and threading.current_thread() is not self._worker:
-            self._worker.join(timeout)
+        for thread in (self._worker, self._heartbeat):
+            if thread.is_alive() and threading.current_thread() is not thread:
+                thread.join(timeout)
         while True:
             try:
                 cmd = self._queue.get_nowait()
@@ -209,12 +248,54 @@ class LifecycleManager(Node):
         return response
 
     def _on_diagnostics_timer(self) -> None:
-        with self._lock:
-            for m in self._nodes:  # a node whose process died loses its services
-                if m.state != "unknown" and not m.get_client.service_is_ready():
-                    m.state = "unavailable"
         self._update_active()
         self.publish_diagnostics()
+
+    def _on_configure_result(self, m: _Managed, msg: DiagnosticStatus) -> None:
+        values = {kv.key: kv.value for kv in msg.values}
+        try:
+            stamp = float(values.get("stamp", "0"))
+        except ValueError:
+            stamp = 0.0
+        with self._lock:
+            m.result = (msg.message if msg.level != DiagnosticStatus.OK else "",
+                        values.get("permanent", "false") == "true", stamp)
+
+    # -- heartbeat ---------------------------------------------------------------------------------------------------
+    def _heartbeat_loop(self) -> None:
+        while not self._stopping.wait(self.heartbeat_s):
+            for m in self._nodes:
+                if self._stopping.is_set():
+                    return
+                with self._lock:
+                    skip = m.busy or m.state == "unknown"
+                if not skip:
+                    self._beat(m)
+
+    def _beat(self, m: _Managed) -> None:
+        response, why = self._call(m.get_client, GetState.Request(), self.heartbeat_s, wait_service=False)
+        restarted = False
+        with self._lock:
+            if m.busy:  # the worker took over meanwhile: its view wins
+                return
+            if response is None:
+                m.misses += 1
+                if m.misses >= self.heartbeat_misses and not m.gone:
+                    m.gone = True
+                    m.state, m.reason = "unavailable", (f"no answer to get_state for "
+                                                        f"{m.misses * self.heartbeat_s:g} s (process died?)")
+                    self.get_logger().error(f"{m.name}: {m.reason}")
+                return
+            state = response.current_state.label
+            came_back = m.gone
+            m.misses, m.gone, m.state, m.reason = 0, False, state, ""
+            restarted = came_back or (m.was_up and state == "unconfigured" and not m.failed)
+        if came_back:
+            self.get_logger().warning(f"{m.name} answers again (state {state})")
+        if restarted and state == "unconfigured" and self.bring_back and self.phase in ("active", "failed"):
+            self.get_logger().warning(f"{m.name} is back unconfigured after it was up: bringing it back")
+            self._queue.put(_Command(_BRING_BACK, m))
+        self._update_active()
 
     def _on_transition(self, m: _Managed, msg: TransitionEvent) -> None:
         with self._lock:
@@ -230,6 +311,9 @@ class LifecycleManager(Node):
                     cmd.finish(False, "the lifecycle manager is shutting down")
                 break
             self._interrupt.clear()
+            if cmd.kind == _BRING_BACK:
+                self._bring_back(cmd)
+                continue
             name = COMMANDS[cmd.kind]
             ok, message = False, "internal error"
             try:
@@ -247,27 +331,116 @@ class LifecycleManager(Node):
                 cmd.finish(ok, message)
 
     def _cmd_startup(self) -> Tuple[bool, str]:
+        """Every node in order. A configure failure that may pass is retried with back-off (a permanent one never):
+        with ``continue_on_failure`` the nodes are independent, so a node's retries wait in the background while the
+        next nodes come up; without it the order is a dependency chain and the next node waits."""
         self.phase = "starting"
         with self._lock:
             for m in self._nodes:
                 m.failed = ""
         self.publish_diagnostics()
-        failed = []
+        failed: List[str] = []
+        retry: Dict[str, Tuple[_Managed, int, float]] = {}  # name -> (node, failures so far, next attempt time)
+
+        def settle(m: _Managed, failures: int, outcome: str, why: str) -> bool:
+            """Book one attempt's outcome; False when STARTUP must stop (a failure without continue_on_failure)."""
+            retry.pop(m.name, None)
+            if outcome == "retry" and failures <= self.retries:
+                delay = self.backoff_s * 2 ** (failures - 1)
+                self.get_logger().warning(f"{m.name}: configure failed{why}; retry {failures}/{self.retries} in "
+                                          f"{delay:.2f} s")
+                retry[m.name] = (m, failures, time.monotonic() + delay)
+                return True
+            if outcome != "ok":
+                text = f"configure failed {failures} time(s){why}" if outcome == "retry" else why
+                self._fail(m, text)
+                failed.append(f"{m.name}: {text}")
+                return self.continue_on_failure
+            return True
+
+        def drain(only: Optional[_Managed] = None) -> Optional[str]:
+            """Run due retries (of ``only``, or of every node) until none is left; an interruption's text or None."""
+            while retry and (only is None or only.name in retry) and (self.continue_on_failure or not failed):
+                m, failures, at = retry[only.name] if only else min(retry.values(), key=lambda item: item[2])
+                if self._interrupt.wait(max(0.0, at - time.monotonic())):
+                    return "interrupted while waiting to retry configure"
+                if not settle(m, failures + 1, *self._try_up(m)):
+                    break
+            return None
+
         for m in self._nodes:
             if self._interrupt.is_set():
                 self.phase = "interrupted"
                 return False, "startup interrupted by another command"
-            ok, why = self._bring_up(m)
-            if not ok:
-                self._fail(m, why)
-                failed.append(f"{m.name}: {why}")
-                if not self.continue_on_failure:
+            if not settle(m, 1, *self._try_up(m)):
+                break
+            if not self.continue_on_failure:
+                stopped = drain(m)
+                if stopped:
+                    self.phase = "interrupted"
+                    return False, stopped
+                if failed:
                     break
+        stopped = drain()
+        if stopped:
+            self.phase = "interrupted"
+            return False, stopped
         if failed:
             self.phase = "failed"
             return False, "; ".join(failed)
         self.phase = "active"
         return True, f"{len(self._nodes)} node(s) active"
+
+    def _try_up(self, m: _Managed) -> Tuple[str, str]:
+        """One attempt to bring ``m`` to active: ``("ok", "")``, ``("retry", why)`` after a configure failure that
+        may pass, or ``("fail", why)``."""
+        state = self._settle(m)
+        if state == "unconfigured":
+            with self._lock:
+                m.configure_attempts += 1
+            sent = time.time()
+            ok, why = self._change(m, Transition.TRANSITION_CONFIGURE)
+            if not ok:
+                message, permanent = self._configure_result(m, sent)
+                if message:
+                    why = f": {message}"
+                if permanent:
+                    return "fail", f"configure failed{why} (permanent: not retried)"
+                return "retry", why
+            state = self._settle(m)
+        if state == "inactive":
+            ok, why = self._change(m, Transition.TRANSITION_ACTIVATE)
+            if not ok:
+                return "fail", f"activate failed{why}"
+            state = self._settle(m)
+        if state == "active":
+            with self._lock:
+                m.was_up = True
+            return "ok", ""
+        return "fail", f"cannot start a node in state {state}" + (f" ({m.reason})" if m.reason else "")
+
+    def _configure_result(self, m: _Managed, sent: float, wait_s: float = 0.5) -> Tuple[str, bool]:
+        """The node's ``~/configure_result`` for the attempt sent at ``sent`` (waits briefly for it to arrive; nodes
+        that do not publish it give ``("", False)``)."""
+        deadline = time.monotonic() + wait_s
+        while True:
+            with self._lock:
+                message, permanent, stamp = m.result
+            if stamp >= sent - 0.5 or time.monotonic() > deadline or self._stopping.wait(0.02):
+                return (message, permanent) if stamp >= sent - 0.5 else ("", False)
+
+    def _bring_back(self, cmd: _Command) -> None:
+        m = cmd.node
+        outcome, why = self._try_up(m)
+        if outcome == "ok":
+            with self._lock:
+                m.failed = ""
+            self.get_logger().info(f"{m.name}: brought back to active")
+        else:
+            self._fail(m, f"bringing it back failed: {why}")
+        self._update_active()
+        self.publish_diagnostics()
+        cmd.finish(outcome == "ok", why or "active")
 
     def _cmd_resume(self) -> Tuple[bool, str]:
         self.phase = "resuming"
@@ -303,31 +476,6 @@ class LifecycleManager(Node):
         self.phase = phase
         return (not problems), ("; ".join(problems) or f"{len(self._nodes)} node(s) {goal}")
 
-    def _bring_up(self, m: _Managed) -> Tuple[bool, str]:
-        failures = 0
-        while True:
-            state = self._settle(m)
-            if state == "active":
-                return True, ""
-            if state == "inactive":
-                ok, why = self._change(m, Transition.TRANSITION_ACTIVATE)
-                return (True, "") if ok else (False, f"activate failed{why}")
-            if state != "unconfigured":
-                return False, f"cannot start a node in state {state}" + (f" ({m.reason})" if m.reason else "")
-            with self._lock:
-                m.configure_attempts += 1
-            ok, why = self._change(m, Transition.TRANSITION_CONFIGURE)
-            if ok:
-                continue
-            failures += 1
-            if failures > self.retries:
-                return False, f"configure failed {failures} time(s){why}"
-            delay = self.backoff_s * 2 ** (failures - 1)
-            self.get_logger().warning(f"{m.name}: configure failed{why}; retry {failures}/{self.retries} in "
-                                      f"{delay:.2f} s")
-            if self._interrupt.wait(delay):
-                return False, "interrupted while waiting to retry configure"
-
     def _bring_down(self, m: _Managed, goal: str) -> Tuple[bool, str]:
         steps = {"active": Transition.TRANSITION_DEACTIVATE, "inactive": Transition.TRANSITION_CLEANUP,
                  "unconfigured": Transition.TRANSITION_UNCONFIGURED_SHUTDOWN}
@@ -352,8 +500,8 @@ class LifecycleManager(Node):
         self.get_logger().error(f"{m.name}: {why}")
 
     # -- service calls (worker thread) -------------------------------------------------------------------------------
-    def _call(self, client, request, timeout: float) -> Tuple[Optional[object], str]:
-        deadline = time.monotonic() + self.service_timeout_s
+    def _call(self, client, request, timeout: float, wait_service: bool = True) -> Tuple[Optional[object], str]:
+        deadline = time.monotonic() + (self.service_timeout_s if wait_service else 0.0)
         while not client.service_is_ready():
             if time.monotonic() > deadline:
                 return None, f"service {client.srv_name} not available after {self.service_timeout_s:g} s"
@@ -390,17 +538,24 @@ class LifecycleManager(Node):
     def _change(self, m: _Managed, transition: int) -> Tuple[bool, str]:
         request = ChangeState.Request()
         request.transition.id = transition
-        response, why = self._call(m.change_client, request, self.transition_timeout_s)
-        if response is not None and response.success:
+        with self._lock:
+            m.busy = True
+        try:
+            response, why = self._call(m.change_client, request, self.transition_timeout_s)
             self._get_state(m)
+        finally:
+            with self._lock:
+                m.busy = False
+        if response is not None and response.success:
             return True, ""
-        self._get_state(m)
         return False, f" ({why})" if why else ""
 
     # -- status ------------------------------------------------------------------------------------------------------
     def _update_active(self) -> None:
-        states = self.states()
-        self._set_active(bool(states) and all(s == "active" for s in states.values()))
+        with self._lock:
+            nodes = [(m.state, bool(m.failed)) for m in self._nodes]
+        up = [s == "active" for s, failed in nodes if not (failed and self.continue_on_failure)]
+        self._set_active(bool(up) and all(up))
 
     def _set_active(self, active: bool) -> None:
         if active != self._active:
@@ -412,19 +567,28 @@ class LifecycleManager(Node):
         me = self.get_fully_qualified_name()
         with self._lock:
             nodes = [(m.name, m.state, m.failed, m.configure_attempts) for m in self._nodes]
+            reasons = {m.name: m.reason for m in self._nodes}
         per_node = []
         for name, state, failed, attempts in nodes:
+            reason = reasons[name]
             if failed:
                 level, message = DiagnosticStatus.ERROR, f"{state}: {failed}"
+            elif state == "unavailable":
+                level, message = DiagnosticStatus.ERROR, f"unavailable: {reason or 'no answer'}"
             elif state == "active":
                 level, message = DiagnosticStatus.OK, state
             else:
                 level, message = DiagnosticStatus.WARN, state
             per_node.append(DiagnosticStatus(level=level, name=f"{me}: {name}", message=message, values=[
                 KeyValue(key="state", value=state), KeyValue(key="configure_attempts", value=str(attempts))]))
-        failed_nodes = [n for n, _, f, _ in nodes if f]
-        if failed_nodes:
-            level, message = DiagnosticStatus.ERROR, f"failed: {', '.join(failed_nodes)}"
+        failed_nodes = [f"{n} ({f})" for n, _, f, _ in nodes if f]
+        gone = [n for n, s, f, _ in nodes if s == "unavailable" and not f]
+        active = [n for n, s, _, _ in nodes if s == "active"]
+        if failed_nodes or gone:
+            level = DiagnosticStatus.ERROR
+            message = "; ".join(filter(None, [f"active: {', '.join(active)}" if active else "",
+                                              f"failed: {', '.join(failed_nodes)}" if failed_nodes else "",
+                                              f"gone: {', '.join(gone)}" if gone else ""]))
         elif nodes and all(s == "active" for _, s, _, _ in nodes):
             level, message = DiagnosticStatus.OK, "all nodes active"
         else:
@@ -444,6 +608,12 @@ class LifecycleManager(Node):
             pass
 
 
+def _fully_qualified(name: str, namespace: str) -> str:
+    """``("detector", "/ns")`` → ``"/ns/detector"`` (a relative node name resolved in the manager's namespace)."""
+    ns = "/" + (namespace or "").strip("/")
+    return f"/{name}" if ns == "/" else f"{ns}/{name}"
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """``lifecycle_manager`` executable: ``[--select NAME=BOOL ...] --ros-args -p node_names:=[a,b] ...``."""
     import argparse
@@ -455,7 +625,6 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
     from .host import run_until_signal, stop_on_signals
     from .node_registry import parse_select
-    from .params import ParamsFileError, effective_name, load_sections, node_parameters, params_files, to_parameters
 
     argv = list(sys.argv if argv is None else argv)
     parser = argparse.ArgumentParser(prog="lifecycle_manager", description=__doc__.split("\n\n")[0])
@@ -465,13 +634,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     stop = stop_on_signals()
     try:
         select = parse_select(opts.select)
-        name, ns = effective_name("lifecycle_manager", "", argv)
-        overrides = to_parameters(node_parameters(load_sections(params_files(argv)), name, ns))
-    except (ValueError, ParamsFileError) as exc:
+    except ValueError as exc:
         print(f"lifecycle_manager: {exc}", file=sys.stderr)
         return 2
-    rclpy.init(args=argv, signal_handler_options=SignalHandlerOptions.NO)
-    manager = LifecycleManager(select=select, parameter_overrides=overrides)
+    rclpy.init(args=argv, signal_handler_options=SignalHandlerOptions.NO)  # rcl applies parameter files and remaps
+    manager = LifecycleManager(select=select)
     executor = MultiThreadedExecutor(num_threads=4)
     executor.add_node(manager)
     error = None

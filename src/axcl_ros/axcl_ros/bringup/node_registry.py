@@ -20,8 +20,9 @@ NODE_TYPES: Dict[str, str] = {
     "audio_capture": "axcl_ros.nodes.audio_capture:AudioCaptureNode",
 }
 
-#: The node types the launch file offers (booleans ``detector:=true`` ...) and the host runs by default.
-DEFAULT_NODES: Tuple[str, ...] = ("detector", "depth", "speech", "device_monitor")
+#: The node types the launch file offers (booleans ``detector:=true`` ...) and the host runs by default, in bring-up
+#: order: the device monitor first, since it is the node that explains a missing card.
+DEFAULT_NODES: Tuple[str, ...] = ("device_monitor", "detector", "depth", "speech")
 
 #: Parameter names the shipped ``config/*.yaml`` files may set, per node type (the nodes declare them).
 CONFIG_KEYS: Dict[str, Tuple[str, ...]] = {
@@ -38,15 +39,28 @@ CONFIG_KEYS: Dict[str, Tuple[str, ...]] = {
                        "memory_warn_percent", "cmm_warn_percent", "diagnostics_period"),
     "perception_host": ("nodes", "node_types", "namespace", "autostart", "executor_threads", "manager_name"),
     "lifecycle_manager": ("node_names", "autostart", "configure_retries", "retry_backoff_s", "service_timeout_s",
-                          "transition_timeout_s", "diagnostics_period_s", "continue_on_failure"),
+                          "transition_timeout_s", "diagnostics_period_s", "continue_on_failure", "heartbeat_period_s",
+                          "heartbeat_misses", "bring_back"),
 }
 
 #: Launch/host input options → the parameter each node type takes them as. ``list`` wraps the value in a list.
 INPUT_PARAMETERS: Dict[str, Dict[str, Tuple[str, bool]]] = {
-    "detector": {"camera_topic": ("image_topics", True), "backend": ("backend", False)},
+    "detector": {"camera_topic": ("image_topics", True), "backend": ("backend", False),
+                 "detector_model": ("model_path", False)},
     "depth": {"camera_topic": ("image_topic", False), "camera_info_topic": ("camera_info_topic", False),
-              "backend": ("backend", False)},
-    "speech": {"audio_topic": ("audio_topic", False), "backend": ("backend", False)},
+              "backend": ("backend", False), "depth_model": ("model_path", False)},
+    "speech": {"audio_topic": ("audio_topic", False), "backend": ("backend", False),
+               "whisper_model": ("model_dir", False)},
+}
+#: launch inputs (``--camera-topic=...`` on the command line of perception_host and of every node executable)
+INPUT_OPTIONS: Dict[str, str] = {
+    "camera_topic": "camera image topic (detector image_topics, depth image_topic)",
+    "camera_info_topic": "camera_info topic (depth)",
+    "audio_topic": "audio topic (speech)",
+    "backend": "inference backend: auto, axcl or onnxruntime",
+    "detector_model": "detector model file (model_path)",
+    "depth_model": "depth model file (model_path)",
+    "whisper_model": "Whisper model folder (speech model_dir)",
 }
 
 BACKEND_CHOICES: Tuple[str, ...] = ("auto", "axcl", "onnxruntime")
@@ -179,10 +193,27 @@ def select_instances(instances: Sequence[NodeInstance], select: Dict[str, bool])
     return [i for i in instances if select.get(i.name, True) and select.get(i.type_name, True)]
 
 
+def input_parser(prog: str):
+    """The ``argparse`` parser of a node executable's launch inputs (before ``--ros-args``)."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog=prog, add_help=False, description="launch inputs (empty = keep the "
+                                     "parameter file's value):")
+    add_input_options(parser)
+    return parser
+
+
+def add_input_options(parser) -> None:
+    """Add ``--camera-topic``, ``--backend``, ``--detector-model`` ... (:data:`INPUT_OPTIONS`; empty = keep the
+    parameter file's value) to an ``argparse`` parser."""
+    for option, text in INPUT_OPTIONS.items():
+        parser.add_argument("--" + option.replace("_", "-"), default="", help=f"{text}; empty = parameter file")
+
+
 def input_overrides(type_name: str, **inputs: str) -> Dict[str, Any]:
-    """Parameter overrides for a node of ``type_name`` from launch inputs (``camera_topic``, ``camera_info_topic``,
-    ``audio_topic``, ``backend``); empty values mean "keep the parameter file's value"."""
-    unknown = set(inputs) - {"camera_topic", "camera_info_topic", "audio_topic", "backend"}
+    """Parameter overrides for a node of ``type_name`` from launch inputs (:data:`INPUT_OPTIONS`); empty values mean
+    "keep the parameter file's value"."""
+    unknown = set(inputs) - set(INPUT_OPTIONS)
     if unknown:
         raise ValueError(f"unknown input option(s) {sorted(unknown)}")
     backend = inputs.get("backend") or ""

@@ -18,7 +18,7 @@ from rclpy.exceptions import ParameterUninitializedException
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 
-from ..runtime.base import BackendError
+from ..runtime.base import BackendError, BackendUnavailableError, ModelLoadError
 from ..runtime.executor import ExecutorShutdownError, ModelReleasedError
 
 QOS_CHOICES = ("sensor_data", "reliable", "system_default")
@@ -40,6 +40,14 @@ def make_qos(kind: str, depth: int = 1) -> QoSProfile:
 
 LATCHED_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.RELIABLE,
                          durability=DurabilityPolicy.TRANSIENT_LOCAL)
+#: latched ``diagnostic_msgs/DiagnosticStatus`` of the last configure: message = what to fix, value ``permanent``
+CONFIGURE_RESULT_TOPIC = "~/configure_result"
+
+
+def is_permanent_failure(exc: BaseException) -> bool:
+    """True for configure failures that waiting cannot fix: invalid parameters, a missing or unusable model file, an
+    unavailable backend library. Device errors (a card still booting) are worth retrying."""
+    return isinstance(exc, (ValueError, ModelLoadError, BackendUnavailableError, FileNotFoundError))
 OUTPUT_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=5, reliability=ReliabilityPolicy.RELIABLE)
 
 
@@ -144,6 +152,7 @@ class AxclLifecycleNode(LifecycleNode):
         self._diag_timer = None
         self._diag_pub = None
         super().__init__(node_name, **kwargs)
+        self._configure_result_pub = self.create_publisher(DiagnosticStatus, CONFIGURE_RESULT_TOPIC, LATCHED_QOS)
         self.bad_inputs = BadInputLog(self.get_logger())
         self.counters: Counter = Counter()
         self._specs = {p.name: p for p in self.PARAMS}
@@ -210,14 +219,27 @@ class AxclLifecycleNode(LifecycleNode):
                 self.cleanup()
             except Exception as cleanup_exc:  # noqa: BLE001
                 self.get_logger().error(f"cleanup after failed configure also failed: {cleanup_exc}")
+            self._publish_configure_result(str(exc), is_permanent_failure(exc))
             return TransitionCallbackReturn.FAILURE
         self.last_error = ""
+        self._publish_configure_result("", False)
         self._configured = True
         self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         period = float(self.param("diagnostics_period"))
         if period > 0:
             self._diag_timer = self.create_timer(period, self.publish_diagnostics)
         return TransitionCallbackReturn.SUCCESS
+
+    def _publish_configure_result(self, error: str, permanent: bool) -> None:
+        """Tell managers why configure failed (they read it instead of a bare FAILURE) and whether to retry."""
+        status = DiagnosticStatus(level=DiagnosticStatus.ERROR if error else DiagnosticStatus.OK,
+                                  name=self.get_fully_qualified_name(), message=error or "configured",
+                                  values=[KeyValue(key="permanent", value=str(permanent).lower()),
+                                          KeyValue(key="stamp", value=f"{time.time():.6f}")])
+        try:
+            self._configure_result_pub.publish(status)
+        except Exception as exc:  # noqa: BLE001 - the context may be shutting down
+            self.get_logger().debug(f"configure result not published: {exc}")
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
         super().on_activate(state)  # enables the lifecycle publishers first, so activate() may publish

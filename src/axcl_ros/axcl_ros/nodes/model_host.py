@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from concurrent.futures import Future
 from typing import Mapping, Optional, Sequence
 
@@ -17,6 +18,7 @@ from ..runtime.executor import (
     tune_interpreter_for_device_work,
 )
 from ..runtime.registry import resolve_backend
+from .executable_help import help_requested, node_help, node_help_name
 from .spinning import spin_until
 
 
@@ -87,15 +89,43 @@ class ModelHost:
 
 
 def run_main(node_class, args=None, **node_kwargs) -> None:
-    """Run one node on a multi-threaded executor until SIGINT; models and device handles are released on exit."""
-    import rclpy
-    from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+    """Run one node on a multi-threaded executor until SIGINT; models and device handles are released on exit.
 
+    ``--help`` prints what the node does, its parameters and how to bring it up. Parameter ``autostart`` (off by
+    default, as in Nav2) configures and activates the node at start; without it the node says it waits for
+    ``ros2 lifecycle set`` (or a lifecycle manager).
+    """
+    import rclpy
+    from rcl_interfaces.msg import ParameterDescriptor
+    from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+    from rclpy.parameter import Parameter
+    from rclpy.utilities import remove_ros_args
+
+    from ..bringup.node_registry import input_overrides, input_parser
+
+    argv = list(sys.argv if args is None else args)
+    if help_requested(argv):
+        print(node_help(node_class))
+        print(input_parser(node_help_name(node_class)).format_help())
+        return
+    options = input_parser(node_help_name(node_class)).parse_args(remove_ros_args(argv)[1:])
+    inputs = input_overrides(node_help_name(node_class), **vars(options))  # launch inputs (--camera-topic=...)
     tune_interpreter_for_device_work()
-    rclpy.init(args=args)
-    node = node_class(**node_kwargs)
+    rclpy.init(args=argv)
+    node = node_class(parameter_overrides=[Parameter(k, value=v) for k, v in inputs.items()], **node_kwargs)
+    autostart = node.declare_parameter("autostart", False, ParameterDescriptor(
+        description="Configure and activate at start (off: wait for `ros2 lifecycle set` or a manager).")).value
     executor = MultiThreadedExecutor()
     executor.add_node(node)
+    fqn = node.get_fully_qualified_name()
+    if autostart:
+        node.trigger_configure()
+        if node._state_machine.current_state[1] == "inactive":
+            node.trigger_activate()
+        node.get_logger().info(f"autostart: {node._state_machine.current_state[1]}")
+    else:
+        node.get_logger().info(f"unconfigured: waiting for `ros2 lifecycle set {fqn} configure` then `activate` "
+                               f"(or run with -p autostart:=true, or under a lifecycle manager)")
     try:
         spin_until(executor)
     except (KeyboardInterrupt, ExternalShutdownException):

@@ -178,9 +178,16 @@ class WavPublisherNode(Node):
 
 def main(args=None) -> None:
     """Run the publisher (``ros2 run axcl_ros wav_publisher --ros-args -p wav_path:=file.wav``)."""
+    import sys
+
     import rclpy
     from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 
+    from .executable_help import help_requested, node_help
+
+    if help_requested(list(sys.argv if args is None else args)):
+        print(node_help(WavPublisherNode, lifecycle=False))
+        return
     rclpy.init(args=args)
     try:
         node = WavPublisherNode()
