@@ -1,0 +1,201 @@
+"""``axcl_ros convert-llm``: a llama/qwen2 checkpoint → per-layer ONNX files on AXERA's per-layer contract.
+
+Every decoder layer becomes one ONNX file with the tensor names of AXERA's compiled layer axmodels, in float32 and
+with the sequence dimensions dynamic (one graph serves prefill chunks and single-token decode, where the card uses
+shape groups)::
+
+    input        f32[1, T, H]        hidden states of the T new tokens (the embedding rows for layer 0)
+    indices      u32[1, T]           their positions
+    K_cache      f32[1, P, kv_dim]   keys of the P cached positions (after RoPE), V_cache likewise
+    mask         f32[1, T, P+T]      0 = attend, -65536 = masked (cached positions first, then the new tokens)
+    -> K_cache_out, V_cache_out f32[1, T, kv_dim]   keys / values of the new tokens, to append to the cache
+    -> output    f32[1, T, H]        hidden states for the next layer
+
+``{prefix}_post.onnx`` is the final RMSNorm + lm head, ``input f32[1,1,H] -> output f32[1,1,V]`` (logits). The token
+embedding table is kept on the host (``model.embed_tokens.weight.npy``), as AXERA keeps its bf16 table on the host.
+Weights are float32 (quantized GGUF tensors are dequantized). Graphs use numpy + ``onnx.helper`` only.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from typing import Callable, Optional
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper
+
+from ..whisper.export_onnx import _Graph
+from .checkpoint import Checkpoint, CheckpointError, TokenizerData, read_checkpoint
+from .config import EMBED_NPY, LlmConfig
+
+__all__ = ["CONVERTER_VERSION", "MASK_VALUE", "build_layer", "build_post", "convert_checkpoint",
+           "build_tokenizer_json"]
+
+CONVERTER_VERSION = 1
+#: the value AXERA's masks use for "do not attend" (bf16 -65536); exp() of it underflows to exactly 0
+MASK_VALUE = -65536.0
+ProgressFn = Optional[Callable[[str], None]]
+
+
+class _LlmGraph(_Graph):
+    """The Whisper converter's graph helper plus the blocks of a llama/qwen2 decoder layer."""
+
+    def rms_norm(self, x: str, weight: np.ndarray, eps: float, hint: str) -> str:
+        """``x / sqrt(mean(x²) + eps) * weight`` over the last axis (opset 17 has no RMSNormalization)."""
+        var = self.op("ReduceMean", [self.op("Mul", [x, x])], axes=[-1], keepdims=1)
+        inv = self.op("Reciprocal", [self.op("Sqrt", [self.op("Add", [var, self.scalar(eps)])])])
+        return self.op("Mul", [self.op("Mul", [x, inv]), self.init(f"{hint}_w", weight.astype(np.float32))])
+
+    def rope(self, x: str, cos: str, sin: str, half: int) -> str:
+        """Rotate-half RoPE on ``x [1, heads, T, dh]`` with ``cos``/``sin`` ``[1, 1, T, dh]``."""
+        x1, x2 = self.op("Split", [x, self.ints([half, half])], n_out=2, axis=-1)
+        rotated = self.op("Concat", [self.op("Neg", [x2]), x1], axis=-1)
+        return self.op("Add", [self.op("Mul", [x, cos]), self.op("Mul", [rotated, sin])])
+
+
+def build_layer(ck: Checkpoint, i: int) -> onnx.ModelProto:
+    """The ONNX graph of decoder layer ``i`` (signature in the module docstring)."""
+    h, nh, nkv, dh = ck.hidden_size, ck.num_heads, ck.num_kv_heads, ck.head_dim
+    kv_dim, group, half = nkv * dh, nh // nkv, dh // 2
+    p = f"model.layers.{i}."
+    w = ck.weight
+
+    def b(name: str) -> Optional[np.ndarray]:
+        return ck.weights.get(p + name)
+
+    g = _LlmGraph()
+    # positions -> cos/sin [1, 1, T, dh], computed like Hugging Face (float32 positions x inverse frequencies)
+    inv_freq = (1.0 / (ck.rope_theta ** (np.arange(0, dh, 2, dtype=np.int64).astype(np.float32) / dh))).astype(
+        np.float32)
+    pos = g.op("Cast", ["indices"], to=TensorProto.FLOAT)                          # [1, T]
+    freqs = g.op("Mul", [g.op("Unsqueeze", [pos, g.ints([2])]), g.init("inv_freq", inv_freq)])  # [1, T, dh/2]
+    emb = g.op("Unsqueeze", [g.op("Concat", [freqs, freqs], axis=-1), g.ints([1])])           # [1, 1, T, dh]
+    cos, sin = g.op("Cos", [emb]), g.op("Sin", [emb])
+
+    x = "input"
+    a = g.rms_norm(x, w(p + "input_layernorm.weight"), ck.rms_norm_eps, "attn_norm")
+    q = g.linear(a, w(p + "self_attn.q_proj.weight"), b("self_attn.q_proj.bias"), "q")
+    k = g.linear(a, w(p + "self_attn.k_proj.weight"), b("self_attn.k_proj.bias"), "k")
+    v = g.linear(a, w(p + "self_attn.v_proj.weight"), b("self_attn.v_proj.bias"), "v")
+    q = g.rope(g.op("Transpose", [g.op("Reshape", [q, g.ints([1, -1, nh, dh])])], perm=[0, 2, 1, 3]), cos, sin, half)
+    k = g.rope(g.op("Transpose", [g.op("Reshape", [k, g.ints([1, -1, nkv, dh])])], perm=[0, 2, 1, 3]), cos, sin,
+               half)                                                                 # [1, nkv, T, dh]
+    g.op("Reshape", [g.op("Transpose", [k], perm=[0, 2, 1, 3]), g.ints([1, -1, kv_dim])], out=["K_cache_out"])
+    g.op("Identity", [v], out=["V_cache_out"])
+    k_all = g.op("Concat", ["K_cache", "K_cache_out"], axis=1)                       # [1, S, kv_dim]
+    v_all = g.op("Concat", ["V_cache", "V_cache_out"], axis=1)
+
+    def heads(t: str, perm) -> str:  # [1, S, kv_dim] -> [1, nh, ...] with each kv head repeated `group` times
+        t = g.op("Unsqueeze", [g.op("Reshape", [t, g.ints([1, -1, nkv, dh])]), g.ints([3])])   # [1, S, nkv, 1, dh]
+        t = g.op("Reshape", [g.op("Expand", [t, g.ints([1, 1, 1, group, 1])]), g.ints([1, -1, nh, dh])])
+        return g.op("Transpose", [t], perm=perm)
+
+    kt = heads(k_all, [0, 2, 3, 1])                                                  # [1, nh, dh, S]
+    vh = heads(v_all, [0, 2, 1, 3])                                                  # [1, nh, S, dh]
+    scores = g.op("Mul", [g.op("MatMul", [q, kt]), g.scalar(1.0 / np.sqrt(dh))])
+    scores = g.op("Add", [scores, g.op("Unsqueeze", ["mask", g.ints([1])])])
+    attn = g.op("MatMul", [g.op("Softmax", [scores], axis=-1), vh])                  # [1, nh, T, dh]
+    attn = g.op("Reshape", [g.op("Transpose", [attn], perm=[0, 2, 1, 3]), g.ints([1, -1, nh * dh])])
+    x = g.op("Add", [x, g.linear(attn, w(p + "self_attn.o_proj.weight"), b("self_attn.o_proj.bias"), "o")])
+    m = g.rms_norm(x, w(p + "post_attention_layernorm.weight"), ck.rms_norm_eps, "ffn_norm")
+    gate = g.linear(m, w(p + "mlp.gate_proj.weight"), None, "gate")
+    up = g.linear(m, w(p + "mlp.up_proj.weight"), None, "up")
+    act = g.op("Mul", [g.op("Mul", [gate, g.op("Sigmoid", [gate])]), up])           # SiLU(gate) * up
+    x = g.op("Add", [x, g.linear(act, w(p + "mlp.down_proj.weight"), None, "down")])
+    g.op("Identity", [x], out=["output"])
+    f32 = TensorProto.FLOAT
+    return _model(g, f"{ck.architecture}_l{i}", [
+        helper.make_tensor_value_info("input", f32, [1, "T", h]),
+        helper.make_tensor_value_info("indices", TensorProto.UINT32, [1, "T"]),
+        helper.make_tensor_value_info("K_cache", f32, [1, "P", kv_dim]),
+        helper.make_tensor_value_info("V_cache", f32, [1, "P", kv_dim]),
+        helper.make_tensor_value_info("mask", f32, [1, "T", "S"]),
+    ], [
+        helper.make_tensor_value_info("K_cache_out", f32, [1, "T", kv_dim]),
+        helper.make_tensor_value_info("V_cache_out", f32, [1, "T", kv_dim]),
+        helper.make_tensor_value_info("output", f32, [1, "T", h]),
+    ], f"decoder layer {i} of {ck.name} (AXERA per-layer contract, float32, dynamic T/P)")
+
+
+def build_post(ck: Checkpoint) -> onnx.ModelProto:
+    """Final RMSNorm + lm head: ``input f32[1,1,H] -> output f32[1,1,V]``."""
+    g = _LlmGraph()
+    x = g.rms_norm("input", ck.weight("model.norm.weight"), ck.rms_norm_eps, "norm")
+    g.op("Identity", [g.linear(x, ck.lm_head, None, "lm_head")], out=["output"])
+    f32 = TensorProto.FLOAT
+    return _model(g, f"{ck.architecture}_post",
+                  [helper.make_tensor_value_info("input", f32, [1, 1, ck.hidden_size])],
+                  [helper.make_tensor_value_info("output", f32, [1, 1, ck.vocab_size])],
+                  f"final norm + lm head of {ck.name}")
+
+
+def _model(g: _LlmGraph, name: str, inputs, outputs, doc: str) -> onnx.ModelProto:
+    model = g.model(name, inputs, outputs, doc)
+    model.producer_version = f"llm-{CONVERTER_VERSION}"
+    return model
+
+
+def build_tokenizer_json(tok: TokenizerData) -> str:
+    """A Hugging Face ``tokenizer.json`` (byte-level BPE) from GGUF/HF tokenizer data."""
+    from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, processors
+
+    vocab = {s: i for i, s in enumerate(tok.tokens) if s}
+    merges = [tuple(m.split(" ", 1)) for m in tok.merges]
+    t = Tokenizer(models.BPE(vocab=vocab, merges=merges, fuse_unk=False))
+    byte_level = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+    if tok.pre == "smollm":  # SmolLM's own tokenizer splits digits one by one before the byte-level step
+        t.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.Digits(individual_digits=True), byte_level])
+    else:
+        t.pre_tokenizer = byte_level
+    t.decoder = decoders.ByteLevel()
+    t.post_processor = processors.ByteLevel(trim_offsets=False)
+    t.add_special_tokens([AddedToken(s, special=True, normalized=False) for s in tok.special])
+    return t.to_str()
+
+
+_SYSTEM_RE = re.compile(r"<\|im_start\|>system\n(.*?)<\|im_end\|>", re.S)
+
+
+def _config_for(ck: Checkpoint, max_context: int, prefill_chunk: int, source: str) -> LlmConfig:
+    tok = ck.tokenizer
+    ids = {s: i for i, s in enumerate(tok.tokens)} if tok else {}
+    template = tok.chat_template if tok else ""
+    eos = [i for i in (tok.eos_id if tok else None, ids.get("<|im_end|>")) if i is not None]
+    system = _SYSTEM_RE.search(template)
+    return LlmConfig(
+        architecture=ck.architecture, num_layers=ck.num_layers, hidden_size=ck.hidden_size, num_heads=ck.num_heads,
+        num_kv_heads=ck.num_kv_heads, head_dim=ck.head_dim, vocab_size=ck.vocab_size,
+        max_context=min(int(max_context), ck.max_position_embeddings), prefill_chunk=int(prefill_chunk),
+        prompt_format="chatml" if "<|im_start|>" in template or "<|im_start|>" in ids else "plain",
+        default_system_prompt=system.group(1) if system else "", bos_id=None, eos_ids=sorted(set(eos)),
+        converter_version=CONVERTER_VERSION, source=source)
+
+
+def convert_checkpoint(source: str, out_dir: str, *, max_context: int = 2048, prefill_chunk: int = 128,
+                       progress: ProgressFn = None) -> LlmConfig:
+    """Convert ``source`` (GGUF file, safetensors file or Hugging Face folder) into ``out_dir``; return the config.
+
+    Raises :class:`~.checkpoint.CheckpointError` for an unreadable or unsupported checkpoint.
+    """
+    say = progress or (lambda _m: None)
+    t0 = time.monotonic()
+    ck = read_checkpoint(source)
+    if ck.tokenizer is None:
+        raise CheckpointError(f"{source!r} carries no tokenizer (GGUF tokenizer.ggml.* or tokenizer.json)")
+    say(f"read {ck.name}: {ck.architecture}, {ck.num_layers} layers, hidden {ck.hidden_size}, vocab "
+        f"{ck.vocab_size} ({time.monotonic() - t0:.1f} s)")
+    os.makedirs(out_dir, exist_ok=True)
+    for i in range(ck.num_layers):
+        onnx.save_model(build_layer(ck, i), os.path.join(out_dir, f"{ck.architecture}_l{i}.onnx"))
+        say(f"layer {i + 1}/{ck.num_layers}")
+    onnx.save_model(build_post(ck), os.path.join(out_dir, f"{ck.architecture}_post.onnx"))
+    np.save(os.path.join(out_dir, EMBED_NPY), ck.weight("model.embed_tokens.weight").astype(np.float32))
+    with open(os.path.join(out_dir, "tokenizer.json"), "w") as f:
+        f.write(build_tokenizer_json(ck.tokenizer))
+    cfg = _config_for(ck, max_context, prefill_chunk, os.path.basename(os.path.normpath(source)))
+    cfg.save(out_dir)
+    say(f"wrote {out_dir} ({time.monotonic() - t0:.1f} s)")
+    return cfg
