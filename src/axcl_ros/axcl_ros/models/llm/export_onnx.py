@@ -31,7 +31,7 @@ from ..whisper.export_onnx import _Graph
 from .checkpoint import Checkpoint, CheckpointError, TokenizerData, read_checkpoint
 from .config import EMBED_NPY, LlmConfig
 
-__all__ = ["CONVERTER_VERSION", "MASK_VALUE", "build_layer", "build_post", "convert_checkpoint",
+__all__ = ["CONVERTER_VERSION", "MASK_VALUE", "build_layer", "build_post", "cached_conversion", "convert_checkpoint",
            "build_tokenizer_json"]
 
 CONVERTER_VERSION = 1
@@ -199,3 +199,28 @@ def convert_checkpoint(source: str, out_dir: str, *, max_context: int = 2048, pr
     cfg.save(out_dir)
     say(f"wrote {out_dir} ({time.monotonic() - t0:.1f} s)")
     return cfg
+
+
+def cached_conversion(source: str, *, cache: Optional[str] = None, max_context: int = 2048,
+                      progress: ProgressFn = None) -> str:
+    """The converted folder of ``source``, converted once into the cache (:func:`axcl_ros.assets.cache_dir`) and
+    reused; keyed by the converter version, the source's size and mtime and ``max_context``. A conversion is
+    written to a temporary folder and renamed, so concurrent callers never see half a model."""
+    import shutil
+
+    from ...assets import cache_dir
+
+    st = os.stat(source)
+    root = cache if cache is not None else str(cache_dir())
+    stem = os.path.basename(os.path.normpath(source)).replace(".", "_")
+    dst = os.path.join(root, f"llm-{stem}-onnx-v{CONVERTER_VERSION}-{st.st_size}-{st.st_mtime_ns}-c{max_context}")
+    if os.path.isfile(os.path.join(dst, "config.json")):
+        return dst
+    tmp = f"{dst}.tmp{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    convert_checkpoint(source, tmp, max_context=max_context, progress=progress)
+    try:
+        os.rename(tmp, dst)
+    except OSError:  # another process finished the same conversion first
+        shutil.rmtree(tmp, ignore_errors=True)
+    return dst
