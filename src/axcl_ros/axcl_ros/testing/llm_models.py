@@ -70,7 +70,7 @@ def write_tiny_checkpoint(folder: str, arch: str = "llama", *, layers: int = 2, 
     def w(*shape, scale=0.08):
         return (rng.standard_normal(shape) * scale).astype(np.float32)
 
-    t: Dict[str, np.ndarray] = {"model.embed_tokens.weight": w(vocab, hidden, scale=0.5),
+    t: Dict[str, np.ndarray] = {"model.embed_tokens.weight": w(vocab, hidden, scale=0.1),
                                 "model.norm.weight": 1.0 + w(hidden, scale=0.1)}
     if not tie:
         t["lm_head.weight"] = w(vocab, hidden, scale=0.2)
@@ -88,7 +88,7 @@ def write_tiny_checkpoint(folder: str, arch: str = "llama", *, layers: int = 2, 
             t[p + "self_attn.v_proj.bias"] = w(kv_heads * dh, scale=0.2)
         t[p + "mlp.gate_proj.weight"] = w(intermediate, hidden)
         t[p + "mlp.up_proj.weight"] = w(intermediate, hidden)
-        t[p + "mlp.down_proj.weight"] = w(hidden, intermediate)
+        t[p + "mlp.down_proj.weight"] = w(hidden, intermediate, scale=0.3)
     write_safetensors(os.path.join(folder, "model.safetensors"), t)
     cfg = {"model_type": arch, "num_hidden_layers": layers, "hidden_size": hidden, "num_attention_heads": heads,
            "num_key_value_heads": kv_heads, "intermediate_size": intermediate, "vocab_size": vocab,
