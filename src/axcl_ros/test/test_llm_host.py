@@ -119,7 +119,7 @@ class _FakeTok:
 def test_streamer_holds_back_a_possible_stop_string_and_cuts_at_it():
     pieces = ["Hello", " wor", "ld", " EN", "D", " more"]
     deltas = []
-    s = _Streamer(_FakeTok(pieces), ["END"], deltas.append)
+    s = _Streamer(_FakeTok(pieces), ["END"], lambda d, _n: deltas.append(d))
     stopped = [s.push(list(range(n + 1))) for n in range(5)]
     assert stopped == [False, False, False, False, True]
     assert s.text == "Hello world " and "".join(deltas) == "Hello world "
@@ -128,7 +128,7 @@ def test_streamer_holds_back_a_possible_stop_string_and_cuts_at_it():
 
 def test_streamer_releases_held_text_when_the_stop_string_never_completes():
     deltas = []
-    s = _Streamer(_FakeTok(["a", " EN", "X"]), ["END"], deltas.append)
+    s = _Streamer(_FakeTok(["a", " EN", "X"]), ["END"], lambda d, _n: deltas.append(d))
     s.push([0])
     s.push([0, 1])
     assert "".join(deltas) == "a "

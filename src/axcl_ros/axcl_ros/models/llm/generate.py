@@ -50,10 +50,12 @@ class _Streamer:
     def __init__(self, tokenizer: LlmTokenizer, stop: Sequence[str], on_delta) -> None:
         self.tokenizer, self.stop, self.on_delta = tokenizer, [s for s in stop if s], on_delta
         self.emitted = 0
+        self.n_tokens = 0
         self.text = ""
 
     def push(self, ids: Sequence[int]) -> bool:
         """Decode ``ids``; emit the safe new text; return True when a stop string appeared (text is cut there)."""
+        self.n_tokens = len(ids)
         text = self.tokenizer.decode(ids)
         hits = [i for i in (text.find(s) for s in self.stop) if i >= 0]
         if hits:
@@ -80,7 +82,7 @@ class _Streamer:
             delta = self.text[self.emitted:upto]
             self.emitted = upto
             if self.on_delta is not None:
-                self.on_delta(delta)
+                self.on_delta(delta, self.n_tokens)
 
 
 class LlmModel:
@@ -132,12 +134,12 @@ class LlmModel:
 
     def generate(self, prompt: str, *, image: Optional[np.ndarray] = None, system: str = "",
                  max_new_tokens: int = 128, sampling: Optional[SamplingParams] = None,
-                 stop: Sequence[str] = (), on_delta: Optional[Callable[[str], None]] = None,
+                 stop: Sequence[str] = (), on_delta: Optional[Callable[[str, int], None]] = None,
                  should_stop: Optional[Callable[[], bool]] = None) -> GenerationResult:
         """Generate an answer to ``prompt`` (about ``image``, RGB uint8, when given).
 
-        ``on_delta(text)`` receives the new text after each token (stop strings and incomplete characters are held
-        back); ``should_stop()`` is checked before every token (cancel). Raises :class:`~.tokenizer.PromptError`
+        ``on_delta(text, n_tokens)`` receives the new text and the count of tokens so far after each token (stop
+        strings and incomplete characters are held back); ``should_stop()`` is checked before every token (cancel). Raises :class:`~.tokenizer.PromptError`
         for an empty prompt, a prompt that does not fit the context or an image the model cannot take, and
         ``ValueError`` for bad sampling values. Calls are serialised (one cache per model).
         """
