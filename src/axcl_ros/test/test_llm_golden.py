@@ -57,7 +57,7 @@ def test_greedy_outputs_equal_the_reference(smollm2, golden):
         system, user = _messages(case)
         deltas = []
         result = smollm2.generate(user, system=system, max_new_tokens=case["max_new_tokens"],
-                                  on_delta=lambda d, _n: deltas.append(d))
+                                  on_delta=lambda d, _n, out=deltas: out.append(d))
         assert result.token_ids == [t for t in case["generated_ids"] if t not in smollm2.config.eos_ids], user
         assert result.text == case["text"]
         assert "".join(deltas) == result.text

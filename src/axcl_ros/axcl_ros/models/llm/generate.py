@@ -139,9 +139,10 @@ class LlmModel:
         """Generate an answer to ``prompt`` (about ``image``, RGB uint8, when given).
 
         ``on_delta(text, n_tokens)`` receives the new text and the count of tokens so far after each token (stop
-        strings and incomplete characters are held back); ``should_stop()`` is checked before every token (cancel). Raises :class:`~.tokenizer.PromptError`
-        for an empty prompt, a prompt that does not fit the context or an image the model cannot take, and
-        ``ValueError`` for bad sampling values. Calls are serialised (one cache per model).
+        strings and incomplete characters are held back); ``should_stop()`` is checked before every token (cancel).
+        Raises :class:`~.tokenizer.PromptError` for an empty prompt, a prompt that does not fit the context or an
+        image the model cannot take, and ``ValueError`` for bad sampling values. Calls are serialised (one cache per
+        model).
         """
         sampler = Sampler(sampling or SamplingParams())
         if max_new_tokens < 1:
