@@ -145,6 +145,7 @@ class DescribeNode(AxclLifecycleNode):
         self._srv = None
         self._timer = None
         self._last: dict = {}
+        self._narrated: Optional[Image] = None
         super().__init__(node_name, **kwargs)
         self._requests = ReentrantCallbackGroup()
         self._narration_group = MutuallyExclusiveCallbackGroup()
@@ -208,16 +209,13 @@ class DescribeNode(AxclLifecycleNode):
 
     # -- inputs --------------------------------------------------------------------------------------------------------
     def _on_image(self, msg: Image) -> None:
-        with self._latest_lock:
-            if self._latest is not None:
-                self.counters["frames_replaced_unused"] += 1
+        with self._latest_lock:  # only the latest frame is kept; it is decoded when a request describes it
             self._latest = msg
         self.counters["frames_received"] += 1
 
-    def _take_latest(self) -> Optional[Image]:
+    def _peek_latest(self) -> Optional[Image]:
         with self._latest_lock:
-            msg, self._latest = self._latest, None
-        return msg
+            return self._latest
 
     def _image_for(self, image: Image, text_only: bool) -> Tuple[Optional[np.ndarray], Header]:
         """The RGB image a request describes, and the header its answer carries."""
@@ -226,7 +224,7 @@ class DescribeNode(AxclLifecycleNode):
         if not self.model.has_vision:
             raise RequestError("this model has no vision encoder (text-only): send text_only=true or no image")
         if _is_empty(image):
-            latest = self._take_latest()
+            latest = self._peek_latest()
             if latest is None:
                 raise RequestError(f"no frame received on {self.param('image_topic')} yet, and the request carries "
                                    f"no image")
@@ -357,10 +355,9 @@ class DescribeNode(AxclLifecycleNode):
     # -- narration -------------------------------------------------------------------------------------------------
     def _narrate(self) -> None:
         try:
-            with self._latest_lock:
-                has_frame = self._latest is not None
-            if not has_frame:
-                self.counters["narrations_skipped_no_frame"] += 1
+            frame = self._peek_latest()
+            if frame is None or frame is self._narrated:
+                self.counters["narrations_skipped_no_new_frame"] += 1
                 return
             if not self.slots.reserve(False):
                 self.counters["narrations_skipped_busy"] += 1
@@ -369,7 +366,8 @@ class DescribeNode(AxclLifecycleNode):
                 return
             try:
                 prompt = self.param("narration_prompt")
-                r, header = self._run(Image(), False, prompt, int(self.param("narration_max_new_tokens")))
+                self._narrated = frame
+                r, header = self._run(frame, False, prompt, int(self.param("narration_max_new_tokens")))
             finally:
                 self.slots.release()
             if self._active and r.stop_reason != "cancelled":

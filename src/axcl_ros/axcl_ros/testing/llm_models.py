@@ -59,7 +59,7 @@ def write_safetensors(path: str, tensors: Dict[str, np.ndarray]) -> None:
 
 def write_tiny_checkpoint(folder: str, arch: str = "llama", *, layers: int = 2, hidden: int = 48, heads: int = 4,
                           kv_heads: int = 2, intermediate: int = 96, seed: int = 0, tie: bool = True,
-                          rope_theta: float = 10000.0) -> str:
+                          rope_theta: float = 10000.0, max_positions: int = 8192) -> str:
     """Write a random-weight Hugging Face checkpoint folder of ``arch`` (``llama`` or ``qwen2``); return it."""
     os.makedirs(folder, exist_ok=True)
     rng = np.random.default_rng(seed)
@@ -92,7 +92,7 @@ def write_tiny_checkpoint(folder: str, arch: str = "llama", *, layers: int = 2, 
     write_safetensors(os.path.join(folder, "model.safetensors"), t)
     cfg = {"model_type": arch, "num_hidden_layers": layers, "hidden_size": hidden, "num_attention_heads": heads,
            "num_key_value_heads": kv_heads, "intermediate_size": intermediate, "vocab_size": vocab,
-           "rope_theta": rope_theta, "rms_norm_eps": 1e-6, "max_position_embeddings": 512,
+           "rope_theta": rope_theta, "rms_norm_eps": 1e-6, "max_position_embeddings": max_positions,
            "tie_word_embeddings": tie}
     with open(os.path.join(folder, "config.json"), "w") as f:
         json.dump(cfg, f)

@@ -45,19 +45,24 @@ class GenerationResult:
 
 class _Streamer:
     """Turns the growing token list into text deltas, holding back what may still become a stop string or an
-    incomplete UTF-8 character."""
+    incomplete UTF-8 character. Text that was emitted whole is not decoded again (linear in the answer length)."""
 
     def __init__(self, tokenizer: LlmTokenizer, stop: Sequence[str], on_delta) -> None:
         self.tokenizer, self.stop, self.on_delta = tokenizer, [s for s in stop if s], on_delta
         self.emitted = 0
         self.n_tokens = 0
         self.text = ""
+        self._base_ids = 0  # tokens whose text is settled in _base_text
+        self._base_text = ""
+        self._longest_stop = max((len(s) for s in self.stop), default=0)
 
     def push(self, ids: Sequence[int]) -> bool:
         """Decode ``ids``; emit the safe new text; return True when a stop string appeared (text is cut there)."""
         self.n_tokens = len(ids)
-        text = self.tokenizer.decode(ids)
-        hits = [i for i in (text.find(s) for s in self.stop) if i >= 0]
+        text = self._base_text + self.tokenizer.decode(ids[self._base_ids:])
+        # a stop string can only end in the new text: search from just before it
+        search_from = max(0, len(self._base_text) - self._longest_stop)
+        hits = [i for i in (text.find(s, search_from) for s in self.stop) if i >= 0]
         if hits:
             self.text = text[:min(hits)]
             self._emit(len(self.text))
@@ -71,6 +76,8 @@ class _Streamer:
                     hold = n
                     break
         self._emit(safe - hold)
+        if safe == len(text):  # whole characters only: later tokens cannot change this text
+            self._base_ids, self._base_text = len(ids), text
         return False
 
     def finish(self) -> None:
