@@ -310,3 +310,17 @@ def test_vision_encoder_of_the_wrong_width_is_refused(tiny, tmp_path):
     write_vision_encoder(str(folder / "vision.onnx"), hidden=cfg["hidden_size"] + 1, n_tokens=16, size=32)
     with pytest.raises(ModelFilesError, match="hidden size"):
         LlmModel(str(folder))
+
+
+# ----------------------------------------------------------------------------------------------------------- CLI
+def test_convert_llm_command(tmp_path, capsys):
+    from axcl_ros.cli import main
+
+    src = write_tiny_checkpoint(str(tmp_path / "hf"), "qwen2")
+    assert main(["convert-llm", src, str(tmp_path / "out"), "--max-context", "64"]) == 0
+    out = capsys.readouterr().out
+    assert "qwen2, 2 layers" in out and "context 64" in out
+    files = find_model_files(str(tmp_path / "out"))
+    assert files.config.max_context == 64 and len(files.layers) == 2
+    assert main(["convert-llm", str(tmp_path / "missing.gguf"), str(tmp_path / "o2")]) == 1
+    assert "does not exist" in capsys.readouterr().err
