@@ -35,6 +35,7 @@ TOPICS: Dict[str, str] = {
     "overload": "bench_overload",
     "multicam": "bench_multicam",
     "whisper": "bench_whisper",
+    "llm": "bench_llm",
 }
 
 METHOD = """\

@@ -81,7 +81,8 @@ class OnnxLayerStack(LayerStack):
 
     def __init__(self, files: LlmFiles, threads: int = 0, device: str = "") -> None:
         self.config = cfg = files.config
-        backend = get_backend("onnxruntime", intra_op_num_threads=threads) if threads else get_backend("onnxruntime")
+        # one small session per layer, run one after the other: idle ORT pools must not spin against the running one
+        backend = get_backend("onnxruntime", intra_op_num_threads=threads, allow_spinning=False)
         self._layers: List[Session] = []
         self._post: Optional[Session] = None
         try:
