@@ -324,3 +324,13 @@ def test_convert_llm_command(tmp_path, capsys):
     assert files.config.max_context == 64 and len(files.layers) == 2
     assert main(["convert-llm", str(tmp_path / "missing.gguf"), str(tmp_path / "o2")]) == 1
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_demo_describe_step_describes_an_image_with_given_weights(vlm, capsys):
+    from axcl_ros.demo_describe import describe_step
+
+    describe_step(vlm[1])
+    out = capsys.readouterr().out
+    assert "[demo] describe: astronaut.png -> " in out and "tokens/s" in out
+    describe_step("/nonexistent/vlm")
+    assert "skipped: ModelFilesError" in capsys.readouterr().out
