@@ -2,12 +2,13 @@
 plain numpy implementation of the same model (same dequantized weights) in the same run, quiet and with one core
 kept busy; and against Hugging Face transformers when a Python with it is given.
 
-Ours: ``axcl_ros convert-llm`` ONNX (one file per layer, AXERA's per-layer contract) run by the host loop on
-onnxruntime with 2 intra-op threads, KV cache on the host. Baseline: :class:`axcl_ros.testing.llm_models.NumpyLlama`
-(the same decoder in numpy float32 with its own KV cache; BLAS limited to 2 threads). Both generate the same greedy
-tokens for the same ChatML prompts (checked), TTFT = prompt embedding + prefill + first token; decode rate = the
-tokens after the first divided by their time. Prompts alternate ours / numpy. "busy" runs the same with a second
-process spinning on one core.
+Ours: ``axcl_ros convert-llm --keep-quantization`` ONNX (one file per layer, AXERA's per-layer contract; the GGUF's
+Q4_1 blocks kept as ``MatMulNBits`` codes, float32 arithmetic; ``AXCL_BENCH_LLM_WEIGHTS=float32`` for the float32
+conversion) run by the host loop on onnxruntime with 2 intra-op threads, KV cache on the host. Baseline:
+:class:`axcl_ros.testing.llm_models.NumpyLlama` (the same decoder in numpy float32 with its own KV cache; BLAS
+limited to 2 threads). Both generate the same greedy tokens for the same ChatML prompts (checked), TTFT = prompt
+embedding + prefill + first token; decode rate = the tokens after the first divided by their time. Prompts
+alternate ours / numpy. "busy" runs the same with a second process spinning on one core.
 
 transformers (optional, not a project dependency): set ``AXCL_BENCH_TRANSFORMERS_PYTHON`` to a Python that has
 torch + transformers + gguf (e.g. the golden-reference venv of ``scripts/golden/smollm2_golden.py``); it loads the
@@ -121,8 +122,9 @@ def run(quick: bool = False) -> List[Row]:
         gguf_path = str(assets.smollm2_135m_gguf())
     except assets.AssetNotFoundError as exc:
         return [Row(TOPIC, "SmolLM2-135M", None, note=f"skipped: {exc}")]
+    keep_quant = os.environ.get("AXCL_BENCH_LLM_WEIGHTS", "gguf-blocks") == "gguf-blocks"
     t0 = time.perf_counter()
-    folder = cached_conversion(gguf_path)
+    folder = cached_conversion(gguf_path, keep_quant=keep_quant)
     convert_s = time.perf_counter() - t0
     model = LlmModel(folder, threads=THREADS)
     ref = NumpyLlama(read_gguf(gguf_path))
@@ -132,7 +134,8 @@ def run(quick: bool = False) -> List[Row]:
     prompt_ids = [model.tokenizer.prompt_ids(p)[0] for p in prompts]
     _ours(model, prompt_ids[0], 2)  # warm-up
     _numpy(ref, table, prompt_ids[0], 2)
-    note = f"{len(prompts)} prompts of {min(map(len, prompt_ids))}-{max(map(len, prompt_ids))} tokens, {n} tokens each"
+    note = (f"{len(prompts)} prompts of {min(map(len, prompt_ids))}-{max(map(len, prompt_ids))} tokens, {n} tokens "
+            f"each; ONNX weights {model.config.weights}")
     rows = [Row(TOPIC, "convert-llm (or cached folder)", convert_s, "s", note=f"cache: {folder}")]
     rows += _rows("quiet", _pass(model, ref, table, prompt_ids, n), note)
     spinner = _spin_one_core()

@@ -5,7 +5,7 @@ Subcommands::
     axcl_ros smi [-d INDEX]... [--backend axcl|onnxruntime] [--json] [--watch SECONDS [--count N]]
     axcl_ros doctor [--model FILE.axmodel] [--device INDEX] [--runs N] [--json]
     axcl_ros convert-whisper SRC_CT2_DIR DST_DIR
-    axcl_ros convert-llm CHECKPOINT DST_DIR [--max-context N] [--prefill-chunk N]
+    axcl_ros convert-llm CHECKPOINT DST_DIR [--max-context N] [--prefill-chunk N] [--keep-quantization]
     axcl_ros models [--json]
 
 Exit codes: 0 success; 1 a device is unavailable (``smi``), a required check failed (``doctor``) or the conversion

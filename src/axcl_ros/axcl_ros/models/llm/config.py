@@ -60,6 +60,8 @@ class LlmConfig:
     image_size: int = 448
     converter_version: int = 0
     source: str = ""
+    #: how the converter stored the matrices: float32, or gguf-blocks (4/8-bit codes, MatMulNBits)
+    weights: str = "float32"
 
     @property
     def kv_dim(self) -> int:

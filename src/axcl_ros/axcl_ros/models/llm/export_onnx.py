@@ -28,13 +28,13 @@ import onnx
 from onnx import TensorProto, helper
 
 from ..whisper.export_onnx import _Graph
-from .checkpoint import Checkpoint, CheckpointError, TokenizerData, read_checkpoint
+from .checkpoint import Checkpoint, CheckpointError, QuantWeight, TokenizerData, read_checkpoint
 from .config import EMBED_NPY, LlmConfig
 
 __all__ = ["CONVERTER_VERSION", "MASK_VALUE", "build_layer", "build_post", "cached_conversion", "convert_checkpoint",
            "build_tokenizer_json"]
 
-CONVERTER_VERSION = 1
+CONVERTER_VERSION = 2
 #: the value AXERA's masks use for "do not attend" (bf16 -65536); exp() of it underflows to exactly 0
 MASK_VALUE = -65536.0
 ProgressFn = Optional[Callable[[str], None]]
@@ -48,6 +48,28 @@ class _LlmGraph(_Graph):
         var = self.op("ReduceMean", [self.op("Mul", [x, x])], axes=[-1], keepdims=1)
         inv = self.op("Reciprocal", [self.op("Sqrt", [self.op("Add", [var, self.scalar(eps)])])])
         return self.op("Mul", [self.op("Mul", [x, inv]), self.init(f"{hint}_w", weight.astype(np.float32))])
+
+    uses_nbits = False
+
+    def matmul_nbits(self, x: str, qw: QuantWeight, bias: Optional[np.ndarray], hint: str) -> str:
+        """``x @ W.T (+ bias)`` with W kept as block codes (``com.microsoft.MatMulNBits``, float32 compute) plus the
+        per-block offsets as ``blocksum(x) @ offset.T``."""
+        n, k = qw.codes.shape
+        blocks = k // qw.block
+        codes = qw.codes.reshape(n, blocks, qw.block)
+        if qw.bits == 4:
+            codes = codes[..., 0::2] | (codes[..., 1::2] << 4)
+        y = self.op("MatMulNBits", [x, self.init(f"{hint}_q", np.ascontiguousarray(codes, np.uint8)),
+                                    self.init(f"{hint}_s", qw.scale.reshape(-1).astype(np.float32))],
+                    domain="com.microsoft", K=k, N=n, bits=qw.bits, block_size=qw.block, accuracy_level=0)
+        self.uses_nbits = True
+        if qw.offset is not None and np.any(qw.offset):
+            sums = self.op("ReduceSum", [self.op("Reshape", [x, self.ints([1, -1, blocks, qw.block])]),
+                                         self.ints([-1])], keepdims=0)
+            y = self.op("Add", [y, self.op("MatMul", [sums, self.init(f"{hint}_o", qw.offset.T.astype(np.float32))])])
+        if bias is not None:
+            y = self.op("Add", [y, self.init(f"{hint}_b", bias.astype(np.float32))])
+        return y
 
     def rope(self, x: str, cos: str, sin: str, half: int) -> str:
         """Rotate-half RoPE on ``x [1, heads, T, dh]`` with ``cos``/``sin`` ``[1, 1, T, dh]``."""
@@ -66,6 +88,11 @@ def build_layer(ck: Checkpoint, i: int) -> onnx.ModelProto:
     def b(name: str) -> Optional[np.ndarray]:
         return ck.weights.get(p + name)
 
+    def lin(x: str, name: str, hint: str) -> str:  # a projection, block-quantized when the checkpoint kept codes
+        bias = b(name.replace(".weight", ".bias"))
+        qw = ck.quant.get(p + name)
+        return g.matmul_nbits(x, qw, bias, hint) if qw is not None else g.linear(x, w(p + name), bias, hint)
+
     g = _LlmGraph()
     # positions -> cos/sin [1, 1, T, dh], computed like Hugging Face (float32 positions x inverse frequencies)
     inv_freq = (1.0 / (ck.rope_theta ** (np.arange(0, dh, 2, dtype=np.int64).astype(np.float32) / dh))).astype(
@@ -77,9 +104,9 @@ def build_layer(ck: Checkpoint, i: int) -> onnx.ModelProto:
 
     x = "input"
     a = g.rms_norm(x, w(p + "input_layernorm.weight"), ck.rms_norm_eps, "attn_norm")
-    q = g.linear(a, w(p + "self_attn.q_proj.weight"), b("self_attn.q_proj.bias"), "q")
-    k = g.linear(a, w(p + "self_attn.k_proj.weight"), b("self_attn.k_proj.bias"), "k")
-    v = g.linear(a, w(p + "self_attn.v_proj.weight"), b("self_attn.v_proj.bias"), "v")
+    q = lin(a, "self_attn.q_proj.weight", "q")
+    k = lin(a, "self_attn.k_proj.weight", "k")
+    v = lin(a, "self_attn.v_proj.weight", "v")
     q = g.rope(g.op("Transpose", [g.op("Reshape", [q, g.ints([1, -1, nh, dh])])], perm=[0, 2, 1, 3]), cos, sin, half)
     k = g.rope(g.op("Transpose", [g.op("Reshape", [k, g.ints([1, -1, nkv, dh])])], perm=[0, 2, 1, 3]), cos, sin,
                half)                                                                 # [1, nkv, T, dh]
@@ -99,12 +126,12 @@ def build_layer(ck: Checkpoint, i: int) -> onnx.ModelProto:
     scores = g.op("Add", [scores, g.op("Unsqueeze", ["mask", g.ints([1])])])
     attn = g.op("MatMul", [g.op("Softmax", [scores], axis=-1), vh])                  # [1, nh, T, dh]
     attn = g.op("Reshape", [g.op("Transpose", [attn], perm=[0, 2, 1, 3]), g.ints([1, -1, nh * dh])])
-    x = g.op("Add", [x, g.linear(attn, w(p + "self_attn.o_proj.weight"), b("self_attn.o_proj.bias"), "o")])
+    x = g.op("Add", [x, lin(attn, "self_attn.o_proj.weight", "o")])
     m = g.rms_norm(x, w(p + "post_attention_layernorm.weight"), ck.rms_norm_eps, "ffn_norm")
-    gate = g.linear(m, w(p + "mlp.gate_proj.weight"), None, "gate")
-    up = g.linear(m, w(p + "mlp.up_proj.weight"), None, "up")
+    gate = lin(m, "mlp.gate_proj.weight", "gate")
+    up = lin(m, "mlp.up_proj.weight", "up")
     act = g.op("Mul", [g.op("Mul", [gate, g.op("Sigmoid", [gate])]), up])           # SiLU(gate) * up
-    x = g.op("Add", [x, g.linear(act, w(p + "mlp.down_proj.weight"), None, "down")])
+    x = g.op("Add", [x, lin(act, "mlp.down_proj.weight", "down")])
     g.op("Identity", [x], out=["output"])
     f32 = TensorProto.FLOAT
     return _model(g, f"{ck.architecture}_l{i}", [
@@ -124,7 +151,14 @@ def build_post(ck: Checkpoint) -> onnx.ModelProto:
     """Final RMSNorm + lm head: ``input f32[1,1,H] -> output f32[1,1,V]``."""
     g = _LlmGraph()
     x = g.rms_norm("input", ck.weight("model.norm.weight"), ck.rms_norm_eps, "norm")
-    g.op("Identity", [g.linear(x, ck.lm_head, None, "lm_head")], out=["output"])
+    qw = ck.quant.get("lm_head.weight") if "lm_head.weight" in ck.weights else ck.quant.get(
+        "model.embed_tokens.weight")
+    # onnxruntime 1.32's 8-bit MatMulNBits runs a vocabulary-wide head ~25x slower than float32: 4-bit only
+    if qw is not None and qw.bits == 4:
+        head = g.matmul_nbits(x, qw, None, "lm_head")
+    else:
+        head = g.linear(x, ck.lm_head, None, "lm_head")
+    g.op("Identity", [head], out=["output"])
     f32 = TensorProto.FLOAT
     return _model(g, f"{ck.architecture}_post",
                   [helper.make_tensor_value_info("input", f32, [1, 1, ck.hidden_size])],
@@ -135,6 +169,8 @@ def build_post(ck: Checkpoint) -> onnx.ModelProto:
 def _model(g: _LlmGraph, name: str, inputs, outputs, doc: str) -> onnx.ModelProto:
     model = g.model(name, inputs, outputs, doc)
     model.producer_version = f"llm-{CONVERTER_VERSION}"
+    if g.uses_nbits:
+        model.opset_import.append(helper.make_opsetid("com.microsoft", 1))
     return model
 
 
@@ -175,14 +211,18 @@ def _config_for(ck: Checkpoint, max_context: int, prefill_chunk: int, source: st
 
 
 def convert_checkpoint(source: str, out_dir: str, *, max_context: int = 2048, prefill_chunk: int = 128,
-                       progress: ProgressFn = None) -> LlmConfig:
+                       keep_quant: bool = False, progress: ProgressFn = None) -> LlmConfig:
     """Convert ``source`` (GGUF file, safetensors file or Hugging Face folder) into ``out_dir``; return the config.
+
+    ``keep_quant``: GGUF Q4_0 / Q4_1 / Q8_0 matrices stay block-quantized in the graphs (onnxruntime's
+    ``MatMulNBits``, float32 arithmetic on the exact dequantized values; 4-5x smaller files, less memory traffic per
+    token); everything else, and every other source, is float32.
 
     Raises :class:`~.checkpoint.CheckpointError` for an unreadable or unsupported checkpoint.
     """
     say = progress or (lambda _m: None)
     t0 = time.monotonic()
-    ck = read_checkpoint(source)
+    ck = read_checkpoint(source, keep_quant=keep_quant)
     if ck.tokenizer is None:
         raise CheckpointError(f"{source!r} carries no tokenizer (GGUF tokenizer.ggml.* or tokenizer.json)")
     say(f"read {ck.name}: {ck.architecture}, {ck.num_layers} layers, hidden {ck.hidden_size}, vocab "
@@ -196,13 +236,14 @@ def convert_checkpoint(source: str, out_dir: str, *, max_context: int = 2048, pr
     with open(os.path.join(out_dir, "tokenizer.json"), "w") as f:
         f.write(build_tokenizer_json(ck.tokenizer))
     cfg = _config_for(ck, max_context, prefill_chunk, os.path.basename(os.path.normpath(source)))
+    cfg.weights = "gguf-blocks" if ck.quant else "float32"
     cfg.save(out_dir)
     say(f"wrote {out_dir} ({time.monotonic() - t0:.1f} s)")
     return cfg
 
 
 def cached_conversion(source: str, *, cache: Optional[str] = None, max_context: int = 2048,
-                      progress: ProgressFn = None) -> str:
+                      keep_quant: bool = False, progress: ProgressFn = None) -> str:
     """The converted folder of ``source``, converted once into the cache (:func:`axcl_ros.assets.cache_dir`) and
     reused; keyed by the converter version, the source's size and mtime and ``max_context``. A conversion is
     written to a temporary folder and renamed, so concurrent callers never see half a model."""
@@ -213,12 +254,13 @@ def cached_conversion(source: str, *, cache: Optional[str] = None, max_context: 
     st = os.stat(source)
     root = cache if cache is not None else str(cache_dir())
     stem = os.path.basename(os.path.normpath(source)).replace(".", "_")
-    dst = os.path.join(root, f"llm-{stem}-onnx-v{CONVERTER_VERSION}-{st.st_size}-{st.st_mtime_ns}-c{max_context}")
+    dst = os.path.join(root, f"llm-{stem}-onnx-v{CONVERTER_VERSION}-{st.st_size}-{st.st_mtime_ns}-c{max_context}"
+                                     f"{'-q' if keep_quant else ''}")
     if os.path.isfile(os.path.join(dst, "config.json")):
         return dst
     tmp = f"{dst}.tmp{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
-    convert_checkpoint(source, tmp, max_context=max_context, progress=progress)
+    convert_checkpoint(source, tmp, max_context=max_context, keep_quant=keep_quant, progress=progress)
     try:
         os.rename(tmp, dst)
     except OSError:  # another process finished the same conversion first
