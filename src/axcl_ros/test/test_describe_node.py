@@ -259,3 +259,25 @@ def test_configure_fails_with_what_to_fix_for_a_missing_layer(graph, model_dirs)
     assert lc.state("/broken") == "unconfigured"
     node.set_parameters([Parameter("model_dir", value=model_dirs.text)])
     assert lc.change("/broken", "configure") and lc.change("/broken", "cleanup")
+
+
+def test_fifty_configure_cleanup_cycles_release_every_session(graph, model_dirs, monkeypatch):
+    from axcl_ros.runtime.onnxruntime_backend import OnnxRuntimeBackend
+
+    loaded = []
+    real_load = OnnxRuntimeBackend.load
+
+    def recording_load(self, path, device=""):
+        session = real_load(self, path, device)
+        loaded.append(session)
+        return session
+
+    monkeypatch.setattr(OnnxRuntimeBackend, "load", recording_load)
+    node = graph.add(DescribeNode("cycler", context=graph.context,
+                                  parameter_overrides=[Parameter("model_dir", value=model_dirs.vlm)]))
+    lc = LifecycleClient(graph, graph.node("cycler_test"))
+    for _ in range(50):
+        assert lc.change("/cycler", "configure"), node.last_error
+        assert lc.change("/cycler", "cleanup")
+    assert len(loaded) == 50 * 4  # 2 layers + post + vision encoder per cycle
+    assert all(s._sess is None for s in loaded) and node.model is None
