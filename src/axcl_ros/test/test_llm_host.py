@@ -334,3 +334,38 @@ def test_demo_describe_step_describes_an_image_with_given_weights(vlm, capsys):
     assert "[demo] describe: astronaut.png -> " in out and "tokens/s" in out
     describe_step("/nonexistent/vlm")
     assert "skipped: ModelFilesError" in capsys.readouterr().out
+
+
+# ---------------------------------------------------------------------------------------------------------- GGUF
+@pytest.mark.parametrize("quant", ["F32", "Q8_0", "Q4_0", "Q4_1"])
+def test_gguf_checkpoints_match_numpy_with_and_without_kept_blocks(tmp_path, quant):
+    pytest.importorskip("gguf")
+    from axcl_ros.models.llm.checkpoint import read_gguf
+    from axcl_ros.testing.llm_models import write_tiny_gguf
+
+    hf = write_tiny_checkpoint(str(tmp_path / "hf"), "llama", hidden=64, heads=4, kv_heads=2, intermediate=128,
+                               tie=False)
+    path = write_tiny_gguf(str(tmp_path / "tiny.gguf"), hf, quant)
+    ck = read_gguf(path, keep_quant=True)
+    if quant == "F32":  # unquantized: the permutation is undone exactly
+        ref_ck = read_checkpoint(hf)
+        for name in ("model.layers.0.self_attn.q_proj.weight", "model.layers.1.self_attn.k_proj.weight"):
+            np.testing.assert_array_equal(ck.weight(name), ref_ck.weight(name))
+        assert not ck.quant
+    else:
+        assert ck.quant and all(q.bits == (8 if quant == "Q8_0" else 4) for q in ck.quant.values())
+    ref = NumpyLlama(ck)  # the dequantized values, computed in numpy
+    for keep in (False, True):
+        out = str(tmp_path / f"onnx-{keep}")
+        cfg = convert_checkpoint(path, out, max_context=128, prefill_chunk=8, keep_quant=keep)
+        assert cfg.weights == ("gguf-blocks" if keep and quant != "F32" else "float32")
+        model = LlmModel(out)
+        try:
+            ids, _ = model.tokenizer.prompt_ids(PROMPT)
+            model.stack.reset()
+            ours = model.stack.logits(model.stack.forward(model.embeddings(ids), 0))
+            ref.reset()
+            theirs = ref.forward(ck.weight("model.embed_tokens.weight")[ids])
+            np.testing.assert_allclose(ours, theirs, atol=1e-3 * max(1.0, np.abs(theirs).max()))
+        finally:
+            model.release()

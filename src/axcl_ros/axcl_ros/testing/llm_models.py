@@ -205,3 +205,69 @@ class NumpyLlama:
                 break
             token = int(np.argmax(self.forward(emb[[token]])))
         return out
+
+
+def _permute_for_gguf(w: np.ndarray, n_head: int) -> np.ndarray:
+    """Hugging Face q/k rows → llama.cpp's interleaved-pair order (what GGUF files of llama models store)."""
+    rows = w.shape[0]
+    return w.reshape(n_head, 2, rows // n_head // 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape)
+
+
+def write_tiny_gguf(path: str, hf_folder: str, quant: str = "Q4_1") -> str:
+    """A GGUF file (``llama`` architecture, matrices quantized to ``quant``: Q4_0, Q4_1, Q8_0 or F32) of the tiny
+    Hugging Face checkpoint in ``hf_folder``, written with the ``gguf`` package the way llama.cpp's converter lays it
+    out (q/k rows permuted, ``blk.{i}.*`` names, tokenizer in ``tokenizer.ggml.*``)."""
+    import gguf
+
+    from ..models.llm.checkpoint import read_safetensors
+
+    ck = read_safetensors(hf_folder)
+    if ck.architecture != "llama":
+        raise ValueError("write_tiny_gguf writes llama checkpoints")
+    qtype = gguf.GGMLQuantizationType[quant]
+    w = gguf.GGUFWriter(path, "llama")
+    w.add_block_count(ck.num_layers)
+    w.add_context_length(ck.max_position_embeddings)
+    w.add_embedding_length(ck.hidden_size)
+    w.add_feed_forward_length(ck.intermediate_size)
+    w.add_head_count(ck.num_heads)
+    w.add_head_count_kv(ck.num_kv_heads)
+    w.add_rope_freq_base(ck.rope_theta)
+    w.add_layer_norm_rms_eps(ck.rms_norm_eps)
+    tok = ck.tokenizer
+    w.add_tokenizer_model("gpt2")
+    w.add_token_list(tok.tokens)
+    w.add_token_types([3 if t in tok.special else 1 for t in tok.tokens])
+    w.add_token_merges(tok.merges)
+    w.add_eos_token_id(tok.eos_id)
+    w.add_chat_template(tok.chat_template)
+
+    def add(name: str, array: np.ndarray) -> None:
+        array = np.ascontiguousarray(array, np.float32)
+        if array.ndim == 2 and qtype != gguf.GGMLQuantizationType.F32:
+            w.add_tensor(name, gguf.quants.quantize(array, qtype), raw_dtype=qtype)
+        else:
+            w.add_tensor(name, array)
+
+    add("token_embd.weight", ck.weight("model.embed_tokens.weight"))
+    add("output_norm.weight", ck.weight("model.norm.weight"))
+    if "lm_head.weight" in ck.weights:
+        add("output.weight", ck.weights["lm_head.weight"])
+    names = {"input_layernorm.weight": "attn_norm.weight", "post_attention_layernorm.weight": "ffn_norm.weight",
+             "self_attn.q_proj.weight": "attn_q.weight", "self_attn.k_proj.weight": "attn_k.weight",
+             "self_attn.v_proj.weight": "attn_v.weight", "self_attn.o_proj.weight": "attn_output.weight",
+             "mlp.gate_proj.weight": "ffn_gate.weight", "mlp.up_proj.weight": "ffn_up.weight",
+             "mlp.down_proj.weight": "ffn_down.weight"}
+    for i in range(ck.num_layers):
+        for hf, gg in names.items():
+            a = ck.weight(f"model.layers.{i}.{hf}")
+            if hf == "self_attn.q_proj.weight":
+                a = _permute_for_gguf(a, ck.num_heads)
+            elif hf == "self_attn.k_proj.weight":
+                a = _permute_for_gguf(a, ck.num_kv_heads)
+            add(f"blk.{i}.{gg}", a)
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    return path
