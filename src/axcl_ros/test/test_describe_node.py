@@ -281,3 +281,22 @@ def test_fifty_configure_cleanup_cycles_release_every_session(graph, model_dirs,
         assert lc.change("/cycler", "cleanup")
     assert len(loaded) == 50 * 4  # 2 layers + post + vision encoder per cycle
     assert all(s._sess is None for s in loaded) and node.model is None
+
+
+def test_deactivate_and_cleanup_during_a_generation(graph, model_dirs):
+    ns = _start(graph, "stopper", model_dirs.text)
+    fb = []
+    handle = _send(graph, ns, Describe.Goal(prompt="go on", max_new_tokens=LONG), lambda f: fb.append(f))
+    assert handle.accepted
+    graph.wait_for(lambda: fb, 30, "generation running")
+    assert ns.lc.change("/stopper", "deactivate")
+    res = _result(graph, handle)
+    assert res.status == GoalStatus.STATUS_ABORTED and "deactivated" in res.result.error
+    assert res.result.description.stop_reason == "cancelled" and res.result.description.tokens_generated < LONG
+    assert not _send(graph, ns, Describe.Goal(prompt="hi", max_new_tokens=2)).accepted  # inactive: rejected
+    assert ns.lc.change("/stopper", "cleanup") and ns.node.model is None and ns.node.slots.outstanding == 0
+    assert ns.lc.change("/stopper", "configure") and ns.lc.change("/stopper", "activate")
+    res = _result(graph, _send(graph, ns, Describe.Goal(prompt="hi", max_new_tokens=2)))
+    assert res.result.success
+    ns.lc.change("/stopper", "deactivate")
+    ns.lc.change("/stopper", "cleanup")
