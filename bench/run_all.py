@@ -37,6 +37,7 @@ TOPICS: Dict[str, str] = {
     "whisper": "bench_whisper",
     "pipeline": "bench_pipeline",
     "scheduling": "bench_scheduling",
+    "llm": "bench_llm",
 }
 
 METHOD = """\

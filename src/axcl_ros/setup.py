@@ -28,6 +28,7 @@ setup(
             "detector = axcl_ros.nodes.detector:main",
             "depth = axcl_ros.nodes.depth:main",
             "speech = axcl_ros.nodes.speech:main",
+            "describe = axcl_ros.nodes.describe:main",
             "device_monitor = axcl_ros.nodes.device_monitor:main",
             "audio_capture = axcl_ros.nodes.audio_capture:main",
             "wav_publisher = axcl_ros.nodes.wav_publisher:main",

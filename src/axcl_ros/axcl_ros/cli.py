@@ -5,6 +5,7 @@ Subcommands::
     axcl_ros smi [-d INDEX]... [--backend axcl|onnxruntime] [--json] [--watch SECONDS [--count N]]
     axcl_ros doctor [--model FILE.axmodel] [--device INDEX] [--runs N] [--json]
     axcl_ros convert-whisper SRC_CT2_DIR DST_DIR
+    axcl_ros convert-llm CHECKPOINT DST_DIR [--max-context N] [--prefill-chunk N] [--keep-quantization]
     axcl_ros models [--json]
 
 Exit codes: 0 success; 1 a device is unavailable (``smi``), a required check failed (``doctor``) or the conversion
@@ -24,6 +25,7 @@ from pathlib import Path
 from typing import Dict, List, Optional, Sequence, TextIO
 
 from . import device_report as dr
+from .models.llm import convert_cli as convert_llm
 
 __all__ = ["main", "build_parser", "ProgressPrinter", "check_ros", "model_catalogue"]
 
@@ -91,6 +93,8 @@ def build_parser() -> argparse.ArgumentParser:
                                       "for the speech node on onnxruntime. Progress goes to stderr.")
     conv.add_argument("src", metavar="SRC_CT2_DIR")
     conv.add_argument("dst", metavar="DST_DIR")
+
+    convert_llm.add_parser(sub)
 
     models = sub.add_parser("models", help="where to get the card models; which packaged weights are installed")
     models.add_argument("--json", action="store_true", help="machine-readable output")
@@ -386,7 +390,8 @@ def _cmd_models(args, stdout: TextIO) -> int:
 
 
 # ---------------------------------------------------------------------------------------------------------------------
-COMMANDS = {"smi": _cmd_smi, "doctor": _cmd_doctor, "convert-whisper": _cmd_convert, "models": _cmd_models}
+COMMANDS = {"smi": _cmd_smi, "doctor": _cmd_doctor, "convert-whisper": _cmd_convert, "models": _cmd_models,
+            convert_llm.COMMAND: convert_llm.run}
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

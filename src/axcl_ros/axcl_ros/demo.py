@@ -153,6 +153,9 @@ def run(args) -> int:
     finally:
         rc = host.stop()
         _say(f"perception_host stopped (exit code {rc})")
+    from .demo_describe import describe_step  # the describe node's model (issue 14)
+
+    describe_step(args.vlm_dir or os.environ.get("AXCL_ROS_VLM_DIR", ""))
     return code
 
 
@@ -161,6 +164,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default="out/demo", help="folder for PNGs, logs and the parameter file")
     parser.add_argument("--depth-model", default="", help="Depth Anything V2 model (.onnx or .axmodel), optional")
+    parser.add_argument("--vlm-dir", default="", help="vision-language model folder for the describe step, optional")
     parser.add_argument("--frames", type=int, default=40, help="camera frames to publish")
     parser.add_argument("--fps", type=float, default=10.0, help="camera frame rate")
     parser.add_argument("--audio-rate", type=float, default=2.0, help="audio playback speed (x real time)")

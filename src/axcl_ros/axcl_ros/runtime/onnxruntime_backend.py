@@ -128,19 +128,23 @@ class OnnxRuntimeBackend(Backend):
         intra_op_num_threads: threads ORT uses inside one operator; 0 keeps ORT's default (all cores).
         inter_op_num_threads: threads across operators (only used by parallel execution mode); 0 = default.
         log_severity_level: ORT log level for new sessions (0 verbose … 4 fatal); 3 shows errors only.
+        allow_spinning: let ORT's worker threads spin after a run (fast for one model run in a loop; turn it off
+            when many small sessions run one after the other, e.g. one per LLM layer, or their idle pools spin
+            against the running one).
     """
 
     name = "onnxruntime"
     suffixes = (".onnx",)
 
     def __init__(self, intra_op_num_threads: int = 0, inter_op_num_threads: int = 0,
-                 log_severity_level: int = 3) -> None:
+                 log_severity_level: int = 3, allow_spinning: bool = True) -> None:
         if intra_op_num_threads < 0 or inter_op_num_threads < 0:
             raise ValueError(f"thread counts must be >= 0, got intra={intra_op_num_threads} "
                              f"inter={inter_op_num_threads}")
         self.intra_op_num_threads = int(intra_op_num_threads)
         self.inter_op_num_threads = int(inter_op_num_threads)
         self.log_severity_level = int(log_severity_level)
+        self.allow_spinning = bool(allow_spinning)
 
     def available(self) -> Tuple[bool, str]:
         """ORT is usable when the ``onnxruntime`` package imports."""
@@ -153,6 +157,9 @@ class OnnxRuntimeBackend(Backend):
         opts.intra_op_num_threads = self.intra_op_num_threads
         opts.inter_op_num_threads = self.inter_op_num_threads
         opts.log_severity_level = self.log_severity_level
+        if not self.allow_spinning:
+            opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+            opts.add_session_config_entry("session.inter_op.allow_spinning", "0")
         return opts
 
     def load(self, path: str, device: str = "") -> OnnxRuntimeSession:

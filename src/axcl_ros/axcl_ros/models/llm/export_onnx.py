@@ -1,0 +1,268 @@
+"""``axcl_ros convert-llm``: a llama/qwen2 checkpoint → per-layer ONNX files on AXERA's per-layer contract.
+
+Every decoder layer becomes one ONNX file with the tensor names of AXERA's compiled layer axmodels, in float32 and
+with the sequence dimensions dynamic (one graph serves prefill chunks and single-token decode, where the card uses
+shape groups)::
+
+    input        f32[1, T, H]        hidden states of the T new tokens (the embedding rows for layer 0)
+    indices      u32[1, T]           their positions
+    K_cache      f32[1, P, kv_dim]   keys of the P cached positions (after RoPE), V_cache likewise
+    mask         f32[1, T, P+T]      0 = attend, -65536 = masked (cached positions first, then the new tokens)
+    -> K_cache_out, V_cache_out f32[1, T, kv_dim]   keys / values of the new tokens, to append to the cache
+    -> output    f32[1, T, H]        hidden states for the next layer
+
+``{prefix}_post.onnx`` is the final RMSNorm + lm head, ``input f32[1,1,H] -> output f32[1,1,V]`` (logits). The token
+embedding table is kept on the host (``model.embed_tokens.weight.npy``), as AXERA keeps its bf16 table on the host.
+Weights are float32 (quantized GGUF tensors are dequantized). Graphs use numpy + ``onnx.helper`` only.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from typing import Callable, Optional
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper
+
+from ..whisper.export_onnx import _Graph
+from .checkpoint import Checkpoint, CheckpointError, QuantWeight, TokenizerData, read_checkpoint
+from .config import EMBED_NPY, LlmConfig
+
+__all__ = ["CONVERTER_VERSION", "MASK_VALUE", "build_layer", "build_post", "cached_conversion", "convert_checkpoint",
+           "build_tokenizer_json"]
+
+CONVERTER_VERSION = 2
+#: the value AXERA's masks use for "do not attend" (bf16 -65536); exp() of it underflows to exactly 0
+MASK_VALUE = -65536.0
+ProgressFn = Optional[Callable[[str], None]]
+
+
+class _LlmGraph(_Graph):
+    """The Whisper converter's graph helper plus the blocks of a llama/qwen2 decoder layer."""
+
+    def rms_norm(self, x: str, weight: np.ndarray, eps: float, hint: str) -> str:
+        """``x / sqrt(mean(x²) + eps) * weight`` over the last axis (opset 17 has no RMSNormalization)."""
+        var = self.op("ReduceMean", [self.op("Mul", [x, x])], axes=[-1], keepdims=1)
+        inv = self.op("Reciprocal", [self.op("Sqrt", [self.op("Add", [var, self.scalar(eps)])])])
+        return self.op("Mul", [self.op("Mul", [x, inv]), self.init(f"{hint}_w", weight.astype(np.float32))])
+
+    uses_nbits = False
+
+    def matmul_nbits(self, x: str, qw: QuantWeight, bias: Optional[np.ndarray], hint: str) -> str:
+        """``x @ W.T (+ bias)`` with W kept as block codes (``com.microsoft.MatMulNBits``, float32 compute) plus the
+        per-block offsets as ``blocksum(x) @ offset.T``."""
+        n, k = qw.codes.shape
+        blocks = k // qw.block
+        codes = qw.codes.reshape(n, blocks, qw.block)
+        if qw.bits == 4:
+            codes = codes[..., 0::2] | (codes[..., 1::2] << 4)
+        y = self.op("MatMulNBits", [x, self.init(f"{hint}_q", np.ascontiguousarray(codes, np.uint8)),
+                                    self.init(f"{hint}_s", qw.scale.reshape(-1).astype(np.float32))],
+                    domain="com.microsoft", K=k, N=n, bits=qw.bits, block_size=qw.block, accuracy_level=0)
+        self.uses_nbits = True
+        if qw.offset is not None and np.any(qw.offset):
+            sums = self.op("ReduceSum", [self.op("Reshape", [x, self.ints([1, -1, blocks, qw.block])]),
+                                         self.ints([-1])], keepdims=0)
+            y = self.op("Add", [y, self.op("MatMul", [sums, self.init(f"{hint}_o", qw.offset.T.astype(np.float32))])])
+        if bias is not None:
+            y = self.op("Add", [y, self.init(f"{hint}_b", bias.astype(np.float32))])
+        return y
+
+    def rope(self, x: str, cos: str, sin: str, half: int) -> str:
+        """Rotate-half RoPE on ``x [1, heads, T, dh]`` with ``cos``/``sin`` ``[1, 1, T, dh]``."""
+        x1, x2 = self.op("Split", [x, self.ints([half, half])], n_out=2, axis=-1)
+        rotated = self.op("Concat", [self.op("Neg", [x2]), x1], axis=-1)
+        return self.op("Add", [self.op("Mul", [x, cos]), self.op("Mul", [rotated, sin])])
+
+
+def build_layer(ck: Checkpoint, i: int) -> onnx.ModelProto:
+    """The ONNX graph of decoder layer ``i`` (signature in the module docstring)."""
+    h, nh, nkv, dh = ck.hidden_size, ck.num_heads, ck.num_kv_heads, ck.head_dim
+    kv_dim, group, half = nkv * dh, nh // nkv, dh // 2
+    p = f"model.layers.{i}."
+    w = ck.weight
+
+    def b(name: str) -> Optional[np.ndarray]:
+        return ck.weights.get(p + name)
+
+    def lin(x: str, name: str, hint: str) -> str:  # a projection, block-quantized when the checkpoint kept codes
+        bias = b(name.replace(".weight", ".bias"))
+        qw = ck.quant.get(p + name)
+        return g.matmul_nbits(x, qw, bias, hint) if qw is not None else g.linear(x, w(p + name), bias, hint)
+
+    g = _LlmGraph()
+    # positions -> cos/sin [1, 1, T, dh], computed like Hugging Face (float32 positions x inverse frequencies)
+    inv_freq = (1.0 / (ck.rope_theta ** (np.arange(0, dh, 2, dtype=np.int64).astype(np.float32) / dh))).astype(
+        np.float32)
+    pos = g.op("Cast", ["indices"], to=TensorProto.FLOAT)                          # [1, T]
+    freqs = g.op("Mul", [g.op("Unsqueeze", [pos, g.ints([2])]), g.init("inv_freq", inv_freq)])  # [1, T, dh/2]
+    emb = g.op("Unsqueeze", [g.op("Concat", [freqs, freqs], axis=-1), g.ints([1])])           # [1, 1, T, dh]
+    cos, sin = g.op("Cos", [emb]), g.op("Sin", [emb])
+
+    x = "input"
+    a = g.rms_norm(x, w(p + "input_layernorm.weight"), ck.rms_norm_eps, "attn_norm")
+    q = lin(a, "self_attn.q_proj.weight", "q")
+    k = lin(a, "self_attn.k_proj.weight", "k")
+    v = lin(a, "self_attn.v_proj.weight", "v")
+    q = g.rope(g.op("Transpose", [g.op("Reshape", [q, g.ints([1, -1, nh, dh])])], perm=[0, 2, 1, 3]), cos, sin, half)
+    k = g.rope(g.op("Transpose", [g.op("Reshape", [k, g.ints([1, -1, nkv, dh])])], perm=[0, 2, 1, 3]), cos, sin,
+               half)                                                                 # [1, nkv, T, dh]
+    g.op("Reshape", [g.op("Transpose", [k], perm=[0, 2, 1, 3]), g.ints([1, -1, kv_dim])], out=["K_cache_out"])
+    g.op("Identity", [v], out=["V_cache_out"])
+    k_all = g.op("Concat", ["K_cache", "K_cache_out"], axis=1)                       # [1, S, kv_dim]
+    v_all = g.op("Concat", ["V_cache", "V_cache_out"], axis=1)
+
+    def heads(t: str, perm) -> str:  # [1, S, kv_dim] -> [1, nh, ...] with each kv head repeated `group` times
+        t = g.op("Unsqueeze", [g.op("Reshape", [t, g.ints([1, -1, nkv, dh])]), g.ints([3])])   # [1, S, nkv, 1, dh]
+        t = g.op("Reshape", [g.op("Expand", [t, g.ints([1, 1, 1, group, 1])]), g.ints([1, -1, nh, dh])])
+        return g.op("Transpose", [t], perm=perm)
+
+    kt = heads(k_all, [0, 2, 3, 1])                                                  # [1, nh, dh, S]
+    vh = heads(v_all, [0, 2, 1, 3])                                                  # [1, nh, S, dh]
+    scores = g.op("Mul", [g.op("MatMul", [q, kt]), g.scalar(1.0 / np.sqrt(dh))])
+    scores = g.op("Add", [scores, g.op("Unsqueeze", ["mask", g.ints([1])])])
+    attn = g.op("MatMul", [g.op("Softmax", [scores], axis=-1), vh])                  # [1, nh, T, dh]
+    attn = g.op("Reshape", [g.op("Transpose", [attn], perm=[0, 2, 1, 3]), g.ints([1, -1, nh * dh])])
+    x = g.op("Add", [x, lin(attn, "self_attn.o_proj.weight", "o")])
+    m = g.rms_norm(x, w(p + "post_attention_layernorm.weight"), ck.rms_norm_eps, "ffn_norm")
+    gate = lin(m, "mlp.gate_proj.weight", "gate")
+    up = lin(m, "mlp.up_proj.weight", "up")
+    act = g.op("Mul", [g.op("Mul", [gate, g.op("Sigmoid", [gate])]), up])           # SiLU(gate) * up
+    x = g.op("Add", [x, lin(act, "mlp.down_proj.weight", "down")])
+    g.op("Identity", [x], out=["output"])
+    f32 = TensorProto.FLOAT
+    return _model(g, f"{ck.architecture}_l{i}", [
+        helper.make_tensor_value_info("input", f32, [1, "T", h]),
+        helper.make_tensor_value_info("indices", TensorProto.UINT32, [1, "T"]),
+        helper.make_tensor_value_info("K_cache", f32, [1, "P", kv_dim]),
+        helper.make_tensor_value_info("V_cache", f32, [1, "P", kv_dim]),
+        helper.make_tensor_value_info("mask", f32, [1, "T", "S"]),
+    ], [
+        helper.make_tensor_value_info("K_cache_out", f32, [1, "T", kv_dim]),
+        helper.make_tensor_value_info("V_cache_out", f32, [1, "T", kv_dim]),
+        helper.make_tensor_value_info("output", f32, [1, "T", h]),
+    ], f"decoder layer {i} of {ck.name} (AXERA per-layer contract, float32, dynamic T/P)")
+
+
+def build_post(ck: Checkpoint) -> onnx.ModelProto:
+    """Final RMSNorm + lm head: ``input f32[1,1,H] -> output f32[1,1,V]``."""
+    g = _LlmGraph()
+    x = g.rms_norm("input", ck.weight("model.norm.weight"), ck.rms_norm_eps, "norm")
+    qw = ck.quant.get("lm_head.weight") if "lm_head.weight" in ck.weights else ck.quant.get(
+        "model.embed_tokens.weight")
+    # onnxruntime 1.32's 8-bit MatMulNBits runs a vocabulary-wide head ~25x slower than float32: 4-bit only
+    if qw is not None and qw.bits == 4:
+        head = g.matmul_nbits(x, qw, None, "lm_head")
+    else:
+        head = g.linear(x, ck.lm_head, None, "lm_head")
+    g.op("Identity", [head], out=["output"])
+    f32 = TensorProto.FLOAT
+    return _model(g, f"{ck.architecture}_post",
+                  [helper.make_tensor_value_info("input", f32, [1, 1, ck.hidden_size])],
+                  [helper.make_tensor_value_info("output", f32, [1, 1, ck.vocab_size])],
+                  f"final norm + lm head of {ck.name}")
+
+
+def _model(g: _LlmGraph, name: str, inputs, outputs, doc: str) -> onnx.ModelProto:
+    model = g.model(name, inputs, outputs, doc)
+    model.producer_version = f"llm-{CONVERTER_VERSION}"
+    if g.uses_nbits:
+        model.opset_import.append(helper.make_opsetid("com.microsoft", 1))
+    return model
+
+
+def build_tokenizer_json(tok: TokenizerData) -> str:
+    """A Hugging Face ``tokenizer.json`` (byte-level BPE) from GGUF/HF tokenizer data."""
+    from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, processors
+
+    vocab = {s: i for i, s in enumerate(tok.tokens) if s}
+    merges = [tuple(m.split(" ", 1)) for m in tok.merges]
+    t = Tokenizer(models.BPE(vocab=vocab, merges=merges, fuse_unk=False))
+    byte_level = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+    if tok.pre == "smollm":  # SmolLM's own tokenizer splits digits one by one before the byte-level step
+        t.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.Digits(individual_digits=True), byte_level])
+    else:
+        t.pre_tokenizer = byte_level
+    t.decoder = decoders.ByteLevel()
+    t.post_processor = processors.ByteLevel(trim_offsets=False)
+    t.add_special_tokens([AddedToken(s, special=True, normalized=False) for s in tok.special])
+    return t.to_str()
+
+
+_SYSTEM_RE = re.compile(r"<\|im_start\|>system\n(.*?)<\|im_end\|>", re.S)
+
+
+def _config_for(ck: Checkpoint, max_context: int, prefill_chunk: int, source: str) -> LlmConfig:
+    tok = ck.tokenizer
+    ids = {s: i for i, s in enumerate(tok.tokens)} if tok else {}
+    template = tok.chat_template if tok else ""
+    eos = [i for i in (tok.eos_id if tok else None, ids.get("<|im_end|>")) if i is not None]
+    system = _SYSTEM_RE.search(template)
+    return LlmConfig(
+        architecture=ck.architecture, num_layers=ck.num_layers, hidden_size=ck.hidden_size, num_heads=ck.num_heads,
+        num_kv_heads=ck.num_kv_heads, head_dim=ck.head_dim, vocab_size=ck.vocab_size,
+        max_context=min(int(max_context), ck.max_position_embeddings), prefill_chunk=int(prefill_chunk),
+        prompt_format="chatml" if "<|im_start|>" in template or "<|im_start|>" in ids else "plain",
+        default_system_prompt=system.group(1) if system else "", bos_id=None, eos_ids=sorted(set(eos)),
+        converter_version=CONVERTER_VERSION, source=source)
+
+
+def convert_checkpoint(source: str, out_dir: str, *, max_context: int = 2048, prefill_chunk: int = 128,
+                       keep_quant: bool = False, progress: ProgressFn = None) -> LlmConfig:
+    """Convert ``source`` (GGUF file, safetensors file or Hugging Face folder) into ``out_dir``; return the config.
+
+    ``keep_quant``: GGUF Q4_0 / Q4_1 / Q8_0 matrices stay block-quantized in the graphs (onnxruntime's
+    ``MatMulNBits``, float32 arithmetic on the exact dequantized values; 4-5x smaller files, less memory traffic per
+    token); everything else, and every other source, is float32.
+
+    Raises :class:`~.checkpoint.CheckpointError` for an unreadable or unsupported checkpoint.
+    """
+    say = progress or (lambda _m: None)
+    t0 = time.monotonic()
+    ck = read_checkpoint(source, keep_quant=keep_quant)
+    if ck.tokenizer is None:
+        raise CheckpointError(f"{source!r} carries no tokenizer (GGUF tokenizer.ggml.* or tokenizer.json)")
+    say(f"read {ck.name}: {ck.architecture}, {ck.num_layers} layers, hidden {ck.hidden_size}, vocab "
+        f"{ck.vocab_size} ({time.monotonic() - t0:.1f} s)")
+    os.makedirs(out_dir, exist_ok=True)
+    for i in range(ck.num_layers):
+        onnx.save_model(build_layer(ck, i), os.path.join(out_dir, f"{ck.architecture}_l{i}.onnx"))
+        say(f"layer {i + 1}/{ck.num_layers}")
+    onnx.save_model(build_post(ck), os.path.join(out_dir, f"{ck.architecture}_post.onnx"))
+    np.save(os.path.join(out_dir, EMBED_NPY), ck.weight("model.embed_tokens.weight").astype(np.float32))
+    with open(os.path.join(out_dir, "tokenizer.json"), "w") as f:
+        f.write(build_tokenizer_json(ck.tokenizer))
+    cfg = _config_for(ck, max_context, prefill_chunk, os.path.basename(os.path.normpath(source)))
+    cfg.weights = "gguf-blocks" if ck.quant else "float32"
+    cfg.save(out_dir)
+    say(f"wrote {out_dir} ({time.monotonic() - t0:.1f} s)")
+    return cfg
+
+
+def cached_conversion(source: str, *, cache: Optional[str] = None, max_context: int = 2048,
+                      keep_quant: bool = False, progress: ProgressFn = None) -> str:
+    """The converted folder of ``source``, converted once into the cache (:func:`axcl_ros.assets.cache_dir`) and
+    reused; keyed by the converter version, the source's size and mtime and ``max_context``. A conversion is
+    written to a temporary folder and renamed, so concurrent callers never see half a model."""
+    import shutil
+
+    from ...assets import cache_dir
+
+    st = os.stat(source)
+    root = cache if cache is not None else str(cache_dir())
+    stem = os.path.basename(os.path.normpath(source)).replace(".", "_")
+    dst = os.path.join(root, f"llm-{stem}-onnx-v{CONVERTER_VERSION}-{st.st_size}-{st.st_mtime_ns}-c{max_context}"
+                                     f"{'-q' if keep_quant else ''}")
+    if os.path.isfile(os.path.join(dst, "config.json")):
+        return dst
+    tmp = f"{dst}.tmp{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    convert_checkpoint(source, tmp, max_context=max_context, keep_quant=keep_quant, progress=progress)
+    try:
+        os.rename(tmp, dst)
+    except OSError:  # another process finished the same conversion first
+        shutil.rmtree(tmp, ignore_errors=True)
+    return dst
