@@ -17,6 +17,7 @@ from ..runtime.executor import (
     tune_interpreter_for_device_work,
 )
 from ..runtime.registry import resolve_backend
+from ..transport_profile import apply_transport_profile
 from .spinning import spin_until
 
 
@@ -92,8 +93,10 @@ def run_main(node_class, args=None, **node_kwargs) -> None:
     from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 
     tune_interpreter_for_device_work()
+    profile = apply_transport_profile()
     rclpy.init(args=args)
     node = node_class(**node_kwargs)
+    node.get_logger().info(profile)
     executor = MultiThreadedExecutor()
     executor.add_node(node)
     try:
