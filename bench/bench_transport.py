@@ -99,7 +99,7 @@ def _case(size: str, qos: str, profile: str, frames: int, *, ours: bool = False,
     w, h = SIZES[size]
     sub_profile = profile in ("profile both sides", "profile subscriber only")
     pub_profile = profile in ("profile both sides", "profile publisher only")
-    topic = f"/bench_transport/{size}/image_raw"
+    topic = f"/bench_transport/cam_{size}/image_raw"
     here = Path(__file__).resolve()
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "sub.json"
@@ -180,7 +180,7 @@ def run(quick: bool = False) -> List[Row]:
         rows.append(Row("transport", "640x480 best_effort, profile both sides: axcl_ros CameraInputs (auto) delivered",
                         100.0 * ours["received"] / frames, "%", 100.0 * floor["received"] / frames, "bare echo",
                         ratio(ours["received"], floor["received"]),
-                        f"median latency ours {om} ms vs echo {fm} ms; lost events {ours.get('lost_event')}"))
+                        f"median latency ours {om:.2f} ms vs echo {fm:.2f} ms; lost events {ours.get('lost_event')}"))
     audio_s = 3.0 if quick else 20.0
     cam_frames = int(audio_s * 30) + 60
     for profile in ("defaults", "profile both sides"):
