@@ -19,8 +19,10 @@ from pathlib import Path
 from typing import MutableMapping, Optional
 
 PROFILE_NAME = "fastdds_camera.xml"
-#: Fast DDS 2.x (Humble, Jazzy) reads the first, Fast DDS 3.x (Kilted) the second.
+#: Fast DDS 2.x (Humble, Jazzy) reads the first, Fast DDS 3.x (Kilted) the second (and warns that the first is
+#: deprecated, so it is only set for distributions on Fast DDS 2.x or when ROS_DISTRO is unknown, as with the wheels).
 PROFILE_VARS = ("FASTRTPS_DEFAULT_PROFILES_FILE", "FASTDDS_DEFAULT_PROFILES_FILE")
+FASTDDS2_DISTROS = ("humble", "iron", "jazzy")
 #: Set by :func:`apply_transport_profile` so child processes do not log the choice again as "the user's".
 APPLIED_MARK = "AXCL_ROS_TRANSPORT_PROFILE"
 
@@ -47,7 +49,7 @@ def apply_transport_profile(environ: Optional[MutableMapping[str, str]] = None) 
     Must run before the first DDS participant is created (before ``rclpy.init``).
     """
     env = os.environ if environ is None else environ
-    if env.get(APPLIED_MARK) and env.get(APPLIED_MARK) == env.get(PROFILE_VARS[0]):
+    if env.get(APPLIED_MARK) and env.get(APPLIED_MARK) == env.get(PROFILE_VARS[1]):
         return f"Fast DDS transport profile: {env[APPLIED_MARK]} (axcl_ros shipped profile)"
     user = {v: env[v] for v in PROFILE_VARS if env.get(v)}
     if user:
@@ -57,8 +59,10 @@ def apply_transport_profile(environ: Optional[MutableMapping[str, str]] = None) 
     if path is None:
         return (f"Fast DDS transport profile: none ({PROFILE_NAME} not found); camera images over 512 KB may be lost "
                 "by best-effort transport")
+    distro = env.get("ROS_DISTRO", "")
     for var in PROFILE_VARS:
-        env[var] = str(path)
+        if var == PROFILE_VARS[1] or not distro or distro in FASTDDS2_DISTROS:
+            env[var] = str(path)
     env[APPLIED_MARK] = str(path)
     return f"Fast DDS transport profile: {path} (axcl_ros shipped profile)"
 

@@ -92,6 +92,9 @@ def test_profile_never_overrides_the_users():
     assert env[PROFILE_VARS[0]] == env[PROFILE_VARS[1]] == str(shipped_profile())
     assert "shipped" in line and str(shipped_profile()) in line
     assert "shipped" in apply_transport_profile(env)  # a child process of ours: still ours, not "the user's"
+    env = {"ROS_DISTRO": "kilted"}  # Fast DDS 3.x: only the variable it reads, no deprecation warning
+    apply_transport_profile(env)
+    assert PROFILE_VARS[0] not in env and env[PROFILE_VARS[1]] == str(shipped_profile())
     assert f"export FASTDDS_DEFAULT_PROFILES_FILE='{shipped_profile()}'" in shell_exports({})
 
 
