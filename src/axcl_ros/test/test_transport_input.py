@@ -205,3 +205,66 @@ def test_audio_reliable_wav_publisher_waits_and_every_chunk_arrives(tmp_path):
     for msg in got:
         checker.check(msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9, len(msg.data) // 2, msg.sample_rate)
     assert checker.gaps == 0
+
+
+@pytest.mark.parametrize("profile", [True, False], ids=["profile", "fast-dds-defaults"])
+def test_detector_accounts_every_frame_on_diagnostics(tmp_path, profile):
+    """A real detector (YOLOv8n, CPU) fed by a best-effort camera process: /diagnostics adds up per camera.
+
+    published by the camera = received + lost in transport (+ the last few, whose loss nobody can see yet), and
+    received = results published + dropped by the latest-only slot + rejected.
+    """
+    from diagnostic_msgs.msg import DiagnosticArray
+    from rclpy.parameter import Parameter
+
+    from axcl_ros import assets
+    from axcl_ros.nodes.detector import DetectorNode
+    from axcl_ros.testing.lifecycle_client import LifecycleClient
+
+    labels = tmp_path / "labels.txt"
+    labels.write_text("\n".join(assets.NUDENET_LABELS) + "\n")
+    topic = f"/tp_det_{int(profile)}/image_raw"
+    with RosGraph() as graph:
+        graph.add(DetectorNode("tp_detector", context=graph.context, parameter_overrides=[
+            Parameter("model_path", value=str(assets.nudenet_yolov8n_onnx())), Parameter("labels", value=str(labels)),
+            Parameter("input_size", value=320), Parameter("image_topics", value=[topic]),
+            Parameter("publish_annotated", value=False), Parameter("diagnostics_period", value=0.2)]))
+        test = graph.node("tp_detector_test")
+        diags = []
+        test.create_subscription(DiagnosticArray, "/diagnostics", diags.append, 50)
+        lc = LifecycleClient(graph, test)
+        proc = _publish(topic, "best_effort", profile)
+        try:
+            graph.wait_for(lambda: test.count_publishers(topic) > 0, 20.0, "the camera process")
+            assert lc.change("/tp_detector", "configure") and lc.change("/tp_detector", "activate")
+            out, _ = proc.communicate(timeout=90)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+        published = json.loads(out.strip().splitlines()[-1])["published"]
+
+        def values():
+            for msg in reversed(diags):
+                for st in msg.status:
+                    if st.name == "axcl_ros: /tp_detector":
+                        return {kv.key: kv.value for kv in st.values}
+            return {}
+
+        def settled():
+            v = values()
+            if not v:
+                return False
+            n = {k: int(v[f"camera0.{k}"]) for k in ("received", "published", "dropped", "errors",
+                                                      "lost_in_transport")}
+            return (n["received"] == n["published"] + n["dropped"] + n["errors"]
+                    and n["received"] + n["lost_in_transport"] >= 0.8 * published)
+
+        graph.wait_for(settled, 20.0, "the detector's counters to add up on /diagnostics")
+        v = values()
+        lc.change("/tp_detector", "deactivate")
+    received, lost = int(v["camera0.received"]), int(v["camera0.lost_in_transport"])
+    assert v["camera0.qos"] == "auto: best_effort" and v["camera0.lost_source"] == "event"
+    if profile:
+        assert received >= 0.9 * published and v["camera0.sample_bytes"] == "921600", v
+    elif received < published:
+        assert lost > 0, v
