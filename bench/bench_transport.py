@@ -6,7 +6,8 @@ process, best effort or reliable; a subscriber in a third process counts what ar
 (``config/fastdds_camera.xml``) on both sides, on the subscriber only and on the publisher only. The subscriber is a
 bare rclpy echo node (the floor); one row runs ours (``CameraInputs``, ``input_qos: auto``) instead. Audio: 16 kHz
 ``wav_publisher`` (reliable, the default) into an ``auto`` input while the 640x480
-camera streams, with defaults and with the profile. Ratios are against the defaults row of the same run.
+camera streams, with defaults and with the profile. The 640x480 best-effort rows are repeated with one core kept
+busy by a spinning process. Ratios are against the defaults row of the same run.
 """
 
 from __future__ import annotations
@@ -95,7 +96,7 @@ def _subscriber(args) -> None:
 
 
 def _case(size: str, qos: str, profile: str, frames: int, *, ours: bool = False,
-          audio_s: float = 0.0) -> Optional[dict]:
+          audio_s: float = 0.0, busy: bool = False) -> Optional[dict]:
     w, h = SIZES[size]
     sub_profile = profile in ("profile both sides", "profile subscriber only")
     pub_profile = profile in ("profile both sides", "profile publisher only")
@@ -109,6 +110,7 @@ def _case(size: str, qos: str, profile: str, frames: int, *, ours: bool = False,
             sub_argv.append("--ours")
         if audio_s:
             sub_argv.append("--audio")
+        spinner = (subprocess.Popen([sys.executable, "-c", "while True: pass"]) if busy else None)
         sub = subprocess.Popen(sub_argv, env=_env(sub_profile), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         procs = [subprocess.Popen([sys.executable, "-m", "axcl_ros.testing.camera_publisher", "--topic", topic,
                                    "--frames", str(frames), "--fps", "30", "--width", str(w), "--height", str(h),
@@ -129,6 +131,10 @@ def _case(size: str, qos: str, profile: str, frames: int, *, ours: bool = False,
             for p in [*procs, sub]:
                 p.kill()
             return None
+        finally:
+            if spinner is not None:
+                spinner.kill()
+                spinner.wait()
         return json.loads(out.read_text()) if out.is_file() else None
 
 
@@ -181,6 +187,18 @@ def run(quick: bool = False) -> List[Row]:
                         100.0 * ours["received"] / frames, "%", 100.0 * floor["received"] / frames, "bare echo",
                         ratio(ours["received"], floor["received"]),
                         f"median latency ours {om:.2f} ms vs echo {fm:.2f} ms; lost events {ours.get('lost_event')}"))
+    busy_base = None
+    for profile in ("defaults", "profile both sides"):  # one core kept busy by a spinning process
+        r = _case("640x480", "best_effort", profile, frames, busy=True)
+        if r is None:
+            rows.append(Row("transport", f"640x480 best_effort, one core busy, {profile}", None, note="failed"))
+            continue
+        busy_base = busy_base or r
+        d, bd = 100.0 * r["received"] / frames, 100.0 * busy_base["received"] / frames
+        rows.append(Row("transport", f"640x480 bgr8 best_effort pub, one core busy, {profile}: delivered", d, "%", bd,
+                        "defaults, busy", ratio(d, bd),
+                        f"{r['received']}/{frames}; median latency {_median(r['latency_ms'])} ms; a spinning process "
+                        "keeps one core busy"))
     audio_s = 3.0 if quick else 20.0
     cam_frames = int(audio_s * 30) + 60
     for profile in ("defaults", "profile both sides"):
