@@ -137,7 +137,8 @@ class CameraInputs:
     def _lost(self, stream: CameraStream, count: int) -> None:
         stream.lost_in_transport += count
         pubs = describe_publishers(stream.input.publishers()) if stream.input is not None else "publishers unknown"
-        size = f"{stream.sample_bytes:,} B samples" if stream.sample_bytes else "samples of unknown size"
+        size = (f"{stream.sample_bytes:,} B samples" if stream.sample_bytes
+                else "no sample has arrived yet: typical of images over 512 KB")
         self.node.get_logger().warning(
             f"{stream.lost_in_transport} frames lost in transport on {stream.topic} ({size}; {pubs}; subscribed "
             f"{stream.input.qos_text if stream.input else '?'}). Start the camera driver with the shipped transport "
