@@ -31,6 +31,7 @@ from bench_common import Row, fmt, machine_info  # noqa: E402
 #: topic name → module (in run order: the cheap, quiet ones first)
 TOPICS: Dict[str, str] = {
     "hostpath": "bench_hostpath",
+    "transport": "bench_transport",
     "lifecycle": "bench_lifecycle",
     "overload": "bench_overload",
     "multicam": "bench_multicam",

@@ -7,5 +7,8 @@ case $- in *u*) _AXCL_NOUNSET=1; set +u ;; *) _AXCL_NOUNSET=0 ;; esac  # setup.b
 . "$_AXCL_ROOT/install/setup.bash"
 [ "$_AXCL_NOUNSET" = 1 ] && set -u
 export ROS_AUTOMATIC_DISCOVERY_RANGE=${ROS_AUTOMATIC_DISCOVERY_RANGE:-LOCALHOST}
+# the shipped Fast DDS transport profile (camera-size messages), unless one is already set; the same for any camera
+# driver started from this shell (README: "QoS, large images and the transport profile")
+eval "$(python3 -m axcl_ros.transport_profile)"
 export ROS_LOG_DIR=${ROS_LOG_DIR:-$_AXCL_ROOT/log/ros}
 unset _AXCL_ROOT _AXCL_NOUNSET

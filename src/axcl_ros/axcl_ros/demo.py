@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from . import assets
+from .transport_profile import apply_transport_profile
 
 
 def _say(text: str) -> None:
@@ -58,7 +59,7 @@ def write_params(path: Path, out: Path, whisper_dir: Path, depth_model: str) -> 
         "perception_host": {"ros__parameters": {"nodes": list(nodes), "node_types": list(nodes), "autostart": True}},
         "detector": {"ros__parameters": {
             "model_path": str(assets.nudenet_yolov8n_onnx()), "labels": str(labels), "input_size": 320,
-            "image_topics": ["/camera/image_raw"], "input_qos": "sensor_data", "confidence_threshold": 0.35}},
+            "image_topics": ["/camera/image_raw"], "input_qos": "auto", "confidence_threshold": 0.35}},
         "speech": {"ros__parameters": {
             "model_dir": str(whisper_dir), "language": "en", "audio_topic": "/audio",
             "vad_model_path": str(assets.silero_vad_onnx())}},
@@ -172,6 +173,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
     os.environ.setdefault("ROS_LOG_DIR", tempfile.mkdtemp(prefix="axcl_ros_demo_log_"))
+    _say(apply_transport_profile())  # this process (the camera and microphone) and the perception_host it starts
     return run(args)
 
 

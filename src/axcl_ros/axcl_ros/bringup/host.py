@@ -297,11 +297,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     from rclpy.utilities import remove_ros_args
 
     from axcl_ros.runtime.executor import tune_interpreter_for_device_work
+    from axcl_ros.transport_profile import apply_transport_profile
 
     argv = list(sys.argv if argv is None else argv)
     options = build_parser().parse_args(remove_ros_args(argv)[1:])
     tune_interpreter_for_device_work()
     stop = stop_on_signals()
+    profile = apply_transport_profile()
     rclpy.init(args=argv, signal_handler_options=SignalHandlerOptions.NO)
     try:
         host = PerceptionHost(argv, options)
@@ -312,6 +314,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return 2
     names = ", ".join(n.get_fully_qualified_name() for n in host.nodes) or "no nodes"
     host.log.info(f"hosting {names}; autostart={host.autostart}")
+    host.log.info(profile)
     error = None
     try:
         error = run_until_signal(host.executor, stop)

@@ -67,9 +67,10 @@ from ..models.depth_geometry import (
     scale_camera_info,
 )
 from ..runtime.executor import ExecutorShutdownError, ModelReleasedError
-from .camera_input import CameraInputs, CameraStream, decode_bgr
-from .common import OUTPUT_QOS, QOS_CHOICES, AxclLifecycleNode, ParamSpec, make_qos, sibling_topic
+from .camera_input import INPUT_QOS_PARAMS, CameraInputs, CameraStream, decode_bgr
+from .common import OUTPUT_QOS, AxclLifecycleNode, ParamSpec, sibling_topic
 from .model_host import ModelHost, run_main
+from .transport_input import TransportInput
 
 BACKENDS = ("auto", "axcl", "onnxruntime")
 #: OpenCV colormaps by lower-case name (``turbo``, ``inferno``, ``viridis`` ...).
@@ -186,8 +187,7 @@ class DepthNode(AxclLifecycleNode):
         ParamSpec("camera_info_topic", "", "CameraInfo topic; '' = the sibling 'camera_info' of image_topic."),
         ParamSpec("input_transport", "raw", "raw = sensor_msgs/Image on T; compressed = CompressedImage on "
                                             "T/compressed.", choices=("raw", "compressed")),
-        ParamSpec("input_qos", "sensor_data", "Input QoS for image and camera_info (sensor_data is best effort).",
-                  choices=QOS_CHOICES),
+        *INPUT_QOS_PARAMS,
         ParamSpec("output_mode", MODE_INVERSE_RELATIVE,
                   "Meaning of the model output: inverse_relative (unitless, topic inverse_depth_relative), metric "
                   "(metres, metric checkpoint, topic depth) or scale_shift (metres = 1/(scale*inv+shift), topic "
@@ -251,7 +251,7 @@ class DepthNode(AxclLifecycleNode):
             raise DepthConfigError(f"{exc}{hint}") from exc
         image_topic = str(self.param("image_topic"))
         self.cameras = CameraInputs(self, [image_topic], self.param("input_transport"), self.param("input_qos"),
-                                    self._on_frame)
+                                    self._on_frame, depth=int(self.param("input_depth")))
         info = self.adapter.info
         suffix = info.topic_suffix
         self.output_topic = sibling_topic(image_topic, suffix)
@@ -276,14 +276,15 @@ class DepthNode(AxclLifecycleNode):
 
     def activate(self) -> None:
         self.cameras.start()
-        self._info_sub = self.create_subscription(CameraInfo, self.camera_info_topic, self._on_camera_info,
-                                                  make_qos(self.param("input_qos"), depth=1))
+        self._info_sub = TransportInput(self, CameraInfo, self.camera_info_topic, self._on_camera_info,
+                                        self.param("input_qos"), 1)
+        self._info_sub.start()
 
     def deactivate(self) -> None:
         if self.cameras is not None:
             self.cameras.stop()
         if self._info_sub is not None:
-            self.destroy_subscription(self._info_sub)
+            self._info_sub.stop()
             self._info_sub = None
 
     def cleanup(self) -> None:

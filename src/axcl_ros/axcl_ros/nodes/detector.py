@@ -27,8 +27,8 @@ from ..io.image import ImageConversionError, array_to_image_fields
 from ..models.labels import LabelsError
 from ..models.yolo import DetectorConfig, YoloAdapter
 from ..runtime.executor import ExecutorShutdownError, ModelReleasedError
-from .camera_input import CameraInputs, CameraStream, decode_bgr
-from .common import LATCHED_QOS, OUTPUT_QOS, QOS_CHOICES, AxclLifecycleNode, ParamSpec
+from .camera_input import INPUT_QOS_PARAMS, CameraInputs, CameraStream, decode_bgr
+from .common import LATCHED_QOS, OUTPUT_QOS, AxclLifecycleNode, ParamSpec
 from .detection_messages import fill_detection_array, to_label_info, to_vision_detections, vision_msgs_types
 from .model_host import ModelHost, run_main
 
@@ -56,8 +56,7 @@ class DetectorNode(AxclLifecycleNode):
         ParamSpec("image_topics", ["image"], "Camera image topics; outputs go to each topic's namespace."),
         ParamSpec("input_transport", "raw", "raw = sensor_msgs/Image on T; compressed = CompressedImage on "
                                             "T/compressed.", choices=("raw", "compressed")),
-        ParamSpec("input_qos", "sensor_data", "Input QoS (sensor_data is best effort, keep last 1).",
-                  choices=QOS_CHOICES),
+        *INPUT_QOS_PARAMS,
         ParamSpec("publish_annotated", True, "Publish detections_image while someone subscribes.", dynamic=True),
     )
 
@@ -77,7 +76,7 @@ class DetectorNode(AxclLifecycleNode):
                                               input_size=self._input_size(handle))
         self.adapter.config = self._config()
         self.cameras = CameraInputs(self, list(self.param("image_topics")), self.param("input_transport"),
-                                    self.param("input_qos"), self._on_frame)
+                                    self.param("input_qos"), self._on_frame, depth=int(self.param("input_depth")))
         self._vision = vision_msgs_types()
         for cam in self.cameras.streams:
             pubs = cam.publishers

@@ -18,6 +18,7 @@ from ..runtime.executor import (
     tune_interpreter_for_device_work,
 )
 from ..runtime.registry import resolve_backend
+from ..transport_profile import apply_transport_profile
 from .executable_help import help_requested, node_help, node_help_name
 from .spinning import spin_until
 
@@ -111,8 +112,10 @@ def run_main(node_class, args=None, **node_kwargs) -> None:
     options = input_parser(node_help_name(node_class)).parse_args(remove_ros_args(argv)[1:])
     inputs = input_overrides(node_help_name(node_class), **vars(options))  # launch inputs (--camera-topic=...)
     tune_interpreter_for_device_work()
+    profile = apply_transport_profile()
     rclpy.init(args=argv)
     node = node_class(parameter_overrides=[Parameter(k, value=v) for k, v in inputs.items()], **node_kwargs)
+    node.get_logger().info(profile)
     autostart = node.declare_parameter("autostart", False, ParameterDescriptor(
         description="Configure and activate at start (off: wait for `ros2 lifecycle set` or a manager).")).value
     executor = MultiThreadedExecutor()

@@ -36,9 +36,10 @@ from ..models.segmenter import MAX_SEGMENT_LIMIT_S, SpeechSegmenter
 from ..models.vad import EnergyVad, create_vad
 from ..runtime.executor import get_executor
 from ..runtime.registry import resolve_backend
-from .common import LATCHED_QOS, QOS_CHOICES, AxclLifecycleNode, ParamSpec, make_qos
+from .common import LATCHED_QOS, AxclLifecycleNode, ParamSpec
 from .model_host import executor_key, run_main
 from .speech_pipeline import SpeechOutcome, SpeechPipeline
+from .transport_input import INPUT_QOS_CHOICES, PROFILE_HINT, TransportInput
 
 BACKENDS = ("auto", "axcl", "onnxruntime")
 TASKS = ("transcribe", "translate")
@@ -88,8 +89,9 @@ class SpeechNode(AxclLifecycleNode):
         ParamSpec("queue_size", 4, "Segments that may wait for recognition; on overflow the oldest is reported "
                                    "as an error transcript.", min=1, max=1000),
         ParamSpec("audio_topic", "audio", "AudioChunk input topic."),
-        ParamSpec("input_qos", "sensor_data", "Audio input QoS (sensor_data = best effort, matches any "
-                                              "publisher).", choices=QOS_CHOICES),
+        ParamSpec("input_qos", "auto", "Audio input QoS: auto = reliable when every publisher is reliable, best "
+                                       "effort otherwise (re-checked as publishers come and go); sensor_data = best "
+                                       "effort.", choices=INPUT_QOS_CHOICES),
         ParamSpec("listen_timeout_s", 15.0, "Default timeout of ~/listen_once goals.", min=0.1, max=3600.0,
                   dynamic=True),
     )
@@ -100,6 +102,7 @@ class SpeechNode(AxclLifecycleNode):
         self.vad = None
         self._pubs: dict = {}
         self._subs: list = []
+        self._audio_in: Optional[TransportInput] = None
         self._srv = None
         self._action = None
         self._active = False
@@ -147,17 +150,32 @@ class SpeechNode(AxclLifecycleNode):
                                       "loud sound")
 
     def activate(self) -> None:
-        qos = make_qos(self.param("input_qos"), depth=AUDIO_QUEUE_DEPTH)
+        self._audio_in = TransportInput(self, AudioChunk, self.param("audio_topic"), self._on_audio,
+                                        self.param("input_qos"), AUDIO_QUEUE_DEPTH, callback_group=self._audio_group,
+                                        on_lost=self._on_audio_lost)
+        self._audio_in.start()
         self._subs = [
-            self.create_subscription(AudioChunk, self.param("audio_topic"), self._on_audio, qos,
-                                     callback_group=self._audio_group),
             self.create_subscription(Bool, "mute", self._on_mute, MUTE_QOS, callback_group=self._audio_group),
         ]
         self._active = True
         self._pubs["speech_active"].publish(Bool(data=self.pipeline.speech_active))
 
+    def _on_audio_lost(self, count: int) -> None:
+        self.counters["audio_lost_in_transport"] += count
+        self.get_logger().warning(
+            f"{self.counters['audio_lost_in_transport']} audio chunks lost in transport on "
+            f"{self.param('audio_topic')} (subscribed {self._audio_in.qos_text if self._audio_in else '?'}); use a "
+            f"reliable publisher or start it with the shipped transport profile: {PROFILE_HINT}",
+            throttle_duration_sec=10.0)
+
+    def _stop_audio_input(self) -> None:
+        if self._audio_in is not None:
+            self._audio_in.stop()
+            self._audio_in = None
+
     def deactivate(self) -> None:
         self._active = False
+        self._stop_audio_input()
         self._subs = self.destroy_all(self._subs, self.destroy_subscription)
         if self.pipeline is not None:
             self.pipeline.flush()  # the open segment is recognised and published before the outputs stop
@@ -167,6 +185,7 @@ class SpeechNode(AxclLifecycleNode):
 
     def cleanup(self) -> None:
         self._active = False
+        self._stop_audio_input()
         self._subs = self.destroy_all(self._subs, self.destroy_subscription)
         worker_busy = False
         if self.pipeline is not None:
@@ -428,6 +447,10 @@ class SpeechNode(AxclLifecycleNode):
             values.update({"vad": self.vad.kind, "vad_reason": self.vad.reason})
         if self.pipeline is not None:
             values.update({f"speech.{k}": v for k, v in self.pipeline.summary().items()})
+        values["audio.lost_in_transport"] = self.counters.get("audio_lost_in_transport", 0)
+        if self._audio_in is not None:
+            values["audio.qos"] = self._audio_in.qos_text
+            values["audio.lost_source"] = self._audio_in.lost_source
         return values
 
     def diagnostic_level(self) -> tuple:

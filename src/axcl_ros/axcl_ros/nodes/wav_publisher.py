@@ -7,8 +7,9 @@ its sample offset / sample rate. So stamps stay exactly continuous (no gaps or o
 (where they run ahead of the wall clock) and with ``loop`` (the timeline goes on across repetitions).
 
 Parameters: ``wav_path``, ``topic`` (``audio``), ``chunk_ms``, ``rate``, ``loop``, ``sample_format`` (S16LE/F32LE),
-``frame_id``, ``raw_sample_rate`` (for headerless files), ``start_delay_s``, ``wait_for_subscribers`` (start when
-that many subscriptions are matched, or after ``wait_timeout_s``), ``autostart``, ``exit_when_done`` (``main()`` ends
+``frame_id``, ``raw_sample_rate`` (for headerless files), ``start_delay_s``, ``wait_for_subscribers`` (default 1:
+start when that many subscriptions are matched, or after ``wait_timeout_s``, and say so in the log; 0 = start at once,
+losing whatever is published before discovery completes), ``autostart``, ``exit_when_done`` (``main()`` ends
 the process after the last chunk; otherwise the node stays up and quiet), ``qos`` (reliable/sensor_data).
 """
 
@@ -71,7 +72,8 @@ class WavPublisherNode(Node):
         p("raw_sample_rate", 16000, _desc("Sample rate of headerless (raw S16 mono) files.", 1000, 384000,
                                           integer=True))
         p("start_delay_s", 0.0, _desc("Wait this long before the first chunk.", 0.0, 3600.0))
-        p("wait_for_subscribers", 0, _desc("Start once this many subscriptions are matched (0 = do not wait).",
+        p("wait_for_subscribers", 1, _desc("Start once this many subscriptions are matched (0 = do not wait: chunks "
+                                           "published before discovery completes are lost).",
                                            0, 1000, integer=True))
         p("wait_timeout_s", 10.0, _desc("Start anyway after waiting this long for subscribers.", 0.0, 3600.0))
         p("autostart", True, _desc("Start playing on its own (else call start())."))
@@ -110,6 +112,7 @@ class WavPublisherNode(Node):
         self._lock = threading.Lock()
         self._t_start: Optional[float] = None  # monotonic time of the first sample
         self._t_created = time.monotonic()
+        self._waiting_logged = False
         self._start_requested = bool(get("autostart"))
         period = min(0.05, self.chunk_frames / self.sample_rate / self.rate / 2.0)
         self._timer = self.create_timer(max(period, 0.002), self._tick)
@@ -133,6 +136,11 @@ class WavPublisherNode(Node):
             return False
         if self._wait_subs and self.publisher.get_subscription_count() < self._wait_subs:
             if now - self._t_created - self._delay < self._wait_timeout:
+                if not self._waiting_logged:
+                    self._waiting_logged = True
+                    self.get_logger().info(f"waiting for {self._wait_subs} subscriber(s) on "
+                                           f"{self.publisher.topic_name} (up to {self._wait_timeout:g} s; "
+                                           "wait_for_subscribers:=0 starts at once)")
                 return False
             self.get_logger().warning(f"only {self.publisher.get_subscription_count()} of {self._wait_subs} "
                                       f"subscribers after {self._wait_timeout:g} s; starting anyway")
@@ -183,14 +191,17 @@ def main(args=None) -> None:
     import rclpy
     from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 
+    from ..transport_profile import apply_transport_profile
     from .executable_help import help_requested, node_help
 
     if help_requested(list(sys.argv if args is None else args)):
         print(node_help(WavPublisherNode, lifecycle=False))
         return
+    profile = apply_transport_profile()
     rclpy.init(args=args)
     try:
         node = WavPublisherNode()
+        node.get_logger().info(profile)
     except (ValueError, OSError) as exc:
         print(f"wav_publisher: {exc}", flush=True)
         rclpy.shutdown()
