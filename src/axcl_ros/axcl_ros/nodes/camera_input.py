@@ -14,7 +14,7 @@ try:
 except ImportError:  # Humble
     from rclpy.qos_event import SubscriptionEventCallbacks
 
-from ..io.image import compressed_to_bgr8, to_bgr8
+from ..io.image import DEFAULT_MAX_PIXELS, compressed_to_bgr8, to_bgr8
 from .common import make_qos, sibling_topic
 
 TRANSPORTS = ("raw", "compressed")
@@ -40,9 +40,12 @@ class CameraStream:
         return sibling_topic(self.topic, name)
 
 
-def decode_bgr(msg, transport: str) -> np.ndarray:
-    """The image of a raw or compressed message as BGR8 (raises ImageConversionError on bad input)."""
-    return compressed_to_bgr8(msg) if transport == "compressed" else to_bgr8(msg)
+def decode_bgr(msg, transport: str, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """The image of a raw or compressed message as BGR8 (raises ImageConversionError on bad input, and for images
+    of more than ``max_pixels`` pixels, checked from the header before decoding)."""
+    if transport == "compressed":
+        return compressed_to_bgr8(msg, max_pixels=max_pixels)
+    return to_bgr8(msg, max_pixels=max_pixels)
 
 
 class CameraInputs:
