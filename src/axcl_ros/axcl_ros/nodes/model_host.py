@@ -17,7 +17,7 @@ from ..runtime.executor import (
     tune_interpreter_for_device_work,
 )
 from ..runtime.registry import resolve_backend
-from .spinning import spin_until
+from .spinning import init_args, spin_until
 
 
 def executor_key(backend: str, device: str) -> str:
@@ -92,7 +92,7 @@ def run_main(node_class, args=None, **node_kwargs) -> None:
     from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 
     tune_interpreter_for_device_work()
-    rclpy.init(args=args)
+    rclpy.init(args=init_args(args))
     node = node_class(**node_kwargs)
     executor = MultiThreadedExecutor()
     executor.add_node(node)
