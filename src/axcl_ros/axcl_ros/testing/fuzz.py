@@ -57,8 +57,12 @@ class FuzzCase:
         return f"{self.kind}/{self.mutation} {shown} data={len(self.fields.get('data', b''))}B"
 
 
-def image_cases(seed: int, count: int, *, max_side: int = 9) -> Iterator[FuzzCase]:
-    """``count`` raw Image cases: every convertible encoding × sizes × padding × byte order × one mutation."""
+def image_cases(seed: int, count: int, *, max_side: int = 9, cap: Optional[int] = None) -> Iterator[FuzzCase]:
+    """``count`` raw Image cases: every convertible encoding × sizes × padding × byte order × one mutation.
+
+    ``cap``: the receiver's fixed pixel cap (``max_image_pixels``; must exceed ``max_side²``): ``over_cap`` cases then
+    grow the height past it; without it each ``over_cap`` case carries its own ``max_pixels`` just below its size.
+    """
     rng = np.random.default_rng(seed)
     encodings = sorted(CONVERTIBLE)
     for i in range(count):
@@ -89,8 +93,13 @@ def image_cases(seed: int, count: int, *, max_side: int = 9) -> Iterator[FuzzCas
                 width += 1
             else:
                 height += 1
-        elif mutation == "over_cap":
+        elif mutation == "over_cap" and cap is None:
             max_pixels = width * height - 1
+        elif mutation == "over_cap":
+            height = cap // width + 1
+            height += height % 2 if rule == "nv" else 0
+        if cap is not None:
+            max_pixels = cap
         rows = height * 3 // 2 if rule == "nv" else height
         length = step * rows
         if mutation == "data_short":
@@ -143,3 +152,117 @@ def compressed_cases(seed: int, count: int) -> Iterator[FuzzCase]:
         elif mutation == "bad_format":
             fmt = ["tiff", "bmp", "exr", "webp", "raw"][int(rng.integers(5))]
         yield FuzzCase("CompressedImage", {"format": fmt, "data": bytes(data)}, mutation != "none", mutation)
+
+
+CAMERA_INFO_MUTATIONS = ("none", "none", "none", "zero_width", "zero_height", "fx", "fy", "k_nan", "k_inf",
+                         "k_last_row", "p_nan", "r_inf", "roi_outside", "binning")
+
+
+def camera_info_cases(seed: int, count: int) -> Iterator[FuzzCase]:
+    """``count`` CameraInfo cases: calibrated pinholes with ROI/binning/distortion variations, one mutation each."""
+    rng = np.random.default_rng(seed)
+    for _ in range(count):
+        mutation = CAMERA_INFO_MUTATIONS[int(rng.integers(len(CAMERA_INFO_MUTATIONS)))]
+        width, height = int(rng.integers(8, 2000)), int(rng.integers(8, 2000))
+        fx, fy = float(rng.uniform(10, 2000)), float(rng.uniform(10, 2000))
+        cx, cy = float(rng.uniform(0, width)), float(rng.uniform(0, height))
+        k = [fx, 0.0, cx, 0.0, fy, cy, 0.0, 0.0, 1.0]
+        p = [fx, 0.0, cx, 0.0, 0.0, fy, cy, 0.0, 0.0, 0.0, 1.0, 0.0] if rng.integers(4) else [0.0] * 12
+        r = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0]
+        roi = dict(x_offset=0, y_offset=0, width=0, height=0, do_rectify=False)
+        if rng.integers(3) == 0:
+            rw, rh = int(rng.integers(1, width + 1)), int(rng.integers(1, height + 1))
+            roi.update(x_offset=int(rng.integers(0, width - rw + 1)), y_offset=int(rng.integers(0, height - rh + 1)),
+                       width=rw, height=rh)
+        limit_w = roi["width"] or width
+        limit_h = roi["height"] or height
+        binning_x, binning_y = int(rng.integers(0, min(4, limit_w) + 1)), int(rng.integers(0, min(4, limit_h) + 1))
+        d = [float(v) for v in rng.normal(0, 0.1, int(rng.choice([0, 4, 5, 8, 14])))]
+        model = ["plumb_bob", "rational_polynomial", "equidistant", "", "unknown_model"][int(rng.integers(5))]
+        if mutation == "zero_width":
+            width = 0
+        elif mutation == "zero_height":
+            height = 0
+        elif mutation == "fx":
+            k[0] = float(rng.choice([0.0, -fx]))
+        elif mutation == "fy":
+            k[4] = float(rng.choice([0.0, -fy]))
+        elif mutation == "k_nan":
+            k[int(rng.integers(9))] = float("nan")
+        elif mutation == "k_inf":
+            k[int(rng.integers(9))] = float(rng.choice([np.inf, -np.inf]))
+        elif mutation == "k_last_row":
+            k[6 + int(rng.integers(3))] += 0.5
+        elif mutation == "p_nan":
+            p[int(rng.integers(12))] = float("nan")
+        elif mutation == "r_inf":
+            r[int(rng.integers(9))] = float("inf")
+        elif mutation == "roi_outside":
+            rw, rh = int(rng.integers(1, width + 1)), int(rng.integers(1, height + 1))
+            roi.update(x_offset=width - rw + int(rng.integers(1, 50)), y_offset=0, width=rw, height=rh)
+        elif mutation == "binning":
+            binning_x = limit_w + int(rng.integers(1, 10))
+        fields = dict(width=width, height=height, k=k, p=p, r=r, d=d, distortion_model=model,
+                      binning_x=binning_x, binning_y=binning_y)
+        yield FuzzCase("CameraInfo", fields, mutation != "none", mutation, extra={"roi": roi})
+
+
+AUDIO_MUTATIONS = ("none", "none", "none", "rate_zero", "rate_low", "rate_high", "rate_odd", "channels_zero",
+                   "format", "empty", "partial_frame", "nonfinite")
+STANDARD_RATES = (8000, 11025, 16000, 22050, 32000, 44100, 48000, 96000)
+
+
+def audio_cases(seed: int, count: int) -> Iterator[FuzzCase]:
+    """``count`` AudioChunk cases (S16LE/F32LE, 1-4 channels, standard rates), one mutation each."""
+    rng = np.random.default_rng(seed)
+    for _ in range(count):
+        mutation = AUDIO_MUTATIONS[int(rng.integers(len(AUDIO_MUTATIONS)))]
+        rate = int(rng.choice(STANDARD_RATES))
+        channels = int(rng.integers(1, 5))
+        fmt = int(rng.integers(2))
+        frames = int(rng.integers(1, rate // 10 + 1))
+        if fmt == 0:
+            data = rng.integers(-32768, 32768, frames * channels).astype("<i2").tobytes()
+        else:
+            data = rng.uniform(-1.5, 1.5, frames * channels).astype("<f4").tobytes()
+        if mutation == "rate_zero":
+            rate = 0
+        elif mutation == "rate_low":
+            rate = int(rng.integers(1, 1000))
+        elif mutation == "rate_high":
+            rate = int(rng.integers(384001, 2**32))
+        elif mutation == "rate_odd":
+            rate = int(rng.choice([383999, 383993, 7999, 44101]))
+        elif mutation == "channels_zero":
+            channels = 0
+        elif mutation == "format":
+            fmt = int(rng.integers(2, 256))
+        elif mutation == "empty":
+            data = b""
+        elif mutation == "partial_frame":
+            data = data + bytes(int(rng.integers(1, (2 if fmt == 0 else 4) * channels)))
+        elif mutation == "nonfinite":
+            fmt = 1
+            samples = rng.uniform(-1, 1, frames * channels).astype("<f4")
+            samples[int(rng.integers(samples.size))] = float(rng.choice([np.nan, np.inf, -np.inf]))
+            data = samples.tobytes()
+        fields = dict(sample_rate=rate, channels=channels, sample_format=fmt, data=data)
+        yield FuzzCase("AudioChunk", fields, mutation != "none", mutation)
+
+
+#: pixel cap the DDS fuzz receiver is configured with (over_cap image cases exceed it, all others fit)
+DDS_IMAGE_CAP = 100
+GENERATORS = {"image": lambda seed, count: image_cases(seed, count, cap=DDS_IMAGE_CAP),
+              "compressed": compressed_cases, "camera_info": camera_info_cases, "audio": audio_cases}
+
+
+def sequence(kind: str, seed: int, count: int) -> list:
+    """The cases of ``kind`` with a known-good case of the same kind after every bad one (what the sender sends)."""
+    cases = list(GENERATORS[kind](seed, count))
+    good = [c for c in cases if not c.bad]
+    out = []
+    for i, case in enumerate(cases):
+        out.append(case)
+        if case.bad and good:
+            out.append(good[i % len(good)])
+    return out
