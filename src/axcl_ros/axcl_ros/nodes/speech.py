@@ -131,8 +131,9 @@ class SpeechNode(AxclLifecycleNode):
             split_search_s=min(3.0, float(self.param("max_segment_s")) / 2))
         self.pipeline = SpeechPipeline(self._recognize, segmenter, audio_input=AudioInput(nonfinite="reject"),
                                        queue_size=int(self.param("queue_size")), language=self.param("language"),
-                                       task=self.param("task"), on_outcome=self._publish_outcome,
-                                       on_activity=self._publish_activity)
+                                       task=self.param("task"),
+                                       on_outcome=self.guard("transcript output", self._publish_outcome),
+                                       on_activity=self.guard("speech_active output", self._publish_activity))
         self._pubs["transcript"] = self.create_lifecycle_publisher(Transcript, "transcript", TRANSCRIPT_QOS)
         self._pubs["speech_active"] = self.create_lifecycle_publisher(Bool, "speech_active", LATCHED_QOS)
         self._srv = self.create_service(Transcribe, "~/transcribe", self._on_transcribe,
