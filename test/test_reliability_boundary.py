@@ -144,6 +144,21 @@ def test_a_raising_service_and_parameter_callback_are_answered(rig, monkeypatch)
                         10).current_state.label == "active"
 
 
+def test_a_raising_qos_event_callback_is_counted(rig, monkeypatch):
+    r = rig
+    before = r.det.callback_errors.total
+    monkeypatch.setattr(r.det.cameras, "_qos_mismatch", lambda *a: 1 / 0)
+    best_effort = r.test.create_publisher(Image, TOPIC, QoSProfile(depth=1,
+                                                                   reliability=ReliabilityPolicy.BEST_EFFORT))
+    try:
+        r.graph.wait_for(lambda: r.det.callback_errors.total > before, 20, "the incompatible-QoS event counted")
+        assert any(k.startswith("incompatible_qos event") for k in r.det.callback_errors.counts)
+    finally:
+        r.test.destroy_publisher(best_effort)
+    monkeypatch.undo()
+    _served(r, 50)
+
+
 def test_depth_cleanup_while_publishing_a_frame_is_not_an_error(models):
     """Issue item 2: deactivate + cleanup between the outputs of one frame (deterministic version of the race)."""
     with RosGraph(threads=4) as g:

@@ -197,6 +197,11 @@ class AxclLifecycleNode(LifecycleNode):
         self.callback_errors.report(kind, text)
 
     def create_subscription(self, msg_type, topic, callback, qos_profile, **kwargs):
+        events = kwargs.get("event_callbacks")
+        for name in _EVENT_CALLBACKS:  # QoS event callbacks (incompatible QoS, message lost ...) are callbacks too
+            handler = getattr(events, name, None)
+            if handler is not None:
+                setattr(events, name, self.guard(f"{name} event on {topic}", handler))
         return super().create_subscription(msg_type, topic, self.guard(f"subscription {topic}", callback),
                                            qos_profile, **kwargs)
 
@@ -453,6 +458,8 @@ class AxclLifecycleNode(LifecycleNode):
         msg.header.stamp = self.get_clock().now().to_msg()
         self._diag_pub.publish(msg)
 
+
+_EVENT_CALLBACKS = ("deadline", "incompatible_qos", "liveliness", "message_lost", "incompatible_type", "matched")
 
 #: parameters every node declares
 COMMON_PARAMS = (
