@@ -281,3 +281,34 @@ def test_diagnostics_period_changes_while_active_and_survives_sim_time_without_c
     r.graph.wait_for(lambda: key in r.diags, 10, "/diagnostics after reconfigure with use_sim_time")
     assert r.lc.change("/lh_depth", "activate")
     _set(r, "/lh_depth", "use_sim_time", ParameterValue(type=ParameterType.PARAMETER_BOOL, bool_value=False))
+
+
+def test_an_invalid_transition_id_never_ends_a_real_perception_host(yolo, tmp_path):
+    """Issue #18: one ``{id: 1}`` to a detector hosted in perception_host ended the whole host process."""
+    import yaml
+
+    probe = build_onnx_probe(tmp_path / "depth56.onnx", 56, 56)
+    doc = {"perception_host": {"ros__parameters": {"nodes": ["ph_det", "ph_dep"], "node_types": ["detector", "depth"],
+                                                   "autostart": False}},
+           "ph_det": {"ros__parameters": {"model_path": str(yolo), "image_topics": ["/ph/cam/image_raw"],
+                                          "input_qos": "reliable", "publish_annotated": False}},
+           "ph_dep": {"ros__parameters": {"model_path": str(probe), "image_topic": "/ph/dcam/image_raw",
+                                          "input_qos": "reliable"}}}
+    params = tmp_path / "host.yaml"
+    params.write_text(yaml.safe_dump(doc))
+    argv = [sys.executable, "-m", "axcl_ros.bringup.host", "--ros-args", "--params-file", str(params)]
+    with RosProcess(argv, timeout=240, log_path=str(tmp_path / "host.log")) as proc, RosGraph(threads=4) as g:
+        test = g.node("ph_test")
+        det, dep = Requests(g, test, "/ph_det"), Requests(g, test, "/ph_dep")
+        for req in (det, dep):
+            assert req.change(label="configure") and req.change(label="activate"), proc.output()[-2000:]
+        depths = []
+        test.create_subscription(Image, "/ph/dcam/inverse_depth_relative", depths.append, QOS)
+        pub = test.create_publisher(Image, "/ph/dcam/image_raw", QOS)
+        g.wait_for(lambda: pub.get_subscription_count() > 0, 20, "depth subscription")
+        for tid in (Transition.TRANSITION_CONFIGURE, Transition.TRANSITION_CLEANUP, 0, 8, 99):
+            assert det.change(tid=tid) is False
+            assert proc.proc.poll() is None, f"the host exited:\n{proc.output()[-3000:]}"
+        pub.publish(_image(7))
+        g.wait_for(lambda: any(m.header.stamp.sec == 7 for m in depths), 30, "depth served after the bad requests")
+        assert det.state() == "active" and dep.state() == "active"
