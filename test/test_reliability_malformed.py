@@ -248,7 +248,7 @@ IMAGE_CASES = [
     ("step smaller than a row", _img_case(step=10), "step"),
     ("data truncated", _img_case(data=_raw(100)), "data"),
     ("data empty", _img_case(data=_raw(0)), "data"),
-    ("huge size, tiny data", _img_case(width=100000, height=100000, step=300000), "data"),
+    ("huge size, tiny data", _img_case(width=100000, height=100000, step=300000), "max_image_pixels"),
     ("yuv422 odd width", _img_case(encoding="yuv422", width=3, height=2, step=6, data=_raw(12)), ""),
     ("16UC1 truncated", _img_case(encoding="16UC1", width=4, height=4, step=8, data=_raw(20)), "data"),
     ("nv12 odd height", _img_case(encoding="nv12", width=4, height=3, step=4, data=_raw(18)), ""),

@@ -21,7 +21,7 @@ from __future__ import annotations
 import math
 from collections import deque
 from dataclasses import dataclass
-from typing import Optional, Tuple
+from typing import Any, Optional, Tuple
 
 import numpy as np
 from scipy.signal import firwin, resample_poly
@@ -37,6 +37,11 @@ TARGET_RATE = 16000
 #: accepted input sample rates (Hz), inclusive
 MIN_RATE = 1000
 MAX_RATE = 384000
+#: largest term of the reduced resampling ratio (up/down to TARGET_RATE) accepted: the polyphase filter has
+#: ``20 * max(up, down) + 1`` taps, so this bounds its set-up cost (~ms) and memory. Every standard rate fits
+#: (8000, 11025, 22050, 32000, 44100, 48000, 88200, 96000, 176400, 192000, 352800, 384000 Hz: at most 640/441);
+#: odd rates such as 383999 Hz (16000/383999, a 7.7 M-tap filter) are refused.
+MAX_RATIO_TERM = 2000
 #: ``channels`` is a uint8 in the message
 MAX_CHANNELS = 255
 
@@ -57,13 +62,23 @@ def _check_description(sample_format: int, channels: int, sample_rate: Optional[
         ) from None
     if not isinstance(channels, (int, np.integer)) or not 1 <= int(channels) <= MAX_CHANNELS:
         raise AudioFormatError(f"channels={channels!r} is invalid; expected an integer in 1..{MAX_CHANNELS}")
-    if sample_rate is not None and (
-        not isinstance(sample_rate, (int, np.integer)) or not MIN_RATE <= int(sample_rate) <= MAX_RATE
-    ):
-        raise AudioFormatError(
-            f"sample_rate={sample_rate!r} is invalid; expected an integer in {MIN_RATE}..{MAX_RATE} Hz"
-        )
+    if sample_rate is not None:
+        check_rate(sample_rate, "sample_rate")
     return dtype
+
+
+def check_rate(rate: Any, name: str = "sample_rate", out_rate: int = TARGET_RATE) -> int:
+    """``rate`` as an int if it is in ``MIN_RATE..MAX_RATE`` and resamples to ``out_rate`` with a ratio whose
+    reduced terms are at most ``MAX_RATIO_TERM`` (bounded filter set-up); :class:`AudioFormatError` otherwise."""
+    if isinstance(rate, bool) or not isinstance(rate, (int, np.integer)) or not MIN_RATE <= int(rate) <= MAX_RATE:
+        raise AudioFormatError(f"{name}={rate!r} is invalid; expected an integer in {MIN_RATE}..{MAX_RATE} Hz")
+    up, down = rate_ratio(int(rate), out_rate)
+    if max(up, down) > MAX_RATIO_TERM:
+        raise AudioFormatError(
+            f"{name}={int(rate)} Hz converts to {out_rate} Hz only with the ratio {up}/{down}; accepted rates reduce "
+            f"to a ratio with terms <= {MAX_RATIO_TERM} (every standard rate does: 8000, 11025, 22050, 44100, "
+            f"48000, 96000, 192000, 384000 Hz ...)")
+    return int(rate)
 
 
 def parse_chunk(data, sample_format: int, channels: int, nonfinite: str = "zero") -> Tuple[np.ndarray, int, int]:
@@ -168,9 +183,11 @@ class StreamResampler:
     BLOCK = 8192
 
     def __init__(self, in_rate: int, out_rate: int = TARGET_RATE):
-        for name, value in (("in_rate", in_rate), ("out_rate", out_rate)):
-            if not isinstance(value, (int, np.integer)) or not MIN_RATE <= int(value) <= MAX_RATE:
-                raise AudioFormatError(f"{name}={value!r} is invalid; expected an integer in {MIN_RATE}..{MAX_RATE} Hz")
+        if isinstance(out_rate, bool) or not isinstance(out_rate, (int, np.integer)) \
+                or not MIN_RATE <= int(out_rate) <= MAX_RATE:
+            raise AudioFormatError(
+                f"out_rate={out_rate!r} is invalid; expected an integer in {MIN_RATE}..{MAX_RATE} Hz")
+        check_rate(in_rate, "in_rate", int(out_rate))
         self.in_rate = int(in_rate)
         self.out_rate = int(out_rate)
         self.up, self.down = rate_ratio(self.in_rate, self.out_rate)

@@ -35,6 +35,8 @@ import numpy as np
 __all__ = [
     "ImageConversionError",
     "DecodedImage",
+    "DEFAULT_MAX_PIXELS",
+    "compressed_dimensions",
     "SUPPORTED_ENCODINGS",
     "image_msg_to_array",
     "to_bgr8",
@@ -137,6 +139,18 @@ _COLOR_CODES = {
 _SCALED = ("mono16", "16UC1", "16SC1", "32SC1", "32FC1", "64FC1")
 _HOST_BIG = sys.byteorder == "big"
 
+#: default cap on width × height of an image accepted for decoding: 8K UHD (7680×4320 = 33.2 Mpx) fits, the largest
+#: sensors robots carry (~25 Mpx) fit, a forged 16384×16384 PNG header does not
+DEFAULT_MAX_PIXELS = 8192 * 4096
+
+
+def _check_pixels(width: int, height: int, max_pixels: Optional[int], what: str) -> None:
+    """Refuse an image whose header claims more than ``max_pixels`` pixels, before anything is allocated."""
+    if max_pixels is not None and width * height > max_pixels:
+        raise ImageConversionError(
+            "width", f"{what} is {width}x{height} = {width * height} pixels, above the cap of {max_pixels} "
+                     f"(parameter max_image_pixels)")
+
 
 def _canonical(encoding: Any) -> str:
     if not isinstance(encoding, str):
@@ -195,12 +209,17 @@ def _bytes_view(data: Any, field: str = "data") -> np.ndarray:
     raise ImageConversionError(field, f"unsupported data type {type(data).__name__}; expected bytes or array.array")
 
 
-def image_msg_to_array(msg: Any) -> DecodedImage:
+def image_msg_to_array(msg: Any, *, max_pixels: Optional[int] = DEFAULT_MAX_PIXELS) -> DecodedImage:
     """Decode a ``sensor_msgs/Image``-like object into a numpy array (a view of ``msg.data`` when possible).
 
-    Raises :class:`ImageConversionError` for an unknown encoding, non-positive width/height, ``step`` smaller than a
-    row, ``data`` shorter than ``step × height`` (``step × height × 3/2`` for NV12/NV21), and odd sizes where the
-    encoding needs even ones (yuv422 width; NV12/NV21 width and height).
+    Raises :class:`ImageConversionError` for an unknown encoding, non-positive width/height, more than
+    ``max_pixels`` pixels (``None``: no cap), ``step`` smaller than a row, ``data`` shorter than ``step × height``
+    (``step × height × 3/2`` for NV12/NV21), and odd sizes where the encoding needs even ones (yuv422 width;
+    NV12/NV21 width and height).
+
+    Rows padded to a ``step`` that is not a multiple of the element size (legal in ROS: ``mono16`` 8 px wide with
+    ``step`` 17), and data whose start is not aligned for the element type, are copied row by row into an aligned
+    array: OpenCV refuses such strides.
     """
     encoding = _canonical(_get(msg, "encoding"))
     fmt = _fmt(encoding)
@@ -210,6 +229,7 @@ def image_msg_to_array(msg: Any) -> DecodedImage:
     if isinstance(step, bool) or not isinstance(step, (int, np.integer)):
         raise ImageConversionError("step", f"must be an integer, got {type(step).__name__} {step!r}")
     step = int(step)
+    _check_pixels(width, height, max_pixels, "the image")
     if fmt.kind == "yuv422" and width % 2:
         raise ImageConversionError("width", f"{encoding} packs 2 pixels per 4 bytes, width must be even, got {width}")
     if fmt.kind == "nv" and (width % 2 or height % 2):
@@ -227,6 +247,8 @@ def image_msg_to_array(msg: Any) -> DecodedImage:
             "data", f"has {buf.size} bytes, fewer than step × rows = {step} × {rows} = {step * rows} "
                     f"({encoding} {width}x{height})")
     plane = buf[: step * rows].reshape(rows, step)[:, :row_bytes]
+    if fmt.dtype.itemsize > 1 and (step % fmt.dtype.itemsize or buf.ctypes.data % fmt.dtype.itemsize):
+        plane = np.ascontiguousarray(plane)  # rows at element-misaligned offsets: copy them
     if fmt.dtype.itemsize > 1:
         big = bool(_get(msg, "is_bigendian"))
         plane = plane.view(fmt.dtype.newbyteorder(">" if big else "<"))
@@ -246,7 +268,8 @@ def _scale_to_u8(img: np.ndarray, encoding: str, value_range: Optional[Tuple[flo
             raise ImageConversionError("value_range", f"must be (low, high), got {value_range!r}") from None
         if not hi > lo:
             raise ImageConversionError("value_range", f"needs high > low, got {value_range!r}")
-        scaled = (img.astype(np.float32) - lo) * np.float32(255.0 / (hi - lo))
+        with np.errstate(over="ignore", invalid="ignore"):  # inf/NaN pixels and huge values clip below
+            scaled = (img.astype(np.float32) - lo) * np.float32(255.0 / (hi - lo))
         return np.rint(np.clip(np.nan_to_num(scaled, nan=0.0), 0, 255)).astype(np.uint8)
     if encoding == "mono16":
         return cv2.convertScaleAbs(img, alpha=1.0 / 257.0)
@@ -276,7 +299,8 @@ def decoded_to_bgr8(decoded: DecodedImage, *, rgb: bool = False,
     return img if code is None else cv2.cvtColor(img, code)
 
 
-def to_bgr8(msg: Any, *, value_range: Optional[Tuple[float, float]] = None) -> np.ndarray:
+def to_bgr8(msg: Any, *, value_range: Optional[Tuple[float, float]] = None,
+            max_pixels: Optional[int] = DEFAULT_MAX_PIXELS) -> np.ndarray:
     """Decode an Image message to H×W×3 uint8 BGR (the order OpenCV and AXERA YOLO models use).
 
     Colour encodings go through ``cv2.cvtColor`` (YUV422 UYVY/YUY2, NV12/NV21, Bayer demosaicing). ``bgr8`` input is
@@ -288,13 +312,16 @@ def to_bgr8(msg: Any, *, value_range: Optional[Tuple[float, float]] = None) -> n
       to 0..255; invalid pixels become 0. Pass ``value_range=(low, high)`` for a fixed scale instead (no
       frame-to-frame flicker), e.g. ``(0, 5000)`` for millimetre depth up to 5 m.
     * ``bgr16`` / ``rgb16``: ``v / 257``.
+
+    ``max_pixels`` caps width × height (see :func:`image_msg_to_array`).
     """
-    return decoded_to_bgr8(image_msg_to_array(msg), value_range=value_range)
+    return decoded_to_bgr8(image_msg_to_array(msg, max_pixels=max_pixels), value_range=value_range)
 
 
-def to_rgb8(msg: Any, *, value_range: Optional[Tuple[float, float]] = None) -> np.ndarray:
+def to_rgb8(msg: Any, *, value_range: Optional[Tuple[float, float]] = None,
+            max_pixels: Optional[int] = DEFAULT_MAX_PIXELS) -> np.ndarray:
     """Like :func:`to_bgr8` but RGB channel order (``rgb8`` input comes back as a view)."""
-    return decoded_to_bgr8(image_msg_to_array(msg), rgb=True, value_range=value_range)
+    return decoded_to_bgr8(image_msg_to_array(msg, max_pixels=max_pixels), rgb=True, value_range=value_range)
 
 
 # --------------------------------------------------------------------------------------------- compressed images
@@ -321,12 +348,60 @@ def _compressed_kind(fmt: str) -> str:
                                          "'16UC1; compressedDepth png'")
 
 
-def compressed_to_array(msg: Any) -> DecodedImage:
+# JPEG start-of-frame markers (baseline, progressive, lossless, arithmetic): their segment holds the image size
+_JPEG_SOF = frozenset((0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF))
+
+
+def compressed_dimensions(data: Any, kind: str) -> Tuple[int, int]:
+    """``(width, height)`` read from a PNG (IHDR) or JPEG (SOF segment) header, without decoding the image.
+
+    Raises :class:`ImageConversionError` when the bytes are not a well-formed header of ``kind`` (``png``/``jpeg``).
+    """
+    buf = _bytes_view(data)
+    if kind == "png":
+        head = buf[:24].tobytes()
+        if not head.startswith(_PNG_MAGIC) or len(head) < 24 or head[12:16] != b"IHDR":
+            raise ImageConversionError("data", f"not a PNG: no signature and IHDR chunk (first bytes {head[:16]!r})")
+        return int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")
+    if kind != "jpeg":
+        raise ImageConversionError("format", f"no header parser for {kind!r}")
+    raw = buf[: 1 << 20].tobytes()  # the frame header follows at most a few 64 KiB APPn segments
+    if not raw.startswith(_JPEG_MAGIC):
+        raise ImageConversionError("data", f"not a JPEG: no SOI marker (first bytes {raw[:8]!r})")
+    i = 2
+    while i + 4 <= len(raw):
+        if raw[i] != 0xFF:
+            raise ImageConversionError("data", f"JPEG marker expected at byte {i}, got 0x{raw[i]:02x}")
+        marker = raw[i + 1]
+        if marker == 0xFF:  # fill byte
+            i += 1
+            continue
+        if marker in (0x01,) or 0xD0 <= marker <= 0xD7:  # stand-alone markers
+            i += 2
+            continue
+        if marker in (0xD9, 0xDA):  # end of image / start of scan before any frame header
+            break
+        length = int.from_bytes(raw[i + 2:i + 4], "big")
+        if length < 2:
+            raise ImageConversionError("data", f"JPEG segment 0x{marker:02x} at byte {i} has length {length}")
+        if marker in _JPEG_SOF:
+            if i + 9 > len(raw):
+                break
+            return int.from_bytes(raw[i + 7:i + 9], "big"), int.from_bytes(raw[i + 5:i + 7], "big")
+        i += 2 + length
+    raise ImageConversionError("data", f"JPEG has no frame header (SOF) in its first {len(raw)} bytes")
+
+
+def compressed_to_array(msg: Any, *, max_pixels: Optional[int] = DEFAULT_MAX_PIXELS) -> DecodedImage:
     """Decode a ``sensor_msgs/CompressedImage``-like object (JPEG or PNG) with ``cv2.imdecode``.
 
     Returns the image as stored: ``bgr8``/``mono8`` for JPEG; ``bgr8``, ``bgra8``, ``mono8``, ``mono16``, ``bgr16``
     or ``bgra16`` for PNG. ``compressedDepth`` (the depth_image_transport PNG with a 12-byte header) is decoded as
     ``16UC1``; its quantised 32FC1 variant is not supported. An empty format string means "sniff the bytes".
+
+    Before decoding, the bytes must start with the signature of the format (so nothing else OpenCV knows, such as
+    OpenEXR or TIFF, is ever decoded) and the size in the PNG/JPEG header must be positive and at most
+    ``max_pixels`` (``None``: no cap): a 69-byte PNG claiming 65535×65535 is refused without allocating.
     """
     fmt = _get(msg, "format")
     if not isinstance(fmt, str):
@@ -350,7 +425,19 @@ def compressed_to_array(msg: Any) -> DecodedImage:
             kind = "jpeg"
         else:
             raise ImageConversionError("data", f"empty format and the bytes are neither JPEG nor PNG ({head[:8]!r})")
-    img = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED)
+    try:
+        width, height = compressed_dimensions(buf, kind)
+    except ImageConversionError as exc:
+        raise ImageConversionError(exc.field, f"{buf.size} bytes are not a {kind} image (format {fmt!r}): "
+                                              f"{str(exc).split(': ', 1)[-1]}") from None
+    if width <= 0 or height <= 0:
+        raise ImageConversionError("data", f"{kind} header claims a {width}x{height} image")
+    _check_pixels(width, height, max_pixels, f"the {kind} image")
+    try:
+        img = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED)
+    except cv2.error as exc:  # whatever the decoder still refuses is a bad input, never a crash
+        raise ImageConversionError("data", f"{buf.size} bytes could not be decoded as {kind} (format {fmt!r}): "
+                                           f"{str(exc).strip().splitlines()[-1][:200]}") from None
     if img is None or img.size == 0:
         raise ImageConversionError("data", f"{buf.size} bytes could not be decoded as {kind} (format {fmt!r}); "
                                            f"first bytes {head[:8]!r}")
@@ -372,9 +459,9 @@ def compressed_to_array(msg: Any) -> DecodedImage:
     return DecodedImage(img, enc)
 
 
-def compressed_to_bgr8(msg: Any) -> np.ndarray:
+def compressed_to_bgr8(msg: Any, *, max_pixels: Optional[int] = DEFAULT_MAX_PIXELS) -> np.ndarray:
     """Decode a CompressedImage straight to H×W×3 uint8 BGR (mono is expanded, 16-bit scaled as in to_bgr8)."""
-    decoded = compressed_to_array(msg)
+    decoded = compressed_to_array(msg, max_pixels=max_pixels)
     if decoded.encoding == "16UC4":
         return cv2.convertScaleAbs(cv2.cvtColor(decoded.array, cv2.COLOR_BGRA2BGR), alpha=1.0 / 257.0)
     return decoded_to_bgr8(decoded)

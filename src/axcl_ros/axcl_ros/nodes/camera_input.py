@@ -16,7 +16,7 @@ from typing import Callable, List
 import numpy as np
 from sensor_msgs.msg import CompressedImage, Image
 
-from ..io.image import compressed_to_bgr8, to_bgr8
+from ..io.image import DEFAULT_MAX_PIXELS, compressed_to_bgr8, to_bgr8
 from .common import ParamSpec, sibling_topic
 from .transport_input import (
     DEFAULT_INPUT_DEPTH,
@@ -91,9 +91,12 @@ class CameraStream:
         return sibling_topic(self.topic, name)
 
 
-def decode_bgr(msg, transport: str) -> np.ndarray:
-    """The image of a raw or compressed message as BGR8 (raises ImageConversionError on bad input)."""
-    return compressed_to_bgr8(msg) if transport == "compressed" else to_bgr8(msg)
+def decode_bgr(msg, transport: str, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """The image of a raw or compressed message as BGR8 (raises ImageConversionError on bad input, and for images
+    of more than ``max_pixels`` pixels, checked from the header before decoding)."""
+    if transport == "compressed":
+        return compressed_to_bgr8(msg, max_pixels=max_pixels)
+    return to_bgr8(msg, max_pixels=max_pixels)
 
 
 class CameraInputs:

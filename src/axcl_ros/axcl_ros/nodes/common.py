@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import math
 import threading
 import time
 from collections import Counter
@@ -14,12 +16,15 @@ from rcl_interfaces.msg import (
     ParameterDescriptor,
     SetParametersResult,
 )
+from rclpy.clock import Clock, ClockType
 from rclpy.exceptions import ParameterUninitializedException
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 
+from ..io.image import DEFAULT_MAX_PIXELS
 from ..runtime.base import BackendError, BackendUnavailableError, ModelLoadError
 from ..runtime.executor import ExecutorShutdownError, ModelReleasedError
+from .spinning import InvalidHandle
 
 QOS_CHOICES = ("sensor_data", "reliable", "system_default")
 
@@ -70,8 +75,9 @@ def sibling_topic(input_topic: str, name: str) -> str:
 class BadInputLog:
     """Counts rejected inputs per kind and logs them, throttled, so a flood of bad messages stays readable."""
 
-    def __init__(self, logger, period_s: float = 5.0) -> None:
+    def __init__(self, logger, period_s: float = 5.0, verb: str = "rejected") -> None:
         self._logger = logger
+        self._verb = verb
         self._period = period_s
         self._last: Dict[str, float] = {}
         self._suppressed: Counter = Counter()
@@ -89,7 +95,7 @@ class BadInputLog:
             self._last[kind] = now
             suppressed = self._suppressed.pop(kind, 0)
         more = f" ({suppressed} similar suppressed)" if suppressed else ""
-        self._logger.error(f"rejected {kind}: {error}{more}")
+        self._logger.error(f"{self._verb} {kind}: {error}{more}")
 
     @property
     def total(self) -> int:
@@ -125,9 +131,11 @@ class ParamSpec:
         return d
 
     def check(self, value: Any) -> Optional[str]:
-        """None when ``value`` is acceptable, else the reason."""
+        """None when ``value`` is acceptable, else the reason (NaN and ±inf are never acceptable numbers)."""
         if self.choices and value not in self.choices:
             return f"{self.name}={value!r} is not one of {list(self.choices)}"
+        if isinstance(value, float) and not math.isfinite(value):
+            return f"{self.name}={value} is not a finite number"
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             if self.min is not None and value < self.min:
                 return f"{self.name}={value} is below {self.min}"
@@ -146,21 +154,125 @@ class AxclLifecycleNode(LifecycleNode):
     """
 
     PARAMS: Sequence[ParamSpec] = ()
+    #: nodes that decode camera images set this: they also declare ``max_image_pixels`` (IMAGE_PARAMS)
+    TAKES_IMAGES = False
 
     def __init__(self, node_name: str, **kwargs) -> None:
         self._configured = False
         self._diag_timer = None
         self._diag_pub = None
+        self._transition_lock = threading.RLock()
+        self.callback_errors = None  # before super().__init__: rclpy may create entities through our overrides
         super().__init__(node_name, **kwargs)
         self._configure_result_pub = self.create_publisher(DiagnosticStatus, CONFIGURE_RESULT_TOPIC, LATCHED_QOS)
         self.bad_inputs = BadInputLog(self.get_logger())
+        self.callback_errors = BadInputLog(self.get_logger(), verb="callback failed:")
+        self.last_callback_error = ""
         self.counters: Counter = Counter()
-        self._specs = {p.name: p for p in self.PARAMS}
-        for spec in self.PARAMS:
+        specs = list(self.PARAMS) + list(COMMON_PARAMS) + (list(IMAGE_PARAMS) if self.TAKES_IMAGES else [])
+        self._specs = {p.name: p for p in specs}
+        for spec in specs:
             self.declare_parameter(spec.name, spec.default, spec.descriptor())
+        self.max_image_pixels = DEFAULT_MAX_PIXELS
         self.add_on_set_parameters_callback(self._on_set_parameters)
-        self.declare_parameter("diagnostics_period", 1.0,
-                               ParameterDescriptor(description="Seconds between /diagnostics messages; 0 = off."))
+        service = getattr(self, "_service_change_state", None)
+        self._rclpy_change_state = None
+        if service is not None:  # rclpy raises for a transition id not valid in the current state (rclpy#1209)
+            self._rclpy_change_state, service.callback = service.callback, self._on_change_state
+
+    # -- the callback boundary -----------------------------------------------------------------------------------
+    def guard(self, kind: str, callback: Callable, fallback: Optional[Callable[..., Any]] = None) -> Callable:
+        """``callback`` wrapped so that no exception escapes it: each one is counted under ``kind`` (shown on
+        /diagnostics as ``callback_errors``), logged (throttled per kind), and ``fallback(*args)`` (or None) returned.
+
+        Every subscription, timer, service and parameter callback of these nodes goes through it (the ``create_*``
+        overrides below); nodes wrap their executor completions and action callbacks with it explicitly.
+        """
+        @functools.wraps(callback)
+        def guarded(*args, **kwargs):
+            try:
+                return callback(*args, **kwargs)
+            except Exception as exc:  # noqa: BLE001 - the boundary: a callback never takes the process down
+                self.note_callback_error(kind, exc)
+                return fallback(*args) if fallback is not None else None
+        return guarded
+
+    def note_callback_error(self, kind: str, exc: BaseException) -> None:
+        """Count and log (throttled) an exception caught at the callback boundary."""
+        text = f"{type(exc).__name__}: {exc}"
+        self.last_callback_error = f"{kind}: {text}"[:300]
+        if self.callback_errors is None:  # during construction
+            raise exc
+        self.callback_errors.report(kind, text)
+
+    def create_subscription(self, msg_type, topic, callback, qos_profile, **kwargs):
+        events = kwargs.get("event_callbacks")
+        for name in _EVENT_CALLBACKS:  # QoS event callbacks (incompatible QoS, message lost ...) are callbacks too
+            handler = getattr(events, name, None)
+            if handler is not None:
+                setattr(events, name, self.guard(f"{name} event on {topic}", handler))
+        return super().create_subscription(msg_type, topic, self.guard(f"subscription {topic}", callback),
+                                           qos_profile, **kwargs)
+
+    def create_timer(self, timer_period_sec, callback, *args, **kwargs):
+        return super().create_timer(timer_period_sec, self.guard("timer", callback), *args, **kwargs)
+
+    def create_service(self, srv_type, srv_name, callback, **kwargs):
+        def refuse(request, response):
+            return _failed_response(srv_type, response, self.last_callback_error)
+        return super().create_service(srv_type, srv_name, self.guard(f"service {srv_name}", callback, refuse),
+                                      **kwargs)
+
+    def add_on_set_parameters_callback(self, callback):
+        def refuse(params):
+            return SetParametersResult(successful=False, reason=f"internal error: {self.last_callback_error}")
+        return super().add_on_set_parameters_callback(self.guard("parameters", callback, refuse))
+
+    # -- lifecycle requests ----------------------------------------------------------------------------------------
+    def _on_change_state(self, request, response):
+        """The ``~/change_state`` service: any transition by id or label, valid or not, from any state, gets an
+        answer; an invalid one is refused (``success=False``) instead of raising RCLError out of the executor
+        (rclpy 7.1.x, ros2/rclpy#1209, fixed upstream in #1319), and concurrent requests are serialised."""
+        with self._transition_lock:
+            try:
+                transitions = {t[0]: t[1] for t in self._state_machine.available_transitions}
+                label = request.transition.label
+                if label:
+                    ids = [tid for tid, name in transitions.items() if name == label]
+                else:
+                    ids = [request.transition.id] if request.transition.id in transitions else []
+                if not ids:
+                    state = self._state_machine.current_state[1]
+                    self.counters["refused_transitions"] += 1
+                    self.get_logger().warning(
+                        f"refused transition {label or request.transition.id!r} from state {state!r}; valid: "
+                        f"{sorted(set(transitions.items()))}", throttle_duration_sec=5.0)
+                    response.success = False
+                    return response
+                return self._rclpy_change_state(request, response)  # valid now: rclpy's own handler
+            except Exception as exc:  # noqa: BLE001 - the request is answered whatever happens
+                self.note_callback_error("service change_state", exc)
+                response.success = False
+            return response
+
+    def _serialised(self, trigger: Callable[[], Any]) -> Any:
+        with self._transition_lock:
+            return trigger()
+
+    def trigger_configure(self):
+        return self._serialised(super().trigger_configure)
+
+    def trigger_cleanup(self):
+        return self._serialised(super().trigger_cleanup)
+
+    def trigger_activate(self):
+        return self._serialised(super().trigger_activate)
+
+    def trigger_deactivate(self):
+        return self._serialised(super().trigger_deactivate)
+
+    def trigger_shutdown(self):
+        return self._serialised(super().trigger_shutdown)
 
     # -- parameters ------------------------------------------------------------------------------------------------
     def param(self, name: str) -> Any:
@@ -185,7 +297,9 @@ class AxclLifecycleNode(LifecycleNode):
                 return SetParametersResult(successful=False, reason=reason)
         for p in params:
             spec = self._specs.get(p.name)
-            if spec is not None and spec.dynamic and self._configured:
+            if p.name == "diagnostics_period" and self._configured:
+                self._start_diagnostics(float(p.value))
+            elif spec is not None and spec.dynamic and self._configured:
                 self.apply_dynamic_parameter(p.name, p.value)
         return SetParametersResult(successful=True)
 
@@ -224,10 +338,10 @@ class AxclLifecycleNode(LifecycleNode):
         self.last_error = ""
         self._publish_configure_result("", False)
         self._configured = True
+        if self.TAKES_IMAGES:
+            self.max_image_pixels = int(self.param("max_image_pixels"))
         self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
-        period = float(self.param("diagnostics_period"))
-        if period > 0:
-            self._diag_timer = self.create_timer(period, self.publish_diagnostics)
+        self._start_diagnostics(float(self.param("diagnostics_period")))
         return TransitionCallbackReturn.SUCCESS
 
     def _publish_configure_result(self, error: str, permanent: bool) -> None:
@@ -240,6 +354,15 @@ class AxclLifecycleNode(LifecycleNode):
             self._configure_result_pub.publish(status)
         except Exception as exc:  # noqa: BLE001 - the context may be shutting down
             self.get_logger().debug(f"configure result not published: {exc}")
+
+    def _start_diagnostics(self, period: float) -> None:
+        """(Re)start the /diagnostics timer; steady clock, so that use_sim_time without /clock does not stop it."""
+        if self._diag_timer is not None:
+            self.destroy_timer(self._diag_timer)
+            self._diag_timer = None
+        if period > 0:
+            self._diag_timer = self.create_timer(period, self.publish_diagnostics,
+                                                 clock=Clock(clock_type=ClockType.STEADY_TIME))
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
         super().on_activate(state)  # enables the lifecycle publishers first, so activate() may publish
@@ -306,6 +429,9 @@ class AxclLifecycleNode(LifecycleNode):
         """``(level, message)`` of this node's status."""
         if getattr(self, "last_error", ""):
             return DiagnosticStatus.ERROR, self.last_error
+        if self.callback_errors is not None and self.callback_errors.total:
+            return DiagnosticStatus.WARN, (f"{self.callback_errors.total} callback errors, still serving; last: "
+                                           f"{self.last_callback_error}")
         return DiagnosticStatus.OK, "ok"
 
     # -- helpers -------------------------------------------------------------------------------------------------------
@@ -318,10 +444,15 @@ class AxclLifecycleNode(LifecycleNode):
     def report_frame_error(self, cam, exc: BaseException) -> None:
         """Account a frame whose run or post-processing failed (``cam``: a camera stream with an ``errors`` count).
 
-        A model released by cleanup/shutdown before the frame ran is not an error; a backend error counts as an
-        inference error and becomes ``last_error`` (ERROR on /diagnostics); anything else is a rejected input.
+        A model released by cleanup/shutdown before the frame ran, or an output destroyed by a transition while the
+        frame was being published (counted as ``outputs_dropped_by_transition``), is not an error; a backend error
+        counts as an inference error and becomes ``last_error`` (ERROR on /diagnostics); anything else is a rejected
+        input.
         """
         if isinstance(exc, (ModelReleasedError, ExecutorShutdownError)):
+            return
+        if isinstance(exc, InvalidHandle):  # an output destroyed by deactivate/cleanup while this frame ran
+            self.counters["outputs_dropped_by_transition"] += 1
             return
         cam.errors += 1
         if isinstance(exc, BackendError):
@@ -338,6 +469,8 @@ class AxclLifecycleNode(LifecycleNode):
         level, message = self.diagnostic_level()
         values = {"rejected_inputs": self.bad_inputs.total}
         values.update({f"rejected.{k}": v for k, v in self.bad_inputs.counts.items()})
+        values["callback_errors"] = self.callback_errors.total
+        values.update({f"callback_errors.{k}": v for k, v in self.callback_errors.counts.items()})
         values.update(self.counters)
         values.update(self.diagnostic_values())
         status = DiagnosticStatus(level=level, name=f"axcl_ros: {self.get_fully_qualified_name()}",
@@ -346,6 +479,31 @@ class AxclLifecycleNode(LifecycleNode):
         msg = DiagnosticArray(status=[status])
         msg.header.stamp = self.get_clock().now().to_msg()
         self._diag_pub.publish(msg)
+
+
+_EVENT_CALLBACKS = ("deadline", "incompatible_qos", "liveliness", "message_lost", "incompatible_type", "matched")
+
+#: parameters every node declares
+COMMON_PARAMS = (
+    ParamSpec("diagnostics_period", 1.0, "Seconds between /diagnostics messages (steady clock); 0 = off.",
+              min=0.0, max=3600.0, dynamic=True),
+)
+#: parameters of the nodes that decode camera images (``TAKES_IMAGES``)
+IMAGE_PARAMS = (
+    ParamSpec("max_image_pixels", DEFAULT_MAX_PIXELS, "Largest width x height accepted from an Image or a "
+              "CompressedImage header, checked before decoding (default: 8K UHD fits).", min=1, max=1 << 31),
+)
+
+
+def _failed_response(srv_type, response, reason: str):
+    """A service response saying the call failed (``success``/``message`` when the type has them)."""
+    if response is None:
+        response = srv_type.Response()
+    if hasattr(response, "success"):
+        response.success = False
+    if hasattr(response, "message"):
+        response.message = f"internal error: {reason}"
+    return response
 
 
 def _fmt(v: Any) -> str:

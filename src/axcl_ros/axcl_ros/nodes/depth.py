@@ -178,6 +178,7 @@ class _Outputs:
 class DepthNode(AxclLifecycleNode):
     """Lifecycle node wrapping :class:`~axcl_ros.models.depth_anything.DepthAnythingAdapter` (see module doc)."""
 
+    TAKES_IMAGES = True  # declares max_image_pixels (nodes/common.py)
     PARAMS = (
         ParamSpec("model_path", "", "Depth Anything V2 model: AXERA .axmodel (card) or .onnx export (CPU/CUDA)."),
         ParamSpec("backend", "auto", "Inference backend; auto = axcl for .axmodel files, else onnxruntime.",
@@ -323,7 +324,7 @@ class DepthNode(AxclLifecycleNode):
         if outputs is None or adapter is None or host is None:
             return
         try:
-            bgr = decode_bgr(msg, self.cameras.transport)
+            bgr = decode_bgr(msg, self.cameras.transport, self.max_image_pixels)
             feeds = adapter.preprocess(bgr)
         except (ImageConversionError, DepthInputError) as exc:
             cam.errors += 1
@@ -340,8 +341,9 @@ class DepthNode(AxclLifecycleNode):
             cam.errors += 1
             self.bad_inputs.report(f"frame on {cam.topic}", exc)
             return
-        future.add_done_callback(partial(self._on_result, cam, outputs, adapter, msg.header, bgr.shape[:2],
-                                         bgr if want_rgb else None, t_received, t_pre))
+        future.add_done_callback(self.guard("inference result", partial(
+            self._on_result, cam, outputs, adapter, msg.header, bgr.shape[:2], bgr if want_rgb else None,
+            t_received, t_pre)))
 
     def _on_result(self, cam: CameraStream, outputs: _Outputs, adapter: DepthAnythingAdapter, header, image_hw, bgr,
                    t_received: float, t_pre: float, future) -> None:
@@ -350,24 +352,24 @@ class DepthNode(AxclLifecycleNode):
             return
         if outputs is not self.outputs:  # cleaned up (or reconfigured) while this frame was in flight
             return
+        host = self.host
         try:
             result = future.result()
             t_post0 = time.perf_counter()
             self._publish(outputs, adapter, header, image_hw, bgr, result)
+            now = time.perf_counter()
+            timing = InferenceTiming(model=host.model_name if host else "", backend=host.backend if host else "",
+                                     device=host.device if host else "",
+                                     preprocess_ms=(t_pre - t_received) * 1e3, queue_ms=result.queue_wait_ms,
+                                     inference_ms=result.run_ms, postprocess_ms=(now - t_post0) * 1e3,
+                                     total_ms=(now - t_received) * 1e3)
+            self._last_timing = {k: round(float(getattr(timing, k)), 2) for k in
+                                 ("preprocess_ms", "queue_ms", "inference_ms", "postprocess_ms", "total_ms")}
+            if outputs.timing.get_subscription_count() > 0:  # InvalidHandle once cleanup destroyed it
+                outputs.timing.publish(timing)
         except Exception as exc:  # noqa: BLE001 - a bad frame must never stop the node
             self.report_frame_error(cam, exc)
             return
-        now = time.perf_counter()
-        timing = InferenceTiming(model=self.host.model_name if self.host else "",
-                                 backend=self.host.backend if self.host else "",
-                                 device=self.host.device if self.host else "",
-                                 preprocess_ms=(t_pre - t_received) * 1e3, queue_ms=result.queue_wait_ms,
-                                 inference_ms=result.run_ms, postprocess_ms=(now - t_post0) * 1e3,
-                                 total_ms=(now - t_received) * 1e3)
-        self._last_timing = {k: round(float(getattr(timing, k)), 2) for k in
-                             ("preprocess_ms", "queue_ms", "inference_ms", "postprocess_ms", "total_ms")}
-        if outputs.timing.get_subscription_count() > 0:
-            outputs.timing.publish(timing)
         cam.published += 1
         cam.last_latency_ms = timing.total_ms
 

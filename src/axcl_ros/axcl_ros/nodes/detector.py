@@ -38,6 +38,7 @@ BACKENDS = ("auto", "axcl", "onnxruntime")
 class DetectorNode(AxclLifecycleNode):
     """Lifecycle node wrapping :class:`~axcl_ros.models.yolo.YoloAdapter` on the shared executor."""
 
+    TAKES_IMAGES = True  # declares max_image_pixels (nodes/common.py)
     PARAMS = (
         ParamSpec("model_path", "", "YOLO11/YOLOv8 model: AXERA .axmodel (card) or Ultralytics .onnx (CPU/CUDA)."),
         ParamSpec("backend", "auto", "Inference backend; auto = axcl for .axmodel files, else onnxruntime.",
@@ -184,7 +185,7 @@ class DetectorNode(AxclLifecycleNode):
         if adapter is None or host is None or cameras is None:  # a callback that raced a cleanup
             return
         try:
-            bgr = decode_bgr(msg, cameras.transport)
+            bgr = decode_bgr(msg, cameras.transport, self.max_image_pixels)
             feeds, meta = adapter.preprocess(bgr)
         except ImageConversionError as exc:
             cam.errors += 1
@@ -200,8 +201,8 @@ class DetectorNode(AxclLifecycleNode):
             cam.errors += 1
             self.bad_inputs.report(f"frame on {cam.topic}", exc)
             return
-        future.add_done_callback(partial(self._on_result, cam, adapter, host, msg.header, bgr if annotate else None,
-                                         meta, t_received, t_pre))
+        future.add_done_callback(self.guard("inference result", partial(
+            self._on_result, cam, adapter, host, msg.header, bgr if annotate else None, meta, t_received, t_pre)))
 
     def _on_result(self, cam: CameraStream, adapter: YoloAdapter, host: ModelHost, header, bgr, meta,
                    t_received: float, t_pre: float, future) -> None:
@@ -253,7 +254,7 @@ class DetectorNode(AxclLifecycleNode):
             response.success, response.message = False, "the detector is not configured"
             return response
         try:
-            bgr = decode_bgr(request.image, "raw")
+            bgr = decode_bgr(request.image, "raw", self.max_image_pixels)
             feeds, meta = adapter.preprocess(bgr)
             t_pre = time.perf_counter()
             result = host.submit(feeds).result(timeout=30.0)

@@ -20,7 +20,7 @@ from ..runtime.executor import (
 from ..runtime.registry import resolve_backend
 from ..transport_profile import apply_transport_profile
 from .executable_help import help_requested, node_help, node_help_name
-from .spinning import spin_until
+from .spinning import init_args, spin_until
 
 
 def executor_key(backend: str, device: str) -> str:
@@ -113,7 +113,7 @@ def run_main(node_class, args=None, **node_kwargs) -> None:
     inputs = input_overrides(node_help_name(node_class), **vars(options))  # launch inputs (--camera-topic=...)
     tune_interpreter_for_device_work()
     profile = apply_transport_profile()
-    rclpy.init(args=argv)
+    rclpy.init(args=init_args(argv))
     node = node_class(parameter_overrides=[Parameter(k, value=v) for k, v in inputs.items()], **node_kwargs)
     node.get_logger().info(profile)
     autostart = node.declare_parameter("autostart", False, ParameterDescriptor(

@@ -134,14 +134,19 @@ class SpeechNode(AxclLifecycleNode):
             split_search_s=min(3.0, float(self.param("max_segment_s")) / 2))
         self.pipeline = SpeechPipeline(self._recognize, segmenter, audio_input=AudioInput(nonfinite="reject"),
                                        queue_size=int(self.param("queue_size")), language=self.param("language"),
-                                       task=self.param("task"), on_outcome=self._publish_outcome,
-                                       on_activity=self._publish_activity)
+                                       task=self.param("task"),
+                                       on_outcome=self.guard("transcript output", self._publish_outcome),
+                                       on_activity=self.guard("speech_active output", self._publish_activity))
         self._pubs["transcript"] = self.create_lifecycle_publisher(Transcript, "transcript", TRANSCRIPT_QOS)
         self._pubs["speech_active"] = self.create_lifecycle_publisher(Bool, "speech_active", LATCHED_QOS)
         self._srv = self.create_service(Transcribe, "~/transcribe", self._on_transcribe,
                                         callback_group=self._service_group)
-        self._action = ActionServer(self, ListenOnce, "~/listen_once", execute_callback=self._execute_listen,
-                                    goal_callback=self._on_goal, cancel_callback=lambda _goal: CancelResponse.ACCEPT,
+        self._action = ActionServer(self, ListenOnce, "~/listen_once",
+                                    execute_callback=self.guard("action listen_once", self._execute_listen,
+                                                                self._aborted_listen),
+                                    goal_callback=self.guard("action goal", self._on_goal,
+                                                             lambda _goal: GoalResponse.REJECT),
+                                    cancel_callback=lambda _goal: CancelResponse.ACCEPT,
                                     callback_group=self._service_group)
         self.pipeline.start()
         self.get_logger().info(f"configured {self.whisper.describe()}; VAD: {self.vad.reason}")
@@ -388,6 +393,15 @@ class SpeechNode(AxclLifecycleNode):
         finally:
             with self._listen_lock:
                 self._listening -= 1
+
+    @staticmethod
+    def _aborted_listen(goal_handle):
+        """Result of a listen_once goal whose execution raised (counted by the callback boundary)."""
+        try:
+            goal_handle.abort()
+        except Exception:  # noqa: BLE001 - the goal may already be finished
+            pass
+        return ListenOnce.Result()
 
     def _listen(self, goal_handle):
         goal = goal_handle.request
