@@ -24,11 +24,46 @@ import bench_common  # noqa: F401 - puts the source tree on sys.path
 import numpy as np
 
 
-def _baseline(model: str, topic: str, conf: float, iou: float, max_det: int, size: int, qos):
+def plain_detect(run, img: np.ndarray, header, conf: float, iou: float, max_det: int, size: int):
+    """The baseline's whole per-frame path: letterbox, tensor, ``run(tensor)`` → ``[1, 4+nc, N]``, decode, NMS,
+    message (``axcl_msgs/DetectionArray``). ``bench_hostpath.py`` times it with ``run`` replaced by stored outputs."""
     import cv2
+    from axcl_msgs.msg import Detection, DetectionArray
+
+    h, w = img.shape[:2]
+    r = min(size / h, size / w)
+    nh, nw = int(round(h * r)), int(round(w * r))
+    top, left = (size - nh) // 2, (size - nw) // 2
+    boxed = cv2.copyMakeBorder(cv2.resize(img, (nw, nh)), top, size - nh - top, left, size - nw - left,
+                               cv2.BORDER_CONSTANT, value=(114, 114, 114))
+    x = (boxed[..., ::-1].transpose(2, 0, 1).astype(np.float32) / 255.0)[None]
+    pred = run(x)[0].T  # N × (4 + nc)
+    scores = pred[:, 4:]
+    cls = scores.argmax(axis=1)
+    best = scores[np.arange(len(cls)), cls]
+    keep = best > conf
+    pred, cls, best = pred[keep], cls[keep], best[keep]
+    xywh = np.column_stack([pred[:, 0] - pred[:, 2] / 2, pred[:, 1] - pred[:, 3] / 2, pred[:, 2], pred[:, 3]])
+    idx = cv2.dnn.NMSBoxesBatched(xywh.tolist(), best.tolist(), cls.tolist(), conf, iou) if len(best) else []
+    out = DetectionArray()
+    out.header = header
+    out.image_width, out.image_height = w, h
+    for i in list(np.asarray(idx).reshape(-1))[:max_det]:
+        bx, by, bw, bh = xywh[i]
+        x0, y0 = (bx - left) / r, (by - top) / r
+        x1, y1 = x0 + bw / r, y0 + bh / r
+        x0, x1 = min(max(x0, 0), w), min(max(x1, 0), w)
+        y0, y1 = min(max(y0, 0), h), min(max(y1, 0), h)
+        out.detections.append(Detection(class_id=int(cls[i]), class_name=str(cls[i]), score=float(best[i]),
+                                        center_x=float(x0 + x1) / 2, center_y=float(y0 + y1) / 2,
+                                        size_x=float(x1 - x0), size_y=float(y1 - y0), track_id=Detection.TRACK_NONE))
+    return out
+
+
+def _baseline(model: str, topic: str, conf: float, iou: float, max_det: int, size: int, qos):
     import onnxruntime as ort
     import rclpy
-    from axcl_msgs.msg import Detection, DetectionArray
+    from axcl_msgs.msg import DetectionArray
     from rclpy.node import Node
     from sensor_msgs.msg import Image
 
@@ -40,37 +75,12 @@ def _baseline(model: str, topic: str, conf: float, iou: float, max_det: int, siz
             self.pub = self.create_publisher(DetectionArray, topic.rsplit("/", 1)[0] + "/detections", 10)
             self.create_subscription(Image, topic, self.on_image, qos)
 
+        def run(self, x: np.ndarray) -> np.ndarray:
+            return self.session.run(None, {self.input_name: x})[0]
+
         def on_image(self, msg: Image) -> None:
             img = np.frombuffer(msg.data, np.uint8).reshape(msg.height, msg.width, 3)
-            h, w = img.shape[:2]
-            r = min(size / h, size / w)
-            nh, nw = int(round(h * r)), int(round(w * r))
-            top, left = (size - nh) // 2, (size - nw) // 2
-            boxed = cv2.copyMakeBorder(cv2.resize(img, (nw, nh)), top, size - nh - top, left, size - nw - left,
-                                       cv2.BORDER_CONSTANT, value=(114, 114, 114))
-            x = (boxed[..., ::-1].transpose(2, 0, 1).astype(np.float32) / 255.0)[None]
-            pred = self.session.run(None, {self.input_name: x})[0][0].T  # N × (4 + nc)
-            scores = pred[:, 4:]
-            cls = scores.argmax(axis=1)
-            best = scores[np.arange(len(cls)), cls]
-            keep = best > conf
-            pred, cls, best = pred[keep], cls[keep], best[keep]
-            xywh = np.column_stack([pred[:, 0] - pred[:, 2] / 2, pred[:, 1] - pred[:, 3] / 2, pred[:, 2], pred[:, 3]])
-            idx = cv2.dnn.NMSBoxesBatched(xywh.tolist(), best.tolist(), cls.tolist(), conf, iou) if len(best) else []
-            out = DetectionArray()
-            out.header = msg.header
-            out.image_width, out.image_height = w, h
-            for i in list(np.asarray(idx).reshape(-1))[:max_det]:
-                bx, by, bw, bh = xywh[i]
-                x0, y0 = (bx - left) / r, (by - top) / r
-                x1, y1 = x0 + bw / r, y0 + bh / r
-                x0, x1 = min(max(x0, 0), w), min(max(x1, 0), w)
-                y0, y1 = min(max(y0, 0), h), min(max(y1, 0), h)
-                out.detections.append(Detection(class_id=int(cls[i]), class_name=str(cls[i]), score=float(best[i]),
-                                                center_x=float(x0 + x1) / 2, center_y=float(y0 + y1) / 2,
-                                                size_x=float(x1 - x0), size_y=float(y1 - y0),
-                                                track_id=Detection.TRACK_NONE))
-            self.pub.publish(out)
+            self.pub.publish(plain_detect(self.run, img, msg.header, conf, iou, max_det, size))
 
     node = BaselineDetector()
     from rclpy.executors import SingleThreadedExecutor
