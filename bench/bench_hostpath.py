@@ -6,6 +6,10 @@ Our path is what the detector node does per frame around ``session.run``: ``sens
 are real: NudeNet's YOLOv8n (``320n.onnx``, run once per frame size at 640×640, both the Ultralytics layout and the
 AXERA layout made from it) on scikit-image's astronaut scaled to 640×480 and 1920×1080.
 
+Against the plain node of ``bench_ros_node.py`` (``plain_detect``: straightforward numpy pre/post, the baseline of
+the ROS detector bench) at 0 boxes (grey frame) and 300 boxes (photo, confidence 1e-4), and our class-offset NMS
+against ``cv2.dnn.NMSBoxesBatched`` on the same candidates.
+
 The floor is the least any implementation must do: one copy of the frame (what receiving it costs) plus one
 ``cv2.resize`` to the letterboxed size. The depth node's host path (AXERA layout, 518×518 output resized back to the
 frame and packed as 32FC1) is measured against the same floor.
