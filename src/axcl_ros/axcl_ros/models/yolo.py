@@ -10,8 +10,9 @@ Layouts (read from the model, never configured):
     one input ``float32 [1,3,H,W]`` NCHW **RGB** /255, letterbox pad 114 (dynamic H/W → the configured size);
     one output ``float [1,4+nc,N]``: cx, cy, w, h in letterbox pixels, then sigmoided class scores.
 
-Post-processing: confidence threshold, optional class filter, class-aware (or agnostic) NMS with
-``cv2.dnn.NMSBoxesBatched``/``NMSBoxes``, ``max_detections``, and boxes mapped back to input-image pixels.
+Post-processing: confidence threshold, optional class filter, the ``max_candidates`` best boxes (a cap that never
+changes the result), class-aware (one class-offset ``cv2.dnn.NMSBoxes`` call) or agnostic NMS, ``max_detections``,
+and boxes mapped back to input-image pixels.
 The AXERA decode is vectorised and thresholds the class logits first (``sigmoid(x) > t  ⇔  x > logit(t)``), so the
 DFL softmax only runs on the cells that pass.
 """
