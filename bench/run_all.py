@@ -96,7 +96,7 @@ def main(argv=None) -> int:
     p.add_argument("--quick", action="store_true", help="shorter runs (smoke test)")
     p.add_argument("--only", nargs="+", choices=sorted(TOPICS), help="run only these topics")
     p.add_argument("--out", default=str(HERE / "results"), help="folder for latest.md / latest.json")
-    p.add_argument("--timeout", type=float, default=600.0, help="seconds per topic before it is stopped")
+    p.add_argument("--timeout", type=float, default=900.0, help="seconds per topic before it is stopped")
     args = p.parse_args(argv)
     info = machine_info()
     rows: List[Row] = []
