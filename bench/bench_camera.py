@@ -30,6 +30,7 @@ def main(argv=None) -> int:
     p.add_argument("--drain", type=float, default=1.5, help="seconds to keep listening after the last frame")
     p.add_argument("--wait", type=float, default=30.0, help="seconds to wait for the node's subscriptions")
     p.add_argument("--qos", choices=("sensor_data", "reliable"), default="sensor_data", help="publisher QoS")
+    p.add_argument("--image", default="", help=".npy file with the H×W×3 bgr8 frame to send (default: noise)")
     p.add_argument("--out", required=True)
     args = p.parse_args(argv)
 
@@ -76,7 +77,10 @@ def main(argv=None) -> int:
         time.sleep(0.05)
     time.sleep(0.5)  # let the output subscriptions match too
 
-    bgr = np.random.default_rng(0).integers(0, 255, (args.height, args.width, 3), dtype=np.uint8)
+    if args.image:
+        bgr = np.ascontiguousarray(np.load(args.image))
+    else:
+        bgr = np.random.default_rng(0).integers(0, 255, (args.height, args.width, 3), dtype=np.uint8)
     msg = Image(**array_to_image_fields(bgr, "bgr8", data_as="array"))
     msg.header.frame_id = "camera"
     sent = {t: 0 for t in args.topics}

@@ -80,13 +80,13 @@ class DetectorRig:
 
 
 def run_cameras(topics: Sequence[str], fps: float, seconds: float, sampler=None, width: int = 640,
-                height: int = 480, qos: str = "sensor_data") -> dict:
+                height: int = 480, qos: str = "sensor_data", image: str = "") -> dict:
     """Run ``bench_camera.py`` on ``topics`` and return its report (see :meth:`DetectorRig.stream`)."""
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "camera.json"
         cmd = [sys.executable, str(HERE / "bench_camera.py"), "--topics", *topics, "--fps", str(fps),
                "--seconds", str(seconds), "--width", str(width), "--height", str(height), "--qos", qos,
-               "--out", str(out)]
+               "--out", str(out)] + (["--image", image] if image else [])
         proc = subprocess.Popen(cmd, env=dict(os.environ), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                                 text=True)
         deadline = time.monotonic() + seconds + 60

@@ -6,6 +6,10 @@ Our path is what the detector node does per frame around ``session.run``: ``sens
 are real: NudeNet's YOLOv8n (``320n.onnx``, run once per frame size at 640×640, both the Ultralytics layout and the
 AXERA layout made from it) on scikit-image's astronaut scaled to 640×480 and 1920×1080.
 
+Against the plain node of ``bench_ros_node.py`` (``plain_detect``: straightforward numpy pre/post, the baseline of
+the ROS detector bench) at 0 boxes (grey frame) and 300 boxes (photo, confidence 1e-4), and our class-offset NMS
+against ``cv2.dnn.NMSBoxesBatched`` on the same candidates.
+
 The floor is the least any implementation must do: one copy of the frame (what receiving it costs) plus one
 ``cv2.resize`` to the letterboxed size. The depth node's host path (AXERA layout, 518×518 output resized back to the
 frame and packed as 32FC1) is measured against the same floor.
@@ -94,6 +98,70 @@ def _stages(adapter, outputs, msg, vision):
     return {k: v.median_ms for k, v in time_interleaved(fns, blocks=7, per_block=5).items()}
 
 
+#: the two scenarios of bench_ros_detector.py: (confidence, IoU, max detections)
+PLAIN_CASES = {"0 boxes (grey frame)": (0.25, 0.45, 300), "300 boxes (photo)": (1e-4, 0.7, 300)}
+
+
+def _vs_plain(ultra, photo, photo_msg, grey_case, blocks, per_block) -> List[Row]:
+    """Our whole host path vs the plain node's (bench_ros_node.plain_detect), and our NMS vs OpenCV's batched NMS,
+    at 0 and 300 boxes on 640×480 (Ultralytics layout, stored real outputs)."""
+    from axcl_msgs.msg import Detection, DetectionArray
+    from bench_ros_node import plain_detect
+    from sensor_msgs.msg import Image
+
+    from axcl_ros.io.image import array_to_image_fields
+    from axcl_ros.models.yolo import DetectorConfig, nms
+    from axcl_ros.nodes.camera_input import decode_bgr
+    from axcl_ros.nodes.detection_messages import fill_detection_array
+
+    adapter, outputs = ultra
+    grey, grey_out = grey_case
+    grey_msg = Image(**array_to_image_fields(grey, "bgr8", data_as="array"))
+    cases = {"0 boxes (grey frame)": (grey_msg, grey_out), "300 boxes (photo)": (photo_msg, outputs["640x480"])}
+    rows = []
+    for what, (msg, out) in cases.items():
+        conf, iou, max_det = PLAIN_CASES[what]
+        config = DetectorConfig(conf_threshold=conf, iou_threshold=iou, max_detections=max_det)
+        stored = next(iter(out.values()))
+
+        def ours(msg=msg, out=out, config=config):
+            bgr = decode_bgr(msg, "raw")
+            _, meta = adapter.preprocess(bgr)
+            dets = adapter.postprocess({k: np.array(v, copy=True) for k, v in out.items()}, meta, config)
+            return fill_detection_array(DetectionArray(), Detection, msg.header, dets.boxes, dets.scores,
+                                        dets.class_ids, dets.names, meta.image_size[1], meta.image_size[0])
+
+        def plain(msg=msg, stored=stored, conf=conf, iou=iou, max_det=max_det):
+            img = np.frombuffer(msg.data, np.uint8).reshape(msg.height, msg.width, 3)
+            return plain_detect(lambda _x: np.array(stored, copy=True), img, msg.header, conf, iou, max_det, 640)
+
+        n_ours, n_plain = len(ours().detections), len(plain().detections)
+        t = time_interleaved({"ours": ours, "plain": plain}, blocks=blocks, per_block=per_block)
+        rows.append(Row(TOPIC, f"detector host path 640x480, {what}", t["ours"].median_ms, "ms/frame",
+                        t["plain"].median_ms, "plain node pre/post", ratio(t["ours"].median_ms, t["plain"].median_ms),
+                        note=f"{n_ours} vs {n_plain} dets; convert+letterbox+copy+decode+NMS+msg"))
+        # NMS alone on this scenario's candidates
+        pred = stored[0]
+        best = pred[4:].max(axis=0)
+        keep = np.flatnonzero(best > conf)
+        if keep.size < 2:
+            continue
+        cls = pred[4:, keep].argmax(axis=0).astype(np.int32)
+        cx, cy, w, h = (pred[i, keep] for i in range(4))
+        boxes = np.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], axis=1).astype(np.float32)
+        scores = best[keep].astype(np.float32)
+        xywh = np.column_stack([boxes[:, :2], boxes[:, 2:] - boxes[:, :2]]).astype(np.float64)
+        args = (boxes, scores, cls, iou, conf, xywh)
+        tn = time_interleaved({"ours": lambda a=args: nms(a[0], a[1], a[2], a[3]),
+                               "opencv": lambda a=args: cv2.dnn.NMSBoxesBatched(a[5], a[1], a[2], a[4], a[3])},
+                              blocks=blocks, per_block=per_block)
+        rows.append(Row(TOPIC, f"NMS over {keep.size} candidates ({what})", tn["ours"].median_ms, "ms",
+                        tn["opencv"].median_ms, "cv2.dnn.NMSBoxesBatched", ratio(tn["ours"].median_ms,
+                                                                                 tn["opencv"].median_ms),
+                        note="one class-offset NMSBoxes call (uncapped; the adapter caps at max_candidates first)"))
+    return rows
+
+
 def _floor(frame, size):
     th, tw = size
     h, w = frame.shape[:2]
@@ -146,6 +214,10 @@ def run(quick: bool = False) -> List[Row]:
             for name, bgr in frames.items():
                 feeds, _ = adapter.preprocess(bgr)
                 outputs[name] = {k: np.array(v) for k, v in session.run(feeds).items()}
+            if layout == "ultralytics":
+                grey = np.full((480, 640, 3), 96, np.uint8)
+                feeds, _ = adapter.preprocess(grey)
+                plain_case = (grey, {k: np.array(v) for k, v in session.run(feeds).items()})
             session.release()
             layouts[layout] = (adapter, outputs)
 
@@ -200,6 +272,7 @@ def run(quick: bool = False) -> List[Row]:
                         ratio(t["depth"].median_ms, dfl),
                         note="convert+resize to 518+resize back to the frame+32FC1 msg; floor adds one resize of "
                              "the 518x518 output to the frame size"))
+    rows += _vs_plain(layouts["ultralytics"], frames["640x480"], msgs["640x480"], plain_case, blocks, per_block)
     rows.append(Row(TOPIC, "Ultralytics pre/post on the same model", None,
                     note="not measured: ultralytics needs torch+torchvision; the only importable pair here is a "
                          "6.1 GB CUDA build (shared/reference/models.md §5), not a cheap install outside the test env"))

@@ -2,9 +2,10 @@
 
 Usage (``make bench`` runs the first form inside the project environment)::
 
-    python bench/run_all.py                 # all topics, full length (~3 min on 2 cores)
+    python bench/run_all.py                 # all topics, full length (~6 min on 2 cores)
     python bench/run_all.py --quick         # shorter runs, for a smoke test
     python bench/run_all.py --only overload multicam
+    python bench/run_all.py --only rosdetector hostpath   # the CPU detector figures of the README
 
 Each topic runs in its own Python process (a crash or a leak in one cannot skew the next) and returns its rows as
 JSON. The table goes to stdout and to ``bench/results/latest.md``; the rows, with the machine information, to
@@ -39,6 +40,7 @@ TOPICS: Dict[str, str] = {
     "pipeline": "bench_pipeline",
     "scheduling": "bench_scheduling",
     "llm": "bench_llm",
+    "rosdetector": "bench_ros_detector",
 }
 
 METHOD = """\
@@ -46,7 +48,9 @@ Method: every number is a median (or the stated percentile) measured in this run
 measured in the same run, on the same machine, minutes apart (absolute times on these shared 2-core machines move
 by 2x between runs, the ratios much less). Host-path timings alternate ours and the floor block by block. ROS
 measurements go through real DDS (Fast DDS, localhost) inside one process per topic; the AXCL rows use the C stub
-runtime (a test double of the documented AXCL API whose execute sleeps for the model time), not the card."""
+runtime (a test double of the documented AXCL API whose execute sleeps for the model time), not the card. The
+"ros detector" rows run the camera, the node and (busy rows) a one-core spinner as separate processes; their
+baseline is a plain rclpy node with onnxruntime's default session on the same model, run alternately with ours."""
 
 
 def _run_topic(topic: str, quick: bool, timeout: float) -> List[Row]:
@@ -96,7 +100,7 @@ def main(argv=None) -> int:
     p.add_argument("--quick", action="store_true", help="shorter runs (smoke test)")
     p.add_argument("--only", nargs="+", choices=sorted(TOPICS), help="run only these topics")
     p.add_argument("--out", default=str(HERE / "results"), help="folder for latest.md / latest.json")
-    p.add_argument("--timeout", type=float, default=600.0, help="seconds per topic before it is stopped")
+    p.add_argument("--timeout", type=float, default=900.0, help="seconds per topic before it is stopped")
     args = p.parse_args(argv)
     info = machine_info()
     rows: List[Row] = []

@@ -181,3 +181,52 @@ def test_slow_identity_is_exact(backend, tmp_path):
     x = np.random.default_rng(2).standard_normal((32, 32)).astype(np.float32)
     np.testing.assert_array_equal(sess.run({"x": x})["y"], x)
     assert os.path.getsize(tmp_path / "slow.onnx") > 32 * 32 * 4
+
+
+def test_session_options_thread_budget(add_path):
+    """One builder for every ORT session: measured defaults (no spinning), overridable per backend."""
+    from axcl_ros.runtime.onnxruntime_backend import (
+        DEFAULT_ALLOW_SPINNING,
+        DEFAULT_INTRA_OP_THREADS,
+        session_options,
+    )
+
+    opts = session_options()
+    assert opts.intra_op_num_threads == DEFAULT_INTRA_OP_THREADS and opts.inter_op_num_threads == 1
+    assert opts.get_session_config_entry("session.intra_op.allow_spinning") == ("1" if DEFAULT_ALLOW_SPINNING else "0")
+    spin = session_options(2, 1, allow_spinning=True)
+    assert spin.get_session_config_entry("session.intra_op.allow_spinning") == "1"
+    sess = OnnxRuntimeBackend(intra_op_num_threads=2, allow_spinning=False).load(add_path)
+    got = sess._sess.get_session_options()
+    assert got.intra_op_num_threads == 2
+    assert got.get_session_config_entry("session.intra_op.allow_spinning") == "0"
+    with pytest.raises(ValueError):
+        session_options(-1)
+
+
+def test_model_host_passes_the_node_thread_budget(add_path, monkeypatch):
+    """The detector's cpu_threads / cpu_spinning reach the session options through ModelHost (ORT only)."""
+    from types import SimpleNamespace
+
+    from axcl_ros.nodes.model_host import ModelHost
+    from axcl_ros.runtime import onnxruntime_backend as orb
+
+    seen = []
+    real = orb.OnnxRuntimeBackend._session_options
+
+    def spy(self):
+        seen.append((self.intra_op_num_threads, self.allow_spinning))
+        return real(self)
+
+    monkeypatch.setattr(orb.OnnxRuntimeBackend, "_session_options", spy)
+    node = SimpleNamespace(get_logger=lambda: SimpleNamespace(info=lambda *_a, **_k: None))
+    host = ModelHost.load(node, add_path, "auto", "", cpu_options={"intra_op_num_threads": 1, "allow_spinning": True})
+    try:
+        assert seen[-1] == (1, True)
+    finally:
+        host.release()
+    host = ModelHost.load(node, add_path, "auto", "")
+    try:
+        assert seen[-1] == (orb.DEFAULT_INTRA_OP_THREADS, orb.DEFAULT_ALLOW_SPINNING)
+    finally:
+        host.release()

@@ -75,3 +75,20 @@ def test_bad_inputs():
         letterbox(np.zeros((0, 4, 3), np.uint8), 8)
     with pytest.raises(ValueError, match="N×4"):
         unletterbox_boxes(np.zeros((3, 5)), LetterboxInfo(1.0, 0, 0, (4, 4), (4, 4)))
+
+
+@pytest.mark.parametrize("shape", [(480, 640), (1080, 1920), (640, 640), (333, 500), (100, 37)])
+def test_letterbox_nchw_equals_letterbox_then_blob(shape):
+    """The fused letterbox → 1×3×H×W float tensor equals letterbox + cv2.dnn.blobFromImage(1/255, swapRB)."""
+    from axcl_ros.models.letterbox import letterbox_nchw
+
+    img = _img(*shape)
+    boxed, info = letterbox(img, (640, 640), 114)
+    ref = cv2.dnn.blobFromImage(boxed, scalefactor=1 / 255.0, swapRB=True)
+    out, info2 = letterbox_nchw(img, (640, 640), 114)
+    assert info2 == info and out.shape == ref.shape and out.dtype == np.float32
+    np.testing.assert_allclose(out, ref, atol=1e-6, rtol=0)
+    again, _ = letterbox_nchw(img, (640, 640), 114)
+    assert again is not out  # a fresh tensor per frame: the previous one may still be queued for inference
+    with pytest.raises(ValueError, match="H×W×3 uint8"):
+        letterbox_nchw(_img(10, 10, None), (64, 64))

@@ -113,3 +113,54 @@ def test_axera_decode_equals_ultralytics_decode_on_the_same_tensor(nudenet, astr
         # and the AXERA adapter's own preprocessing (black padding, BGR uint8) still finds the shifted face
         own = _detect(axera, aa, image)
         assert own.names[0] == "FACE_FEMALE" and iou(own.boxes[0], REFERENCE_FACE + [150, 0, 150, 0]) > 0.8
+
+
+def _opencv_batched(boxes, scores, classes, iou_threshold):
+    """Reference: OpenCV's own class-aware NMS (NMSBoxesBatched), best score first."""
+    xywh = np.column_stack([boxes[:, :2], boxes[:, 2:] - boxes[:, :2]]).astype(np.float64)
+    idx = np.asarray(cv2.dnn.NMSBoxesBatched(xywh, scores, classes, 0.0, iou_threshold), np.intp).reshape(-1)
+    return idx[np.argsort(-scores[idx], kind="stable")]
+
+
+@pytest.mark.parametrize("layout", ["ultralytics", "axera"])
+@pytest.mark.parametrize("threshold,max_det", [(1e-5, 300), (1e-4, 100), (0.01, 300), (0.25, 100)])
+def test_capped_candidates_give_the_uncapped_boxes(nudenet, astronaut_bgr, layout, threshold, max_det):
+    """The top-k cap before NMS changes nothing: real-weight outputs at thresholds from hundreds of candidates
+    down to the default, capped at 50 and 200 candidates vs uncapped (cap above the number of anchors); with more
+    detections than the cap leaves, the adapter falls back to the full NMS, which this covers too."""
+    ultra, ua, axera, aa, _ = nudenet
+    session, adapter = (ultra, ua) if layout == "ultralytics" else (axera, aa)
+    big = cv2.resize(astronaut_bgr, (640, 480))  # non-square: letterbox padding on two sides
+    feeds, meta = adapter.preprocess(big)
+    outputs = dict(zip([o.name for o in session.get_outputs()], session.run(None, feeds)))
+    base = DetectorConfig(conf_threshold=threshold, max_detections=max_det)
+    full = adapter.postprocess(outputs, meta, base.replace(max_candidates=10**6))
+    if threshold <= 1e-4 and layout == "ultralytics":  # the cap is really exercised: hundreds of candidates
+        assert int((outputs[ultra.get_outputs()[0].name][0, 4:].max(axis=0) > threshold).sum()) > 200
+    for cap in (50, 200):
+        capped = adapter.postprocess(outputs, meta, base.replace(max_candidates=cap))
+        assert len(capped) == len(full)
+        np.testing.assert_array_equal(capped.class_ids, full.class_ids)
+        np.testing.assert_array_equal(capped.scores, full.scores)
+        np.testing.assert_array_equal(capped.boxes, full.boxes)
+
+
+@pytest.mark.parametrize("threshold", [1e-5, 0.05])
+def test_class_offset_nms_matches_opencv_batched_nms(nudenet, astronaut_bgr, threshold):
+    """One class-shifted NMSBoxes call keeps exactly the boxes OpenCV's NMSBoxesBatched keeps (real candidates)."""
+    from axcl_ros.models.yolo import nms
+
+    ultra, ua, *_ = nudenet
+    feeds, _ = ua.preprocess(astronaut_bgr)
+    pred = ultra.run(None, feeds)[0][0]
+    scores_all = pred[4:]
+    conf = scores_all.max(axis=0)
+    keep = np.flatnonzero(conf > threshold)
+    assert keep.size > 10
+    cls = scores_all[:, keep].argmax(axis=0).astype(np.int32)
+    cx, cy, w, h = (pred[i, keep] for i in range(4))
+    boxes = np.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], axis=1).astype(np.float32)
+    scores = conf[keep].astype(np.float32)
+    ours = nms(boxes, scores, cls, 0.45)
+    np.testing.assert_array_equal(np.sort(ours), np.sort(_opencv_batched(boxes, scores, cls, 0.45)))
+    np.testing.assert_array_equal(ours, ours[np.argsort(-scores[ours], kind="stable")])

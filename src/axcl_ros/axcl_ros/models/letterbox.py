@@ -6,13 +6,14 @@ Geometry follows AXERA's samples: ``scale = min(H/h, W/w)``, resized size ``roun
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from typing import Optional, Sequence, Tuple, Union
 
 import cv2
 import numpy as np
 
-__all__ = ["LetterboxInfo", "letterbox", "unletterbox_boxes"]
+__all__ = ["LetterboxInfo", "letterbox", "letterbox_nchw", "unletterbox_boxes"]
 
 
 @dataclass(frozen=True)
@@ -36,6 +37,26 @@ def _resized(image_size: Tuple[int, int], scale: float) -> Tuple[int, int]:
     return max(1, int(round(h * scale))), max(1, int(round(w * scale)))
 
 
+def _check(image: np.ndarray, size: Union[int, Sequence[int]]) -> Tuple[int, int]:
+    if isinstance(size, (int, np.integer)):
+        size = (int(size), int(size))
+    th, tw = int(size[0]), int(size[1])
+    if th <= 0 or tw <= 0:
+        raise ValueError(f"letterbox size must be positive, got {tuple(size)}")
+    if not isinstance(image, np.ndarray) or image.ndim not in (2, 3) or image.shape[0] == 0 or image.shape[1] == 0:
+        got = list(image.shape) if isinstance(image, np.ndarray) else type(image).__name__
+        raise ValueError(f"letterbox needs a non-empty H×W or H×W×C image, got {got}")
+    return th, tw
+
+
+def _geometry(h: int, w: int, th: int, tw: int) -> Tuple[float, int, int, int, int]:
+    """``scale, rh, rw, top, left`` of an h×w image letterboxed into th×tw."""
+    scale = min(th / h, tw / w)
+    rh, rw = _resized((h, w), scale)
+    rh, rw = min(rh, th), min(rw, tw)
+    return scale, rh, rw, (th - rh) // 2, (tw - rw) // 2
+
+
 def letterbox(image: np.ndarray, size: Union[int, Sequence[int]],
               pad_value: Union[int, float, Sequence[float]] = 0, *,
               interpolation: int = cv2.INTER_LINEAR, out: Optional[np.ndarray] = None,
@@ -47,19 +68,9 @@ def letterbox(image: np.ndarray, size: Union[int, Sequence[int]],
     resized image is written straight into its centre. Returns ``(letterboxed, LetterboxInfo)``.
     Raises ``ValueError`` for an empty image or a non-positive size.
     """
-    if isinstance(size, (int, np.integer)):
-        size = (int(size), int(size))
-    th, tw = int(size[0]), int(size[1])
-    if th <= 0 or tw <= 0:
-        raise ValueError(f"letterbox size must be positive, got {tuple(size)}")
-    if not isinstance(image, np.ndarray) or image.ndim not in (2, 3) or image.shape[0] == 0 or image.shape[1] == 0:
-        got = list(image.shape) if isinstance(image, np.ndarray) else type(image).__name__
-        raise ValueError(f"letterbox needs a non-empty H×W or H×W×C image, got {got}")
+    th, tw = _check(image, size)
     h, w = image.shape[:2]
-    scale = min(th / h, tw / w)
-    rh, rw = _resized((h, w), scale)
-    rh, rw = min(rh, th), min(rw, tw)
-    top, left = (th - rh) // 2, (tw - rw) // 2
+    scale, rh, rw, top, left = _geometry(h, w, th, tw)
     shape = (th, tw) + image.shape[2:]
     if out is None or out.shape != shape or out.dtype != image.dtype:
         out = np.empty(shape, image.dtype)
@@ -77,6 +88,47 @@ def letterbox(image: np.ndarray, size: Union[int, Sequence[int]],
         if resized is not roi and not np.shares_memory(resized, roi):
             roi[...] = resized.reshape(roi.shape)
     return out, LetterboxInfo(scale=scale, pad_left=left, pad_top=top, image_size=(h, w), size=(th, tw))
+
+
+_work = threading.local()  # per-thread resize buffer of letterbox_nchw (callbacks of several cameras run in parallel)
+
+
+def letterbox_nchw(image: np.ndarray, size: Union[int, Sequence[int]], pad_value: float = 114.0, *,
+                   scale: float = 1.0 / 255.0, dtype=np.float32, swap_rb: bool = True,
+                   interpolation: int = cv2.INTER_LINEAR) -> Tuple[np.ndarray, LetterboxInfo]:
+    """Letterbox an H×W×3 uint8 image straight into a new ``1×3×H×W`` tensor (Ultralytics-style input).
+
+    Fuses the letterbox, the colour swap (BGR → RGB with ``swap_rb``), the scaling (``value · scale``) and the
+    HWC → CHW layout change: the image is resized into a per-thread buffer reused across frames, each channel is
+    scaled once into its plane of the tensor, and only the padding is filled with ``pad_value · scale``. The only
+    full-size allocation is the returned tensor (it goes to the inference queue, so it cannot be reused).
+    Same geometry as :func:`letterbox`.
+    """
+    th, tw = _check(image, size)
+    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+        raise ValueError(f"letterbox_nchw needs an H×W×3 uint8 image, got {image.dtype.name}{list(image.shape)}")
+    h, w = image.shape[:2]
+    ratio, rh, rw, top, left = _geometry(h, w, th, tw)
+    out = np.empty((1, 3, th, tw), dtype)
+    planes = out[0]
+    if top or left or rh != th or rw != tw:
+        pad = float(pad_value) * scale
+        planes[:, :top] = pad
+        planes[:, top + rh:] = pad
+        planes[:, top:top + rh, :left] = pad
+        planes[:, top:top + rh, left + rw:] = pad
+    if (rh, rw) == (h, w):
+        src = image
+    else:
+        buf = getattr(_work, "buf", None)
+        if buf is None or buf.shape != (rh, rw, 3):
+            buf = _work.buf = np.empty((rh, rw, 3), np.uint8)
+        src = cv2.resize(image, (rw, rh), dst=buf, interpolation=interpolation)
+    factor = np.dtype(dtype).type(scale)
+    for c in range(3):
+        np.multiply(src[:, :, 2 - c if swap_rb else c], factor,
+                    out=planes[c, top:top + rh, left:left + rw], casting="unsafe")
+    return out, LetterboxInfo(scale=ratio, pad_left=left, pad_top=top, image_size=(h, w), size=(th, tw))
 
 
 def unletterbox_boxes(boxes: np.ndarray, info: LetterboxInfo, *, clip: bool = True) -> np.ndarray:

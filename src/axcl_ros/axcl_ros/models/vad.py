@@ -70,10 +70,9 @@ class SileroVad:
         self.model_path = str(model_path)
         if not Path(model_path).is_file():
             raise FileNotFoundError(f"Silero VAD model not found: {model_path}")
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = int(intra_op_threads)
-        opts.inter_op_num_threads = 1
-        opts.log_severity_level = 3
+        from ..runtime.onnxruntime_backend import session_options
+
+        opts = session_options(int(intra_op_threads), 1)  # the process's one session-options builder
         try:
             self._session = ort.InferenceSession(self.model_path, sess_options=opts,
                                                  providers=["CPUExecutionProvider"])

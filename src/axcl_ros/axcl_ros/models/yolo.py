@@ -10,8 +10,9 @@ Layouts (read from the model, never configured):
     one input ``float32 [1,3,H,W]`` NCHW **RGB** /255, letterbox pad 114 (dynamic H/W → the configured size);
     one output ``float [1,4+nc,N]``: cx, cy, w, h in letterbox pixels, then sigmoided class scores.
 
-Post-processing: confidence threshold, optional class filter, class-aware (or agnostic) NMS with
-``cv2.dnn.NMSBoxesBatched``/``NMSBoxes``, ``max_detections``, and boxes mapped back to input-image pixels.
+Post-processing: confidence threshold, optional class filter, the ``max_candidates`` best boxes (a cap that never
+changes the result), class-aware (one class-offset ``cv2.dnn.NMSBoxes`` call) or agnostic NMS, ``max_detections``,
+and boxes mapped back to input-image pixels.
 The AXERA decode is vectorised and thresholds the class logits first (``sigmoid(x) > t  ⇔  x > logit(t)``), so the
 DFL softmax only runs on the cells that pass.
 """
@@ -29,7 +30,7 @@ import numpy as np
 from ..io.image import ImageConversionError
 from ..runtime.base import TensorSpec
 from .labels import LabelsError, LabelsLike, resolve_labels
-from .letterbox import LetterboxInfo, letterbox, unletterbox_boxes
+from .letterbox import LetterboxInfo, letterbox, letterbox_nchw, unletterbox_boxes
 
 __all__ = [
     "LAYOUT_AXERA",
@@ -40,6 +41,7 @@ __all__ = [
     "ModelLayoutError",
     "ModelOutputError",
     "YoloAdapter",
+    "nms",
 ]
 
 LAYOUT_AXERA = "axera"
@@ -76,7 +78,8 @@ class DetectorConfig:
 
     ``classes``: class ids to keep (``None`` or empty = all). Scores are taken over the kept classes only, so a
     box whose best class is filtered out can still be reported under its best *kept* class.
-    ``max_candidates``: boxes passed to NMS at most (highest scores first), bounding the NMS cost.
+    ``max_candidates``: boxes passed to NMS first (highest scores first), bounding the NMS cost; the result is the
+    same as without the cap (see ``YoloAdapter._finish``).
     """
 
     conf_threshold: float = 0.25
@@ -84,7 +87,7 @@ class DetectorConfig:
     max_detections: int = 300
     agnostic_nms: bool = False
     classes: Optional[FrozenSet[int]] = None
-    max_candidates: int = 30000
+    max_candidates: int = 1000
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "conf_threshold", _check_unit("conf_threshold", self.conf_threshold))
@@ -334,13 +337,11 @@ class YoloAdapter:
             img = cv2.cvtColor(img.reshape(img.shape[:2]), cv2.COLOR_GRAY2BGR)
         elif img.shape[2] != 3:
             raise ImageConversionError("image", f"needs 1, 3 or 4 channels, got shape {list(img.shape)}")
-        boxed, info = letterbox(img, self.input_size, self.pad_value)
         if self.layout == LAYOUT_AXERA:
+            boxed, info = letterbox(img, self.input_size, self.pad_value)
             tensor = boxed[None]
-        else:
-            tensor = cv2.dnn.blobFromImage(boxed, scalefactor=1.0 / 255.0, swapRB=True)
-            if np.dtype(self.input_spec.dtype) != tensor.dtype:
-                tensor = tensor.astype(self.input_spec.dtype)
+        else:  # letterbox + BGR→RGB + /255 + HWC→CHW in one pass into the input tensor
+            tensor, info = letterbox_nchw(img, self.input_size, self.pad_value, dtype=self.input_spec.dtype)
         return {self.input_name: tensor}, info
 
     # ----------------------------------------------------------------------------------------- postprocess
@@ -437,19 +438,52 @@ class YoloAdapter:
 
     def _finish(self, boxes: np.ndarray, scores: np.ndarray, classes: np.ndarray, meta: LetterboxInfo,
                 config: DetectorConfig) -> Detections:
+        """Top-k cap, NMS, mapping back to the image; the same boxes as without the cap.
+
+        Greedy NMS decides each box from higher-scoring boxes only, so NMS over the ``max_candidates`` best boxes
+        returns a prefix of the full result; when that prefix already gives ``max_detections`` detections it is the
+        answer. Otherwise (rare: most candidates suppressed) NMS runs again over all candidates.
+        """
         if scores.size == 0:
             return Detections.empty(self.labels, meta.image_size)
-        if scores.size > config.max_candidates:
-            top = np.argpartition(-scores, config.max_candidates - 1)[:config.max_candidates]
-            boxes, scores, classes = boxes[top], scores[top], classes[top]
-        xywh = np.column_stack([boxes[:, :2], boxes[:, 2:] - boxes[:, :2]])
-        if config.agnostic_nms:
-            idx = cv2.dnn.NMSBoxes(xywh, scores, config.conf_threshold, config.iou_threshold)
+        k = config.max_candidates
+        if scores.size > k:
+            top = np.argpartition(-scores, k - 1)[:k]
+            dets = self._select(boxes, scores, classes, meta, config, top)
+            if len(dets) >= config.max_detections:
+                return dets
+        return self._select(boxes, scores, classes, meta, config, None)
+
+    def _select(self, boxes: np.ndarray, scores: np.ndarray, classes: np.ndarray, meta: LetterboxInfo,
+                config: DetectorConfig, subset: Optional[np.ndarray]) -> Detections:
+        if subset is None:
+            idx = nms(boxes, scores, classes, config.iou_threshold, config.agnostic_nms)
         else:
-            idx = cv2.dnn.NMSBoxesBatched(xywh, scores, classes, config.conf_threshold, config.iou_threshold)
-        idx = np.asarray(idx, dtype=np.intp).reshape(-1)
-        idx = idx[np.argsort(-scores[idx], kind="stable")]
+            idx = subset[nms(boxes[subset], scores[subset], classes[subset], config.iou_threshold,
+                             config.agnostic_nms)]
         mapped = unletterbox_boxes(boxes[idx], meta)
         nonempty = (mapped[:, 2] > mapped[:, 0]) & (mapped[:, 3] > mapped[:, 1])
         idx, mapped = idx[nonempty][:config.max_detections], mapped[nonempty][:config.max_detections]
         return Detections(mapped, scores[idx], classes[idx], self.labels, meta.image_size)
+
+
+def nms(boxes: np.ndarray, scores: np.ndarray, classes: np.ndarray, iou_threshold: float,
+        agnostic: bool = False) -> np.ndarray:
+    """Greedy NMS of K×4 ``x1, y1, x2, y2`` boxes; indices of the kept boxes, best score first.
+
+    Class-aware NMS is one ``cv2.dnn.NMSBoxes`` call on boxes shifted apart by class (``class · offset`` with the
+    offset larger than any coordinate span, so boxes of different classes never overlap); bench/bench_hostpath.py
+    measures it against ``cv2.dnn.NMSBoxesBatched``.
+    """
+    if scores.size == 0:
+        return np.zeros(0, np.intp)
+    b = boxes.astype(np.float64)  # float64: the class shift must not cost precision (cv2 takes it as Rect2d)
+    if not agnostic:
+        lo = b.min()
+        b -= lo
+        b += classes.astype(np.float64)[:, None] * (b.max() + 1.0)
+    b[:, 2:] -= b[:, :2]  # x, y, w, h
+    # all candidates already passed the confidence threshold (> thr >= 0); OpenCV keeps scores > 0
+    idx = cv2.dnn.NMSBoxes(b, scores.astype(np.float32, copy=False), 0.0, float(iou_threshold))
+    idx = np.asarray(idx, dtype=np.intp).reshape(-1)
+    return idx[np.argsort(-scores[idx], kind="stable")]

@@ -25,18 +25,32 @@ def vision_msgs_types() -> Optional[SimpleNamespace]:
                            VisionClass=VisionClass)
 
 
+def _centers_sizes(boxes: np.ndarray) -> list:
+    """K×4 xyxy → list of K ``[center_x, center_y, size_x, size_y]`` Python floats (one vectorised pass)."""
+    b = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    out = np.empty_like(b)
+    np.add(b[:, 0], b[:, 2], out=out[:, 0])
+    np.add(b[:, 1], b[:, 3], out=out[:, 1])
+    out[:, :2] *= 0.5
+    np.subtract(b[:, 2:], b[:, :2], out=out[:, 2:])
+    return out.tolist()
+
+
 def fill_detection_array(out, detection_cls, header, boxes: np.ndarray, scores: Sequence[float],
                          class_ids: Sequence[int], names: Sequence[str], width: int, height: int):
-    """Fill an ``axcl_msgs/DetectionArray`` (``out``) from xyxy pixel boxes; the header is copied as is."""
+    """Fill an ``axcl_msgs/DetectionArray`` (``out``) from xyxy pixel boxes; the header is copied as is.
+
+    The geometry is computed for all boxes at once and converted to Python numbers in bulk (``tolist``); only the
+    message construction itself is per detection."""
     out.header = header
     out.image_width, out.image_height = int(width), int(height)
-    dets = []
-    for (x0, y0, x1, y1), score, cid, name in zip(np.asarray(boxes, dtype=float), scores, class_ids, names):
-        dets.append(detection_cls(class_id=int(cid), class_name=str(name), score=float(score),
-                                  center_x=(x0 + x1) / 2.0, center_y=(y0 + y1) / 2.0,
-                                  size_x=float(x1 - x0), size_y=float(y1 - y0),
-                                  track_id=detection_cls.TRACK_NONE))
-    out.detections = dets
+    geo = _centers_sizes(boxes)
+    score_list = np.asarray(scores, dtype=np.float64).tolist()
+    id_list = np.asarray(class_ids, dtype=np.int64).tolist()
+    none = detection_cls.TRACK_NONE
+    out.detections = [detection_cls(class_id=cid, class_name=str(name), score=score, center_x=cx, center_y=cy,
+                                    size_x=sx, size_y=sy, track_id=none)
+                      for (cx, cy, sx, sy), score, cid, name in zip(geo, score_list, id_list, names)]
     return out
 
 
@@ -46,19 +60,24 @@ def to_vision_detections(types: SimpleNamespace, header, boxes: np.ndarray, scor
     as a string, names are published once in ``LabelInfo``."""
     array = types.Detection2DArray()
     array.header = header
-    for (x0, y0, x1, y1), score, cid in zip(np.asarray(boxes, dtype=float), scores, class_ids):
+    geo = _centers_sizes(boxes)
+    score_list = np.asarray(scores, dtype=np.float64).tolist()
+    id_list = np.asarray(class_ids, dtype=np.int64).tolist()
+    dets = []
+    for (cx, cy, sx, sy), score, cid in zip(geo, score_list, id_list):
         det = types.Detection2D()
         det.header = header
-        det.bbox.center.position.x = (x0 + x1) / 2.0
-        det.bbox.center.position.y = (y0 + y1) / 2.0
+        det.bbox.center.position.x = cx
+        det.bbox.center.position.y = cy
         det.bbox.center.theta = 0.0
-        det.bbox.size_x = float(x1 - x0)
-        det.bbox.size_y = float(y1 - y0)
+        det.bbox.size_x = sx
+        det.bbox.size_y = sy
         hyp = types.ObjectHypothesisWithPose()
-        hyp.hypothesis.class_id = str(int(cid))
-        hyp.hypothesis.score = float(score)
+        hyp.hypothesis.class_id = str(cid)
+        hyp.hypothesis.score = score
         det.results.append(hyp)
-        array.detections.append(det)
+        dets.append(det)
+    array.detections = dets
     return array
 
 

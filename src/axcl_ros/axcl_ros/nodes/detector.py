@@ -59,6 +59,10 @@ class DetectorNode(AxclLifecycleNode):
                                             "T/compressed.", choices=("raw", "compressed")),
         *INPUT_QOS_PARAMS,
         ParamSpec("publish_annotated", True, "Publish detections_image while someone subscribes.", dynamic=True),
+        ParamSpec("cpu_threads", 0, "onnxruntime intra-op threads; 0 = the measured default (2, or 1 on a "
+                                    "1-core host; README 'Performance').", min=0, max=64),
+        ParamSpec("cpu_spinning", False, "Let onnxruntime threads busy-wait between operators (faster only on an "
+                                         "idle machine; measured slower with one core busy)."),
     )
 
     def __init__(self, node_name: str = "detector", **kwargs) -> None:
@@ -71,7 +75,11 @@ class DetectorNode(AxclLifecycleNode):
 
     # -- lifecycle -------------------------------------------------------------------------------------------------
     def configure(self) -> None:
-        self.host = ModelHost.load(self, self.param("model_path"), self.param("backend"), self.param("device"))
+        cpu = {"allow_spinning": bool(self.param("cpu_spinning"))}
+        if int(self.param("cpu_threads")) > 0:
+            cpu["intra_op_num_threads"] = int(self.param("cpu_threads"))
+        self.host = ModelHost.load(self, self.param("model_path"), self.param("backend"), self.param("device"),
+                                   cpu_options=cpu)
         handle = self.host.handle
         self.adapter = YoloAdapter.from_specs(handle.inputs, handle.outputs, labels=self.param("labels") or None,
                                               input_size=self._input_size(handle))

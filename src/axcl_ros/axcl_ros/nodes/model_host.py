@@ -50,8 +50,12 @@ class ModelHost:
         self.model_name = os.path.basename(handle.path)
 
     @classmethod
-    def load(cls, node, path: str, backend: str, device: str, *, what: str = "model_path") -> ModelHost:
-        """Load ``path`` for ``node``; raise with a message that says which parameter to fix."""
+    def load(cls, node, path: str, backend: str, device: str, *, what: str = "model_path",
+             cpu_options: Optional[Mapping[str, object]] = None) -> ModelHost:
+        """Load ``path`` for ``node``; raise with a message that says which parameter to fix.
+
+        ``cpu_options``: onnxruntime thread budget (``OnnxRuntimeBackend`` keyword arguments, e.g.
+        ``intra_op_num_threads``, ``allow_spinning``); ignored by the axcl backend."""
         if not path:
             raise ModelLoadError(f"parameter {what} is empty: set it to an .axmodel (AX650N card) or .onnx file "
                                  f"(see the README, section 'Models')")
@@ -60,7 +64,8 @@ class ModelHost:
             raise ModelLoadError(f"{what}={path!r} does not exist or is not a file")
         chosen = resolve_backend(backend, path)
         executor = get_executor(executor_key(chosen.name, device))
-        handle = executor.load(path, backend=chosen.name, device=device)
+        options = dict(cpu_options or {}) if chosen.name == "onnxruntime" else {}
+        handle = executor.load(path, backend=chosen.name, device=device, **options)
         node.get_logger().info(f"loaded {path} on {chosen.name}:{device or 'default'} (executor {executor.key})")
         return cls(executor, handle, chosen.name, device)
 

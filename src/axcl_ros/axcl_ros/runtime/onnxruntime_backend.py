@@ -121,30 +121,71 @@ class OnnxRuntimeSession(Session):
         self._sess = None
 
 
+#: Measured defaults of the thread budget (README "Performance"; NudeNet YOLOv8n 640×640 on 2 cores, 2026-12-04):
+#: ORT's own default (one spinning thread per core) took 57 ms wall / 90 ms CPU per run on a quiet machine and
+#: 114 ms wall with one core kept busy; two intra-op threads that do not spin took 40 / 51 ms quiet and 87 / 55 ms
+#: busy (spinning: 34 / 62 quiet but 201 / 94 busy; one thread: 50 / 48 quiet, 133 / 47 busy).
+DEFAULT_INTRA_OP_THREADS = min(2, os.cpu_count() or 1)
+DEFAULT_INTER_OP_THREADS = 1
+DEFAULT_ALLOW_SPINNING = False
+
+
+def session_options(intra_op_num_threads: int = DEFAULT_INTRA_OP_THREADS,
+                    inter_op_num_threads: int = DEFAULT_INTER_OP_THREADS,
+                    allow_spinning: bool = DEFAULT_ALLOW_SPINNING, affinity: str = "",
+                    log_severity_level: int = 3):
+    """The one place that builds ``onnxruntime.SessionOptions`` in this package (detector, depth, speech, VAD).
+
+    ``intra_op_num_threads`` / ``inter_op_num_threads``: 0 keeps ORT's default (one thread per core).
+    ``allow_spinning``: ORT's worker threads busy-wait for work between operators when True (lower latency on an
+    idle machine, a stolen core on a busy one). ``affinity``: ORT's ``session.intra_op_thread_affinities`` string
+    (e.g. ``"1"`` pins the one extra intra-op thread to core 1; ``""`` = unpinned); it needs
+    ``intra_op_num_threads`` >= 2 and is rejected by ORT otherwise.
+    """
+    if ort is None:
+        raise BackendUnavailableError(f"onnxruntime is not installed ({_IMPORT_ERROR}): pip install onnxruntime")
+    if intra_op_num_threads < 0 or inter_op_num_threads < 0:
+        raise ValueError(f"thread counts must be >= 0, got intra={intra_op_num_threads} "
+                         f"inter={inter_op_num_threads}")
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = int(intra_op_num_threads)
+    opts.inter_op_num_threads = int(inter_op_num_threads)
+    opts.log_severity_level = int(log_severity_level)
+    spin = "1" if allow_spinning else "0"
+    opts.add_session_config_entry("session.intra_op.allow_spinning", spin)
+    opts.add_session_config_entry("session.inter_op.allow_spinning", spin)
+    if affinity:
+        opts.add_session_config_entry("session.intra_op_thread_affinities", str(affinity))
+    return opts
+
+
 class OnnxRuntimeBackend(Backend):
     """Loads ``.onnx`` files with ONNX Runtime.
 
     Args:
-        intra_op_num_threads: threads ORT uses inside one operator; 0 keeps ORT's default (all cores).
+        intra_op_num_threads: threads ORT uses inside one operator; 0 = ORT's default (one per core).
         inter_op_num_threads: threads across operators (only used by parallel execution mode); 0 = default.
+        allow_spinning: let ORT's threads busy-wait between operators (see :func:`session_options`).
+        affinity: ORT intra-op thread affinity string ('' = not pinned).
         log_severity_level: ORT log level for new sessions (0 verbose … 4 fatal); 3 shows errors only.
-        allow_spinning: let ORT's worker threads spin after a run (fast for one model run in a loop; turn it off
-            when many small sessions run one after the other, e.g. one per LLM layer, or their idle pools spin
-            against the running one).
+    The defaults are the measured thread budget (:data:`DEFAULT_INTRA_OP_THREADS` …).
     """
 
     name = "onnxruntime"
     suffixes = (".onnx",)
 
-    def __init__(self, intra_op_num_threads: int = 0, inter_op_num_threads: int = 0,
-                 log_severity_level: int = 3, allow_spinning: bool = True) -> None:
+    def __init__(self, intra_op_num_threads: int = DEFAULT_INTRA_OP_THREADS,
+                 inter_op_num_threads: int = DEFAULT_INTER_OP_THREADS,
+                 allow_spinning: bool = DEFAULT_ALLOW_SPINNING, affinity: str = "",
+                 log_severity_level: int = 3) -> None:
         if intra_op_num_threads < 0 or inter_op_num_threads < 0:
             raise ValueError(f"thread counts must be >= 0, got intra={intra_op_num_threads} "
                              f"inter={inter_op_num_threads}")
         self.intra_op_num_threads = int(intra_op_num_threads)
         self.inter_op_num_threads = int(inter_op_num_threads)
-        self.log_severity_level = int(log_severity_level)
         self.allow_spinning = bool(allow_spinning)
+        self.affinity = str(affinity or "")
+        self.log_severity_level = int(log_severity_level)
 
     def available(self) -> Tuple[bool, str]:
         """ORT is usable when the ``onnxruntime`` package imports."""
@@ -153,14 +194,8 @@ class OnnxRuntimeBackend(Backend):
         return True, ""
 
     def _session_options(self):
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = self.intra_op_num_threads
-        opts.inter_op_num_threads = self.inter_op_num_threads
-        opts.log_severity_level = self.log_severity_level
-        if not self.allow_spinning:
-            opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-            opts.add_session_config_entry("session.inter_op.allow_spinning", "0")
-        return opts
+        return session_options(self.intra_op_num_threads, self.inter_op_num_threads, self.allow_spinning,
+                               self.affinity, self.log_severity_level)
 
     def load(self, path: str, device: str = "") -> OnnxRuntimeSession:
         """Load the ONNX file ``path`` on ``device`` (``""``/``"cpu"``, ``"cuda"``, ``"cuda:N"``)."""
