@@ -53,13 +53,18 @@ def _stream(topic: str, qos: str, profile: bool, input_qos: str = "auto"):
             if input_qos == "auto":  # subscribe once the driver is up, as a node started after the camera does
                 graph.wait_for(lambda: node.count_publishers(topic) > 0, 20.0, "the camera process")
             cams.start()
-            out, _ = proc.communicate(timeout=90)
+            stream = cams.streams[0]
+            # the QoS chosen while frames arrive (once the camera process exits, auto goes back to best effort)
+            reliability, seen, deadline = None, -1, time.monotonic() + 90
+            while proc.poll() is None and time.monotonic() < deadline:
+                if stream.received != seen:
+                    seen, reliability = stream.received, stream.input.reliability
+                time.sleep(0.01)
+            out, _ = proc.communicate(timeout=30)
         finally:
             if proc.poll() is None:
                 proc.kill()
-        stream = cams.streams[0]
         graph.wait_for(lambda: stream.received + stream.lost_in_transport >= FRAMES * 0.8, 5.0, "the last frames")
-        reliability = stream.input.reliability
         stats = cams.stats()
         cams.stop()
     published = json.loads(out.strip().splitlines()[-1])["published"]
