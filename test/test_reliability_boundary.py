@@ -201,3 +201,24 @@ def test_node_starts_when_the_log_directory_cannot_be_created(models, tmp_path):
         assert lc.state("/bd_logdir") == "unconfigured"
         assert lc.change("/bd_logdir", "configure")
         assert "cannot be used" in proc.output()
+
+
+@pytest.mark.parametrize("argv, service", [
+    (["-m", "axcl_ros.bringup.host", "--nodes", "bd_logdir_host_a:axcl_ros.testing.dummy_nodes:DummyLifecycleNode",
+      "--autostart", "false", "--ros-args", "-r", "__ns:=/bd_logdir_host"],
+     "/bd_logdir_host/bd_logdir_host_a/get_state"),
+    (["-m", "axcl_ros.bringup.lifecycle_manager", "--ros-args", "-r", "__node:=bd_logdir_mgr", "-p",
+      "autostart:=false"], "/bd_logdir_mgr/manage_nodes"),
+])
+def test_host_and_manager_start_when_the_log_directory_cannot_be_created(tmp_path, argv, service):
+    from axcl_msgs.srv import ManageNodes
+
+    kind = GetState if service.endswith("get_state") else ManageNodes
+    with RosProcess([sys.executable, *argv], timeout=120, env={"ROS_LOG_DIR": "/proc/axcl_ros_cannot_create/log"},
+                    log_path=str(tmp_path / "proc.log")) as proc, RosGraph(threads=2) as g:
+        client = g.node("bd_logdir_probe").create_client(kind, service)
+        deadline = time.monotonic() + 60
+        while not client.wait_for_service(timeout_sec=0.5):
+            assert proc.proc.poll() is None, f"the process died:\n{proc.output()[-2000:]}"
+            assert time.monotonic() < deadline, f"no {service}"
+        assert "cannot be used" in proc.output()

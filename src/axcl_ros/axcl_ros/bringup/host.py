@@ -296,6 +296,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     from rclpy.signals import SignalHandlerOptions
     from rclpy.utilities import remove_ros_args
 
+    from axcl_ros.nodes.spinning import init_args
     from axcl_ros.runtime.executor import tune_interpreter_for_device_work
     from axcl_ros.transport_profile import apply_transport_profile
 
@@ -304,7 +305,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     tune_interpreter_for_device_work()
     stop = stop_on_signals()
     profile = apply_transport_profile()
-    rclpy.init(args=argv, signal_handler_options=SignalHandlerOptions.NO)
+    rclpy.init(args=init_args(argv), signal_handler_options=SignalHandlerOptions.NO)
     try:
         host = PerceptionHost(argv, options)
     except Exception as exc:  # noqa: BLE001 - a configuration error is reported in one line, not a traceback

@@ -623,6 +623,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     from rclpy.signals import SignalHandlerOptions
     from rclpy.utilities import remove_ros_args
 
+    from ..nodes.spinning import init_args
     from .host import run_until_signal, stop_on_signals
     from .node_registry import parse_select
 
@@ -637,7 +638,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except ValueError as exc:
         print(f"lifecycle_manager: {exc}", file=sys.stderr)
         return 2
-    rclpy.init(args=argv, signal_handler_options=SignalHandlerOptions.NO)  # rcl applies parameter files and remaps
+    # rcl applies parameter files and remaps; an unusable log directory turns file logging off instead of failing
+    rclpy.init(args=init_args(argv), signal_handler_options=SignalHandlerOptions.NO)
     manager = LifecycleManager(select=select)
     executor = MultiThreadedExecutor(num_threads=4)
     executor.add_node(manager)

@@ -193,12 +193,13 @@ def main(args=None) -> None:
 
     from ..transport_profile import apply_transport_profile
     from .executable_help import help_requested, node_help
+    from .spinning import init_args
 
     if help_requested(list(sys.argv if args is None else args)):
         print(node_help(WavPublisherNode, lifecycle=False))
         return
     profile = apply_transport_profile()
-    rclpy.init(args=args)
+    rclpy.init(args=init_args(args))
     try:
         node = WavPublisherNode()
         node.get_logger().info(profile)
