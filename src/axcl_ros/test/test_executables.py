@@ -17,7 +17,7 @@ from axcl_ros.testing.ros_graph import RosGraph, RosProcess  # noqa: E402
 
 pytestmark = pytest.mark.ros
 NODES = {"detector": "model_path", "depth": "model_path", "speech": "model_dir", "device_monitor": "period_s",
-         "audio_capture": "sample_rate", "wav_publisher": "wav_path"}
+         "audio_capture": "sample_rate", "wav_publisher": "wav_path", "describe": "model_dir"}
 
 
 def _installed(name):
