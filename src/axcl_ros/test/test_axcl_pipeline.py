@@ -135,3 +135,32 @@ def test_executor_pipelines_pending_streams_of_one_model(stub, tmp_path):
     finally:
         assert ex.shutdown(10)
     assert _leaks(stub) == dict.fromkeys(_leaks(stub), 0)
+
+
+def test_executor_falls_back_to_serial_when_the_async_path_fails(stub, tmp_path):
+    """A library that refuses the asynchronous path (unknown on the card: async copies from pageable memory) must
+    not cost frames: the batch runs serially and the model stays serial."""
+    from axcl_ros.runtime.base import DeviceError
+    from axcl_ros.runtime.executor import InferenceExecutor
+
+    det = sm.copy_stub(tmp_path / "det.axmodel", [("x", (16,), np.uint8)])
+    slow = sm.copy_stub(tmp_path / "slow.axmodel", [("x", (4,), np.uint8)], delay_us=300_000)
+    ex = InferenceExecutor("t-pipeline-fallback")
+    try:
+        h_det = ex.load(str(det), backend="axcl")
+        h_slow = ex.load(str(slow), backend="axcl")
+
+        def refuse(*args, **kwargs):
+            raise DeviceError("axclrtMemcpyAsync refused (test)")
+
+        h_det.session.launch = refuse
+        for _ in range(2):
+            busy = ex.submit(h_slow, {"x": np.zeros(4, np.uint8)})
+            frames = _frames(2, seed=4)
+            futs = [ex.submit(h_det, f, stream=name) for f, name in zip(frames, ("cam_a", "cam_b"))]
+            busy.result(10)
+            for fut, f in zip(futs, frames):
+                np.testing.assert_array_equal(fut.result(10).outputs["out_x"], f["x"])
+        assert ex.stats()["models"]["det"]["errors"] == 0
+    finally:
+        assert ex.shutdown(10)

@@ -221,6 +221,7 @@ class InferenceExecutor:
         self.key = key
         self.policy = policy
         self.pipeline_depth = max(1, int(pipeline_depth))
+        self._no_pipeline: Set[int] = set()  # handles whose pipelined path failed: serial from then on
         self._fifo_passed: Set[tuple] = set()  # streams_first: stream lanes that already ran ahead of the FIFO head
         self.on_thread_start = on_thread_start
         self._lock = threading.Lock()
@@ -593,7 +594,7 @@ class InferenceExecutor:
         """Other pending stream submissions of ``job``'s model to launch together with it (see module docstring)."""
         session = job.handle._session
         if (self.pipeline_depth < 2 or job.stream is None or self._thread_error is not None or session is None
-                or getattr(session, "supports_pipelining", False) is not True
+                or job.handle.id in self._no_pipeline or getattr(session, "supports_pipelining", False) is not True
                 or any(s.name not in job.feeds for s in job.handle.inputs)):
             return []
         more: List[_RunJob] = []
@@ -619,11 +620,21 @@ class InferenceExecutor:
         """Launch every job on the session's IO sets, then collect them in order."""
         session = jobs[0].handle._session
         launched = []
-        for job in jobs:
+        for k, job in enumerate(jobs):
             t_start = time.perf_counter()
             try:
                 launched.append((job, session.launch(job.feeds, job.output_names, depth=self.pipeline_depth),
                                  t_start))
+            except BackendError as exc:
+                # the asynchronous path failed (e.g. a library that refuses async copies from pageable memory):
+                # this model runs serially from now on; this job and the rest of the batch too
+                _log.warning("executor %r: pipelined run of %r failed (%s); running it serially from now on",
+                             self.key, job.handle.name, exc)
+                with self._lock:
+                    self._no_pipeline.add(job.handle.id)
+                for rest in jobs[k:]:
+                    self._execute(rest)
+                break
             except Exception as exc:
                 self._finish(job, t_start, None, exc)
         for job, ticket, t_start in launched:
