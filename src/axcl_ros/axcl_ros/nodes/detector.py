@@ -31,6 +31,9 @@ from .camera_input import CameraInputs, CameraStream, decode_bgr
 from .common import LATCHED_QOS, OUTPUT_QOS, QOS_CHOICES, AxclLifecycleNode, ParamSpec
 from .detection_messages import fill_detection_array, to_label_info, to_vision_detections, vision_msgs_types
 from .model_host import ModelHost, run_main
+from .tracking_stage import NAMES as TRACKING_NAMES
+from .tracking_stage import TRACKING_PARAMS, CameraTrackers, apply_track_ids, label_with_ids, tracker_config
+from .tracking_stage import check_parameter as check_tracking_parameter
 
 BACKENDS = ("auto", "axcl", "onnxruntime")
 
@@ -59,7 +62,7 @@ class DetectorNode(AxclLifecycleNode):
         ParamSpec("input_qos", "sensor_data", "Input QoS (sensor_data is best effort, keep last 1).",
                   choices=QOS_CHOICES),
         ParamSpec("publish_annotated", True, "Publish detections_image while someone subscribes.", dynamic=True),
-    )
+    ) + TRACKING_PARAMS
 
     def __init__(self, node_name: str = "detector", **kwargs) -> None:
         self.host: Optional[ModelHost] = None
@@ -67,6 +70,7 @@ class DetectorNode(AxclLifecycleNode):
         self.cameras: Optional[CameraInputs] = None
         self._vision = None
         self._detect_srv = None
+        self.trackers: Optional[CameraTrackers] = None
         super().__init__(node_name, **kwargs)
 
     # -- lifecycle -------------------------------------------------------------------------------------------------
@@ -76,6 +80,7 @@ class DetectorNode(AxclLifecycleNode):
         self.adapter = YoloAdapter.from_specs(handle.inputs, handle.outputs, labels=self.param("labels") or None,
                                               input_size=self._input_size(handle))
         self.adapter.config = self._config()
+        self.trackers = CameraTrackers(tracker_config(self.param), float(self.param("tracking_max_gap")))
         self.cameras = CameraInputs(self, list(self.param("image_topics")), self.param("input_transport"),
                                     self.param("input_qos"), self._on_frame)
         self._vision = vision_msgs_types()
@@ -125,6 +130,7 @@ class DetectorNode(AxclLifecycleNode):
             self.host.release()
             self.host = None
         self.adapter = None
+        self.trackers = None
 
     # -- parameters --------------------------------------------------------------------------------------------------
     def _config(self) -> DetectorConfig:
@@ -161,11 +167,18 @@ class DetectorNode(AxclLifecycleNode):
                 return f"class_filter: ids {bad} out of range (the model has {self.adapter.num_classes} classes)"
         if name == "input_size" and int(value) % 32:
             return f"input_size={value} must be a multiple of 32"
-        return None
+        return check_tracking_parameter(self.param, name, value)
 
     def apply_dynamic_parameter(self, name: str, value: Any) -> None:
         if self.adapter is None:
             return
+        if name in TRACKING_NAMES and self.trackers is not None:
+            if name == "tracking_max_gap":
+                self.trackers.max_gap_s = float(value)
+            elif name == "tracking":
+                self.trackers.reset()
+            else:
+                self.trackers.config = tracker_config(self.param, **{name: value})
         if name == "class_filter":
             self.adapter.update_config(classes=self._class_ids(value))
         elif name == "confidence_threshold":
@@ -215,16 +228,23 @@ class DetectorNode(AxclLifecycleNode):
             result = future.result()
             t_post0 = time.perf_counter()
             dets = adapter.postprocess(result.outputs, meta)
+            trackers = self.trackers if self.param("tracking") else None
+            ids = None if trackers is None else trackers.assign(
+                cam.key, header.stamp.sec + header.stamp.nanosec * 1e-9, dets.boxes, dets.scores)
             out = self._message(host, header, dets, meta, result, t_received, t_pre, t_post0)
             pubs = dict(cam.publishers)
             if not pubs or not pubs["detections"].is_activated:
                 return  # deactivated while in flight: nothing is published, nothing counted as published
-            pubs["detections"].publish(out)
+            vision = None
             if "vision" in pubs:
-                pubs["vision"].publish(to_vision_detections(self._vision, header, dets.boxes, dets.scores,
-                                                            dets.class_ids))
+                vision = to_vision_detections(self._vision, header, dets.boxes, dets.scores, dets.class_ids)
+            if ids is not None:
+                apply_track_ids(out.detections, None if vision is None else vision.detections, ids)
+            pubs["detections"].publish(out)
+            if vision is not None:
+                pubs["vision"].publish(vision)
             if bgr is not None:
-                drawn = draw_detections(bgr, dets.boxes, dets.scores, dets.class_ids, dets.names)
+                drawn = draw_detections(bgr, dets.boxes, dets.scores, dets.class_ids, label_with_ids(dets.names, ids))
                 img = Image(**array_to_image_fields(drawn, "bgr8", data_as="array"))
                 img.header = header
                 pubs["image"].publish(img)
@@ -277,6 +297,8 @@ class DetectorNode(AxclLifecycleNode):
             values.update(self.host.stats())
         if self.cameras is not None:
             values.update(self.cameras.stats())
+        if self.trackers is not None:
+            values.update(self.trackers.stats())
         return values
 
 
