@@ -35,6 +35,7 @@ TOPICS: Dict[str, str] = {
     "overload": "bench_overload",
     "multicam": "bench_multicam",
     "whisper": "bench_whisper",
+    "tracking": "bench_tracking",
 }
 
 METHOD = """\

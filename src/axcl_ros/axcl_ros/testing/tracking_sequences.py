@@ -52,16 +52,18 @@ def _visible_fraction(boxes: np.ndarray, depth: np.ndarray, width: int, height: 
 
 def make_sequence(num_objects: int = 8, frames: int = 120, width: int = 640, height: int = 480, seed: int = 0, *,
                   pan: float = 1.5, zoom: float = 0.3, jitter: float = 0.03, miss_rate: float = 0.03,
-                  false_positives: float = 0.3, crossing: bool = True) -> List[Frame]:
+                  false_positives: float = 0.3, crossing: bool = True, world: Tuple[float, float] = (1.6, 1.2),
+                  object_scale: float = 1.0) -> List[Frame]:
     """A sequence of ``frames`` frames with ``num_objects`` objects (ids 1..n).
 
     ``crossing``: objects start on the left and right halves and move towards each other (every one crosses several
     others); otherwise they wander with random velocities and bounce off the world's borders.
-    ``pan`` camera pixels per frame, ``zoom`` relative scale change over the sequence.
+    ``pan`` camera pixels per frame, ``zoom`` relative scale change over the sequence; ``world`` the size of the
+    world in frame widths/heights (objects outside the view are not detected), ``object_scale`` scales the objects.
     """
     rng = np.random.default_rng(seed)
-    world_w, world_h = width * 1.6, height * 1.2
-    sizes = np.column_stack([rng.uniform(40, 90, num_objects), rng.uniform(60, 160, num_objects)])
+    world_w, world_h = width * world[0], height * world[1]
+    sizes = np.column_stack([rng.uniform(40, 90, num_objects), rng.uniform(60, 160, num_objects)]) * object_scale
     if crossing:
         left = np.arange(num_objects) % 2 == 0
         x = np.where(left, rng.uniform(0.15, 0.4, num_objects), rng.uniform(0.6, 0.85, num_objects)) * world_w

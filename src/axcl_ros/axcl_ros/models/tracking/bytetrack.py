@@ -71,13 +71,21 @@ def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     b = np.asarray(b, dtype=np.float64)
     if a.shape[0] == 0 or b.shape[0] == 0:
         return np.zeros((a.shape[0], b.shape[0]))
-    ix = np.clip(np.minimum(a[:, None, 2], b[None, :, 2]) - np.maximum(a[:, None, 0], b[None, :, 0]), 0, None)
-    iy = np.clip(np.minimum(a[:, None, 3], b[None, :, 3]) - np.maximum(a[:, None, 1], b[None, :, 1]), 0, None)
-    inter = ix * iy
-    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
-    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
-    union = area_a[:, None] + area_b[None, :] - inter
-    return np.where(union > 0, inter / np.maximum(union, 1e-12), 0.0)
+    at, bt = a.T, b.T  # ufunc.outer on 1-D columns: several times faster than 3-D broadcasting at these sizes
+    w = np.minimum.outer(at[2], bt[2]) - np.maximum.outer(at[0], bt[0])
+    h = np.minimum.outer(at[3], bt[3]) - np.maximum.outer(at[1], bt[1])
+    np.maximum(w, 0.0, out=w)
+    np.maximum(h, 0.0, out=h)
+    inter = w * h
+    union = np.add.outer((at[2] - at[0]) * (at[3] - at[1]), (bt[2] - bt[0]) * (bt[3] - bt[1])) - inter
+    return inter / np.maximum(union, 1e-12)
+
+
+def _without(indices: np.ndarray, positions: np.ndarray) -> np.ndarray:
+    """``indices`` minus the entries at ``positions``."""
+    keep = np.ones(indices.shape[0], bool)
+    keep[positions] = False
+    return indices[keep]
 
 
 def _match(cost: np.ndarray, threshold: float):
@@ -141,32 +149,32 @@ class ByteTracker:
         matched_t, matched_d = [], []
 
         # 1. high-score detections against every confirmed track
-        sim = iou[np.ix_(pool, high)]
+        sim = iou[pool][:, high]
         if cfg.fuse_score:
             sim = sim * scores[high][None, :]
         r, c = _match(1.0 - sim, cfg.match_threshold)
         matched_t.append(pool[r])
         matched_d.append(high[c])
-        rest_tracks = np.setdiff1d(pool, pool[r], assume_unique=True)
-        rest_high = np.setdiff1d(high, high[c], assume_unique=True)
+        rest_tracks = _without(pool, r)
+        rest_high = _without(high, c)
 
         # 2. low-score detections against the tracked (not lost) tracks left
         rest_tracked = rest_tracks[self._state[rest_tracks] == _TRACKED]
-        r2, c2 = _match(1.0 - iou[np.ix_(rest_tracked, low)], cfg.low_match_threshold)
+        r2, c2 = _match(1.0 - iou[rest_tracked][:, low], cfg.low_match_threshold)
         matched_t.append(rest_tracked[r2])
         matched_d.append(low[c2])
-        newly_lost = np.setdiff1d(rest_tracked, rest_tracked[r2], assume_unique=True)
+        newly_lost = _without(rest_tracked, r2)
 
         # 3. unconfirmed tracks against the high-score detections left
         unconfirmed = np.flatnonzero(~confirmed)
-        sim = iou[np.ix_(unconfirmed, rest_high)]
+        sim = iou[unconfirmed][:, rest_high]
         if cfg.fuse_score:
             sim = sim * scores[rest_high][None, :]
         r3, c3 = _match(1.0 - sim, cfg.unconfirmed_match_threshold)
         matched_t.append(unconfirmed[r3])
         matched_d.append(rest_high[c3])
-        dead_unconfirmed = np.setdiff1d(unconfirmed, unconfirmed[r3], assume_unique=True)
-        new_dets = np.setdiff1d(rest_high, rest_high[c3], assume_unique=True)
+        dead_unconfirmed = _without(unconfirmed, r3)
+        new_dets = _without(rest_high, c3)
         new_dets = new_dets[scores[new_dets] >= cfg.new_track_threshold]
 
         t_idx = np.concatenate(matched_t).astype(np.intp)

@@ -19,19 +19,37 @@ _F[:4, 4:] = np.eye(4)
 _FT = np.ascontiguousarray(_F.T)
 
 
+# per-component standard deviations: weight · h for positions/velocities, constants for the aspect ratio
+_P = STD_POSITION
+_V = STD_VELOCITY
+_INIT_H = np.array([2 * _P, 2 * _P, 0, 2 * _P, 10 * _V, 10 * _V, 0, 10 * _V]) ** 2
+_INIT_C = np.array([0, 0, 1e-2, 0, 0, 0, 1e-5, 0]) ** 2
+_PRED_H = np.array([_P, _P, 0, _P, _V, _V, 0, _V]) ** 2
+_PRED_C = np.array([0, 0, 1e-2, 0, 0, 0, 1e-5, 0]) ** 2
+_MEAS_H = np.array([_P, _P, 0, _P]) ** 2
+_MEAS_C = np.array([0, 0, 1e-1, 0]) ** 2
+_I8 = np.arange(8)
+_I4 = np.arange(4)
+
+
 def xyxy_to_xyah(boxes: np.ndarray) -> np.ndarray:
     """K×4 ``x1, y1, x2, y2`` → K×4 ``cx, cy, w/h, h`` (float64)."""
     b = np.asarray(boxes, dtype=np.float64)
-    w = b[:, 2] - b[:, 0]
-    h = np.maximum(b[:, 3] - b[:, 1], 1e-6)
-    return np.column_stack([b[:, 0] + w / 2, b[:, 1] + h / 2, w / h, h])
+    out = np.empty((b.shape[0], 4))
+    out[:, 3] = np.maximum(b[:, 3] - b[:, 1], 1e-6)
+    out[:, 2] = (b[:, 2] - b[:, 0]) / out[:, 3]
+    out[:, :2] = (b[:, :2] + b[:, 2:]) * 0.5
+    return out
 
 
 def xyah_to_xyxy(xyah: np.ndarray) -> np.ndarray:
     """K×4 ``cx, cy, w/h, h`` → K×4 ``x1, y1, x2, y2``."""
-    w = xyah[:, 2] * xyah[:, 3]
-    h = xyah[:, 3]
-    return np.column_stack([xyah[:, 0] - w / 2, xyah[:, 1] - h / 2, xyah[:, 0] + w / 2, xyah[:, 1] + h / 2])
+    half = xyah[:, 2:4] * 0.5
+    half[:, 0] *= xyah[:, 3]
+    out = np.empty((xyah.shape[0], 4))
+    out[:, :2] = xyah[:, :2] - half
+    out[:, 2:] = xyah[:, :2] + half
+    return out
 
 
 def initiate(xyah: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
@@ -39,39 +57,26 @@ def initiate(xyah: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
     k = xyah.shape[0]
     mean = np.zeros((k, 8))
     mean[:, :4] = xyah
-    h = xyah[:, 3]
-    std = np.column_stack([2 * STD_POSITION * h, 2 * STD_POSITION * h, np.full(k, 1e-2), 2 * STD_POSITION * h,
-                           10 * STD_VELOCITY * h, 10 * STD_VELOCITY * h, np.full(k, 1e-5), 10 * STD_VELOCITY * h])
     cov = np.zeros((k, 8, 8))
-    idx = np.arange(8)
-    cov[:, idx, idx] = std ** 2
+    cov[:, _I8, _I8] = np.outer(xyah[:, 3] ** 2, _INIT_H) + _INIT_C
     return mean, cov
 
 
 def predict(mean: np.ndarray, cov: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
     """One time step for every track (new arrays)."""
-    h = mean[:, 3]
-    k = mean.shape[0]
-    std = np.column_stack([STD_POSITION * h, STD_POSITION * h, np.full(k, 1e-2), STD_POSITION * h,
-                           STD_VELOCITY * h, STD_VELOCITY * h, np.full(k, 1e-5), STD_VELOCITY * h])
     new_mean = mean @ _FT
     new_cov = _F @ cov @ _FT
-    idx = np.arange(8)
-    new_cov[:, idx, idx] += std ** 2
+    new_cov[:, _I8, _I8] += np.outer(mean[:, 3] ** 2, _PRED_H) + _PRED_C
     return new_mean, new_cov
 
 
 def update(mean: np.ndarray, cov: np.ndarray, xyah: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
     """Correct K tracks with their K measurements (new arrays)."""
-    h = mean[:, 3]
-    k = mean.shape[0]
-    std = np.column_stack([STD_POSITION * h, STD_POSITION * h, np.full(k, 1e-1), STD_POSITION * h])
     s = cov[:, :4, :4].copy()
-    idx = np.arange(4)
-    s[:, idx, idx] += std ** 2
+    s[:, _I4, _I4] += np.outer(mean[:, 3] ** 2, _MEAS_H) + _MEAS_C
     # gain K = P H^T S^-1; S is symmetric, so K^T = S^-1 (H P)
-    gain = np.linalg.solve(s, cov[:, :4, :]).transpose(0, 2, 1)
-    innovation = xyah - mean[:, :4]
-    new_mean = mean + np.einsum("kij,kj->ki", gain, innovation)
-    new_cov = cov - gain @ s @ gain.transpose(0, 2, 1)
+    gain_t = np.linalg.solve(s, cov[:, :4, :])
+    gain = gain_t.transpose(0, 2, 1)
+    new_mean = mean + (gain @ (xyah - mean[:, :4])[:, :, None])[:, :, 0]
+    new_cov = cov - gain @ s @ gain_t
     return new_mean, new_cov
