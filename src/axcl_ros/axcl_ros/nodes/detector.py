@@ -16,21 +16,32 @@ import time
 from functools import partial
 from typing import Any, Optional
 
-from axcl_msgs.msg import Detection, DetectionArray, InferenceTiming
+from axcl_msgs.msg import (
+    Detection,
+    DetectionArray,
+    InferenceTiming,
+    InstanceMasks,
+    Keypoint,
+    KeypointArray,
+    KeypointSet,
+)
 from axcl_msgs.srv import Detect
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.parameter import Parameter
 from sensor_msgs.msg import Image
 
 from ..io.annotate import draw_detections
+from ..io.annotate_tasks import draw_masks, draw_skeletons
 from ..io.image import ImageConversionError, array_to_image_fields
 from ..models.labels import LabelsError
-from ..models.yolo import DetectorConfig, YoloAdapter
+from ..models.yolo import DetectorConfig
+from ..models.yolo_tasks import TASKS, YoloTaskAdapter
 from ..runtime.executor import ExecutorShutdownError, ModelReleasedError
 from .camera_input import CameraInputs, CameraStream, decode_bgr
 from .common import LATCHED_QOS, OUTPUT_QOS, QOS_CHOICES, AxclLifecycleNode, ParamSpec
 from .detection_messages import fill_detection_array, to_label_info, to_vision_detections, vision_msgs_types
 from .model_host import ModelHost, run_main
+from .task_messages import fill_instance_masks, fill_keypoint_array
 from .tracking_stage import NAMES as TRACKING_NAMES
 from .tracking_stage import TRACKING_PARAMS, CameraTrackers, apply_track_ids, label_with_ids, tracker_config
 from .tracking_stage import check_parameter as check_tracking_parameter
@@ -42,6 +53,8 @@ class DetectorNode(AxclLifecycleNode):
     """Lifecycle node wrapping :class:`~axcl_ros.models.yolo.YoloAdapter` on the shared executor."""
 
     PARAMS = (
+        ParamSpec("task", "auto", "Model task; auto = read from the model's outputs (prototype tensor → segment, "
+                                  "keypoint heads/rows → pose).", choices=TASKS),
         ParamSpec("model_path", "", "YOLO11/YOLOv8 model: AXERA .axmodel (card) or Ultralytics .onnx (CPU/CUDA)."),
         ParamSpec("backend", "auto", "Inference backend; auto = axcl for .axmodel files, else onnxruntime.",
                   choices=BACKENDS),
@@ -66,7 +79,7 @@ class DetectorNode(AxclLifecycleNode):
 
     def __init__(self, node_name: str = "detector", **kwargs) -> None:
         self.host: Optional[ModelHost] = None
-        self.adapter: Optional[YoloAdapter] = None
+        self.adapter: Optional[YoloTaskAdapter] = None
         self.cameras: Optional[CameraInputs] = None
         self._vision = None
         self._detect_srv = None
@@ -77,8 +90,8 @@ class DetectorNode(AxclLifecycleNode):
     def configure(self) -> None:
         self.host = ModelHost.load(self, self.param("model_path"), self.param("backend"), self.param("device"))
         handle = self.host.handle
-        self.adapter = YoloAdapter.from_specs(handle.inputs, handle.outputs, labels=self.param("labels") or None,
-                                              input_size=self._input_size(handle))
+        self.adapter = YoloTaskAdapter.from_specs(handle.inputs, handle.outputs, labels=self.param("labels") or None,
+                                                  input_size=self._input_size(handle), task=self.param("task"))
         self.adapter.config = self._config()
         self.trackers = CameraTrackers(tracker_config(self.param), float(self.param("tracking_max_gap")))
         self.cameras = CameraInputs(self, list(self.param("image_topics")), self.param("input_transport"),
@@ -88,6 +101,11 @@ class DetectorNode(AxclLifecycleNode):
             pubs = cam.publishers
             pubs["detections"] = self.create_lifecycle_publisher(DetectionArray, cam.output("detections"), OUTPUT_QOS)
             pubs["image"] = self.create_lifecycle_publisher(Image, cam.output("detections_image"), OUTPUT_QOS)
+            if self.adapter.task == "segment":
+                pubs["masks"] = self.create_lifecycle_publisher(InstanceMasks, cam.output("masks"), OUTPUT_QOS)
+            elif self.adapter.task == "pose":
+                pubs["keypoints"] = self.create_lifecycle_publisher(KeypointArray, cam.output("keypoints"),
+                                                                    OUTPUT_QOS)
             if self._vision is not None:
                 pubs["vision"] = self.create_lifecycle_publisher(self._vision.Detection2DArray,
                                                                  cam.output("detections_vision"), OUTPUT_QOS)
@@ -97,7 +115,8 @@ class DetectorNode(AxclLifecycleNode):
         self._detect_srv = self.create_service(Detect, "~/detect", self._on_detect,
                                                callback_group=MutuallyExclusiveCallbackGroup())
         self.get_logger().info(f"configured {self.host.describe()}; {self.adapter.layout} layout, "
-                               f"{self.adapter.num_classes} classes; cameras {[c.topic for c in self.cameras.streams]}")
+                               f"{self.adapter.task} task, {self.adapter.num_classes} classes; "
+                               f"cameras {[c.topic for c in self.cameras.streams]}")
 
     def activate(self) -> None:
         self.cameras.start()
@@ -217,7 +236,7 @@ class DetectorNode(AxclLifecycleNode):
         future.add_done_callback(partial(self._on_result, cam, adapter, host, msg.header, bgr if annotate else None,
                                          meta, t_received, t_pre))
 
-    def _on_result(self, cam: CameraStream, adapter: YoloAdapter, host: ModelHost, header, bgr, meta,
+    def _on_result(self, cam: CameraStream, adapter: YoloTaskAdapter, host: ModelHost, header, bgr, meta,
                    t_received: float, t_pre: float, future) -> None:
         if future.cancelled():
             cam.dropped += 1
@@ -227,7 +246,8 @@ class DetectorNode(AxclLifecycleNode):
         try:
             result = future.result()
             t_post0 = time.perf_counter()
-            dets = adapter.postprocess(result.outputs, meta)
+            task = adapter.postprocess(result.outputs, meta)
+            dets = task.detections
             trackers = self.trackers if self.param("tracking") else None
             ids = None if trackers is None else trackers.assign(
                 cam.key, header.stamp.sec + header.stamp.nanosec * 1e-9, dets.boxes, dets.scores)
@@ -243,8 +263,18 @@ class DetectorNode(AxclLifecycleNode):
             pubs["detections"].publish(out)
             if vision is not None:
                 pubs["vision"].publish(vision)
+            if task.masks is not None and "masks" in pubs:
+                pubs["masks"].publish(fill_instance_masks(InstanceMasks(), Image, header, *task.masks))
+            if task.keypoints is not None and "keypoints" in pubs:
+                pubs["keypoints"].publish(fill_keypoint_array(KeypointArray(), KeypointSet, Keypoint, header,
+                                                              adapter.keypoint_names, adapter.skeleton,
+                                                              task.keypoints, ids))
             if bgr is not None:
+                if task.masks is not None:
+                    bgr = draw_masks(bgr, task.masks[0], task.masks[1], dets.class_ids)
                 drawn = draw_detections(bgr, dets.boxes, dets.scores, dets.class_ids, label_with_ids(dets.names, ids))
+                if task.keypoints is not None:
+                    drawn = draw_skeletons(drawn, task.keypoints, adapter.skeleton)
                 img = Image(**array_to_image_fields(drawn, "bgr8", data_as="array"))
                 img.header = header
                 pubs["image"].publish(img)
@@ -279,7 +309,7 @@ class DetectorNode(AxclLifecycleNode):
             t_pre = time.perf_counter()
             result = host.submit(feeds).result(timeout=30.0)
             t_post0 = time.perf_counter()
-            dets = adapter.postprocess(result.outputs, meta)
+            dets = adapter.postprocess(result.outputs, meta).detections
         except ImageConversionError as exc:
             self.bad_inputs.report("image on ~/detect", exc)
             response.success, response.message = False, f"bad image: {exc}"
