@@ -36,6 +36,7 @@ TOPICS: Dict[str, str] = {
     "multicam": "bench_multicam",
     "whisper": "bench_whisper",
     "tracking": "bench_tracking",
+    "tasks": "bench_tasks",
 }
 
 METHOD = """\

@@ -41,6 +41,7 @@ def instance_label_image(coefficients: np.ndarray, protos: np.ndarray, boxes: np
     stride = meta.size[0] / ph
     a = meta.scale / stride  # proto cells per image pixel
     coefficients = np.asarray(coefficients, dtype=np.float32)
+    regions = []
     for i in range(k - 1, -1, -1):  # worst first: better detections overwrite overlaps
         x0, y0, x1, y1 = (float(v) for v in boxes[i])
         ix0, iy0 = max(int(math.floor(x0)), 0), max(int(math.floor(y0)), 0)
@@ -65,7 +66,8 @@ def instance_label_image(coefficients: np.ndarray, protos: np.ndarray, boxes: np
         if inside.any():
             labels[iy0:iy1, ix0:ix1][inside] = i + 1
             ids[i] = i + 1
-    present = np.zeros(k + 1, bool)
-    present[np.unique(labels)] = True
-    ids[~present[ids]] = 0  # fully covered by better detections
+            regions.append((i, iy0, iy1, ix0, ix1))
+    for i, iy0, iy1, ix0, ix1 in regions:  # a mask fully covered by better detections has no pixel left
+        if not (labels[iy0:iy1, ix0:ix1] == i + 1).any():
+            ids[i] = 0
     return labels, ids
