@@ -102,3 +102,53 @@ def test_segmentation_model_without_prototypes_fails_configure(tmp_path):
         assert not lc.change("/det_noproto", "configure")
         assert lc.state("/det_noproto") == "unconfigured"
         assert "without its prototype tensor" in node.last_error, node.last_error
+
+
+@pytest.mark.parametrize("task", ["segment", "pose"])
+def test_segmentation_and_pose_on_the_axcl_stub(stub, tmp_path, task):
+    from axcl_ros.models.letterbox import letterbox
+    from axcl_ros.testing import stub_models as sm
+    from axcl_ros.testing.yolo_task_models import yolo11_task_stub
+
+    model = yolo11_task_stub(tmp_path / f"yolo11n-{task}.axmodel", task)
+    frame = np.full((480, 640, 3), 100, np.uint8)
+    boxed, _ = letterbox(frame, (640, 640), 0)
+    want = sm.expected_yolo_box(boxed[None])
+    x1, y1, x2, y2 = want.box  # letterbox pixels; the frame sits 80 rows down
+    with RosGraph() as graph:
+        graph.add(DetectorNode("det_stub_task", context=graph.context, parameter_overrides=[
+            Parameter("model_path", value=str(model)), Parameter("backend", value="axcl"),
+            Parameter("input_qos", value="reliable"), Parameter("image_topics", value=["/st/image_raw"])]))
+        test = graph.node("stub_task_test")
+        lc = LifecycleClient(graph, test)
+        assert lc.change("/det_stub_task", "configure") and lc.change("/det_stub_task", "activate")
+        dets, extra = [], []
+        test.create_subscription(DetectionArray, "/st/detections", dets.append, QOS)
+        if task == "segment":
+            test.create_subscription(InstanceMasks, "/st/masks", extra.append, QOS)
+        else:
+            test.create_subscription(KeypointArray, "/st/keypoints", extra.append, QOS)
+        pub = test.create_publisher(Image, "/st/image_raw", QOS)
+        graph.wait_for(lambda: pub.get_subscription_count() > 0, 10, "detector subscription")
+        pub.publish(_frame_msg(9))
+        graph.wait_for(lambda: dets and extra, 30, "outputs")
+        assert len(dets[0].detections) == 1 and dets[0].detections[0].class_id == want.class_id
+        assert extra[0].header.stamp.sec == 9
+        if task == "segment":
+            labels = image_msg_to_array(extra[0].mask).array
+            ys, xs = np.nonzero(labels == extra[0].instance_ids[0])
+            d = dets[0].detections[0]
+            assert abs(d.center_x - d.size_x / 2 - x1) < 0.1 and abs(d.center_y - d.size_y / 2 - (y1 - 80)) < 0.1
+            # the mask is the whole box: every pixel the box touches, and none outside
+            left, right = d.center_x - d.size_x / 2, d.center_x + d.size_x / 2
+            top, bottom = d.center_y - d.size_y / 2, d.center_y + d.size_y / 2
+            assert (xs.min(), xs.max() + 1) == (np.floor(left), np.ceil(right))
+            assert (ys.min(), ys.max() + 1) == (np.floor(top), np.ceil(bottom))
+            assert len(xs) == (xs.max() + 1 - xs.min()) * (ys.max() + 1 - ys.min())
+        else:
+            pts = np.array([(p.x, p.y, p.score) for p in extra[0].instances[0].keypoints])
+            cell = 640 // 16 // 2 * 16  # the planted cell's corner, stride 16
+            want_pts = np.tile([cell, cell - 80, 0.5], (17, 1))
+            want_pts[0, 0] += 2 * 16  # the stub sets raw x of keypoint 0 to 1: x = (2·1 + column)·stride
+            np.testing.assert_allclose(pts, want_pts, atol=1e-3)
+        assert lc.change("/det_stub_task", "deactivate") and lc.change("/det_stub_task", "cleanup")

@@ -115,4 +115,25 @@ def task_model(path, outputs: Dict[str, np.ndarray], *, layout: str, size=(640, 
     return Path(path)
 
 
-__all__ = ["NM", "anchor_count", "planted_protos", "pose_outputs", "seg_outputs", "task_model"]
+__all__ = ["NM", "anchor_count", "planted_protos", "pose_outputs", "seg_outputs", "task_model", "yolo11_task_stub"]
+
+
+def yolo11_task_stub(path, task: str, size: int = 640, classes: int = 80) -> Path:
+    """AXCL stub model (op ``yolo``) of an AXERA seg or pose model.
+
+    The 3 DFL heads of :func:`~.stub_models.yolo11_stub` plus, per stride, a coefficient head ``[1,g,g,32]`` and
+    prototypes ``[1,size/4,size/4,32]`` (segment) or a keypoint head ``[1,g,g,51]`` (pose). The stub plants one
+    detection (:func:`~.stub_models.expected_yolo_box`); at its cell the extra head is 0 except channel 0 = 1, and
+    prototype channel 0 is 1 everywhere: the mask is the whole box; keypoints sit at the cell corner (keypoint 0 two
+    strides to the right), score 0.5.
+    """
+    from .stub_models import YOLO_HEAD_NAMES, StubTensor, write_stub_model
+
+    grids = [size // s for s in STRIDES]
+    outs = [StubTensor(YOLO_HEAD_NAMES[i], (1, g, g, 64 + classes), np.float32, "NHWC") for i, g in enumerate(grids)]
+    ch = NM if task == "segment" else 51
+    outs += [StubTensor(f"extra{i}", (1, g, g, ch), np.float32, "NHWC") for i, g in enumerate(grids)]
+    if task == "segment":
+        outs.append(StubTensor("proto", (1, size // 4, size // 4, NM), np.float32, "NHWC"))
+    return write_stub_model(path, "yolo", [StubTensor("images", (1, size, size, 3), np.uint8, "NHWC")], outs,
+                            {"head": 1, "score": 0.9, "left": 2, "top": 3, "right": 4, "bottom": 5}, cores=3)
