@@ -58,13 +58,13 @@ def instance_label_image(coefficients: np.ndarray, protos: np.ndarray, boxes: np
         if channels_last:
             logits = protos[cy0:cy1, cx0:cx1, :] @ coefficients[i]
         else:
-            logits = np.tensordot(coefficients[i], protos[:, cy0:cy1, cx0:cx1], axes=1)
+            logits = np.einsum("c,chw->hw", coefficients[i], protos[:, cy0:cy1, cx0:cx1])
         warp = np.float32([[a, 0.0, px0 - cx0], [0.0, a, py0 - cy0]])
         box_logits = cv2.warpAffine(np.ascontiguousarray(logits, dtype=np.float32), warp, (ix1 - ix0, iy1 - iy0),
                                     flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_REPLICATE)
         inside = box_logits > 0.0
         if inside.any():
-            labels[iy0:iy1, ix0:ix1][inside] = i + 1
+            np.copyto(labels[iy0:iy1, ix0:ix1], i + 1, where=inside)
             ids[i] = i + 1
             regions.append((i, iy0, iy1, ix0, ix1))
     for i, iy0, iy1, ix0, ix1 in regions:  # a mask fully covered by better detections has no pixel left
