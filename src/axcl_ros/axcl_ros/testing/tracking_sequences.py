@@ -142,8 +142,8 @@ def identity_metrics(frames: Sequence[Frame], track_ids: Sequence[np.ndarray], i
         n_gt += len(fr.gt_ids)
         n_pred += len(pid)
         iou = iou_matrix(fr.gt_boxes, pb)
-        for g, p in np.argwhere(iou >= iou_threshold):
-            key = (int(fr.gt_ids[g]), int(pid[p]))
+        # a (ground truth, track id) pair counts once per frame, even if the id sits on two boxes
+        for key in {(int(fr.gt_ids[g]), int(pid[p])) for g, p in np.argwhere(iou >= iou_threshold)}:
             pair_frames[key] = pair_frames.get(key, 0) + 1
         for g in fr.gt_ids:
             gt_count[int(g)] = gt_count.get(int(g), 0) + 1
@@ -172,3 +172,57 @@ def identity_metrics(frames: Sequence[Frame], track_ids: Sequence[np.ndarray], i
     return IdentityMetrics(idf1=2 * idtp / max(n_gt + n_pred, 1), idp=idtp / max(n_pred, 1), idr=idtp / max(n_gt, 1),
                            id_switches=switches, gt_boxes=n_gt, predicted_boxes=n_pred, mostly_tracked=mostly,
                            objects=len(gt_count))
+
+
+#: the astronaut's FACE_FEMALE box (models.md §4.3) inside the 200x200 head crop used below
+FACE_IN_CROP = np.array([53, 42, 154, 140])
+
+
+def real_photo_crossing(frames: int = 34) -> List[Frame]:
+    """Two copies of skimage's astronaut head cross in front of a panning skimage 'coffee' scene (the nearer one hides
+    the other completely for 9 frames); detections from NudeNet's YOLOv8n (real weights, onnxruntime, 320 input),
+    faces only. Ground truth: the face box inside each pasted crop, present while at most half hidden."""
+    import cv2
+
+    from .. import assets
+    from ..models.yolo import YoloAdapter
+    from . import yolo_models as ym
+
+    sess = ym.ort_session(assets.nudenet_yolov8n_onnx(), threads=2)
+    adapter = YoloAdapter.from_specs(*ym.ort_specs(sess), labels=assets.NUDENET_LABELS, input_size=320)
+    adapter.config = adapter.config.replace(conf_threshold=0.1)
+    astronaut = np.ascontiguousarray(assets.skimage_image("astronaut")[:, :, ::-1])
+    head = astronaut[40:240, 120:320]
+    scene = cv2.resize(np.ascontiguousarray(assets.skimage_image("coffee")[:, :, ::-1]), (960, 640))
+    out = []
+    for k in range(frames):
+        frame = scene[0:480, 4 * k:4 * k + 640].copy()        # the camera pans right over the scene
+        pos = {1: (40 + 12 * k, 150), 2: (400 - 12 * k, 170)}  # face 1 moves right, face 2 (in front) left
+        for fid in (1, 2):
+            x, y = pos[fid]
+            frame[y:y + 200, x:x + 200] = head
+        gt_boxes, gt_ids = [], []
+        for fid in (1, 2):
+            x, y = pos[fid]
+            box = FACE_IN_CROP + [x, y, x, y]
+            hidden = 0.0
+            if fid == 1:  # visible part of face 1 behind crop 2
+                bx, by = pos[2]
+                ix = max(0, min(box[2], bx + 200) - max(box[0], bx))
+                iy = max(0, min(box[3], by + 200) - max(box[1], by))
+                hidden = ix * iy / ((box[2] - box[0]) * (box[3] - box[1]))
+            if hidden <= 0.5:
+                gt_boxes.append(box)
+                gt_ids.append(fid)
+        feeds, meta = adapter.preprocess(frame)
+        dets = adapter.postprocess(sess.run(None, feeds), meta)
+        faces = np.array([n.startswith("FACE") for n in dets.names], bool)
+        boxes, scores = dets.boxes[faces], dets.scores[faces]
+        gt = np.array(gt_boxes, np.float64).reshape(-1, 4)
+        iou = iou_matrix(gt, boxes)
+        det_gt = np.full(len(scores), -1)
+        for j in range(len(scores)):
+            if iou.shape[0] and iou[:, j].max() >= 0.5:
+                det_gt[j] = gt_ids[int(iou[:, j].argmax())]
+        out.append(Frame(gt, np.array(gt_ids), boxes, scores, det_gt))
+    return out
