@@ -152,3 +152,19 @@ def test_segmentation_and_pose_on_the_axcl_stub(stub, tmp_path, task):
             want_pts[0, 0] += 2 * 16  # the stub sets raw x of keypoint 0 to 1: x = (2·1 + column)·stride
             np.testing.assert_allclose(pts, want_pts, atol=1e-3)
         assert lc.change("/det_stub_task", "deactivate") and lc.change("/det_stub_task", "cleanup")
+
+
+def test_mask_message_mono16_above_255_instances_and_keypoint_message_fields():
+    from axcl_msgs.msg import Keypoint, KeypointSet
+
+    from axcl_ros.nodes.task_messages import fill_instance_masks, fill_keypoint_array
+
+    labels = np.arange(300 * 2, dtype=np.uint16).reshape(20, 30) % 301
+    msg = fill_instance_masks(InstanceMasks(), Image, _frame_msg(3).header, labels, np.arange(1, 301))
+    assert msg.mask.encoding == "mono16" and (msg.mask.width, msg.mask.height) == (30, 20)
+    np.testing.assert_array_equal(image_msg_to_array(msg.mask).array, labels)
+    assert msg.mask.header.stamp.sec == 3 and len(msg.instance_ids) == 300
+    kp = fill_keypoint_array(KeypointArray(), KeypointSet, Keypoint, _frame_msg(4).header, ["a", "b"], [(0, 1)],
+                             np.array([[[1.0, 2.0, 0.5], [3.0, 4.0, 0.25]]]), np.array([7]))
+    assert list(kp.skeleton) == [0, 1] and kp.instances[0].track_id == 7
+    assert (kp.instances[0].keypoints[1].x, kp.instances[0].keypoints[1].score) == (3.0, 0.25)
