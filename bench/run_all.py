@@ -41,6 +41,8 @@ TOPICS: Dict[str, str] = {
     "scheduling": "bench_scheduling",
     "llm": "bench_llm",
     "rosdetector": "bench_ros_detector",
+    "tracking": "bench_tracking",
+    "tasks": "bench_tasks",
 }
 
 METHOD = """\

@@ -16,21 +16,35 @@ import time
 from functools import partial
 from typing import Any, Optional
 
-from axcl_msgs.msg import Detection, DetectionArray, InferenceTiming
+from axcl_msgs.msg import (
+    Detection,
+    DetectionArray,
+    InferenceTiming,
+    InstanceMasks,
+    Keypoint,
+    KeypointArray,
+    KeypointSet,
+)
 from axcl_msgs.srv import Detect
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.parameter import Parameter
 from sensor_msgs.msg import Image
 
 from ..io.annotate import draw_detections
+from ..io.annotate_tasks import draw_masks, draw_skeletons
 from ..io.image import ImageConversionError, array_to_image_fields
 from ..models.labels import LabelsError
-from ..models.yolo import DetectorConfig, YoloAdapter
+from ..models.yolo import DetectorConfig
+from ..models.yolo_tasks import TASKS, YoloTaskAdapter
 from ..runtime.executor import ExecutorShutdownError, ModelReleasedError
 from .camera_input import INPUT_QOS_PARAMS, CameraInputs, CameraStream, decode_bgr
 from .common import LATCHED_QOS, OUTPUT_QOS, AxclLifecycleNode, ParamSpec
 from .detection_messages import fill_detection_array, to_label_info, to_vision_detections, vision_msgs_types
 from .model_host import ModelHost, run_main
+from .task_messages import fill_instance_masks, fill_keypoint_array
+from .tracking_stage import NAMES as TRACKING_NAMES
+from .tracking_stage import TRACKING_PARAMS, CameraTrackers, apply_track_ids, label_with_ids, tracker_config
+from .tracking_stage import check_parameter as check_tracking_parameter
 
 BACKENDS = ("auto", "axcl", "onnxruntime")
 
@@ -40,6 +54,8 @@ class DetectorNode(AxclLifecycleNode):
 
     TAKES_IMAGES = True  # declares max_image_pixels (nodes/common.py)
     PARAMS = (
+        ParamSpec("task", "auto", "Model task; auto = read from the model's outputs (prototype tensor → segment, "
+                                  "keypoint heads/rows → pose).", choices=TASKS),
         ParamSpec("model_path", "", "YOLO11/YOLOv8 model: AXERA .axmodel (card) or Ultralytics .onnx (CPU/CUDA)."),
         ParamSpec("backend", "auto", "Inference backend; auto = axcl for .axmodel files, else onnxruntime.",
                   choices=BACKENDS),
@@ -63,14 +79,15 @@ class DetectorNode(AxclLifecycleNode):
                                     "1-core host; README 'Performance').", min=0, max=64),
         ParamSpec("cpu_spinning", False, "Let onnxruntime threads busy-wait between operators (faster only on an "
                                          "idle machine; measured slower with one core busy)."),
-    )
+    ) + TRACKING_PARAMS
 
     def __init__(self, node_name: str = "detector", **kwargs) -> None:
         self.host: Optional[ModelHost] = None
-        self.adapter: Optional[YoloAdapter] = None
+        self.adapter: Optional[YoloTaskAdapter] = None
         self.cameras: Optional[CameraInputs] = None
         self._vision = None
         self._detect_srv = None
+        self.trackers: Optional[CameraTrackers] = None
         super().__init__(node_name, **kwargs)
 
     # -- lifecycle -------------------------------------------------------------------------------------------------
@@ -81,9 +98,10 @@ class DetectorNode(AxclLifecycleNode):
         self.host = ModelHost.load(self, self.param("model_path"), self.param("backend"), self.param("device"),
                                    cpu_options=cpu)
         handle = self.host.handle
-        self.adapter = YoloAdapter.from_specs(handle.inputs, handle.outputs, labels=self.param("labels") or None,
-                                              input_size=self._input_size(handle))
+        self.adapter = YoloTaskAdapter.from_specs(handle.inputs, handle.outputs, labels=self.param("labels") or None,
+                                                  input_size=self._input_size(handle), task=self.param("task"))
         self.adapter.config = self._config()
+        self.trackers = CameraTrackers(tracker_config(self.param), float(self.param("tracking_max_gap")))
         self.cameras = CameraInputs(self, list(self.param("image_topics")), self.param("input_transport"),
                                     self.param("input_qos"), self._on_frame, depth=int(self.param("input_depth")))
         self._vision = vision_msgs_types()
@@ -91,6 +109,11 @@ class DetectorNode(AxclLifecycleNode):
             pubs = cam.publishers
             pubs["detections"] = self.create_lifecycle_publisher(DetectionArray, cam.output("detections"), OUTPUT_QOS)
             pubs["image"] = self.create_lifecycle_publisher(Image, cam.output("detections_image"), OUTPUT_QOS)
+            if self.adapter.task == "segment":
+                pubs["masks"] = self.create_lifecycle_publisher(InstanceMasks, cam.output("masks"), OUTPUT_QOS)
+            elif self.adapter.task == "pose":
+                pubs["keypoints"] = self.create_lifecycle_publisher(KeypointArray, cam.output("keypoints"),
+                                                                    OUTPUT_QOS)
             if self._vision is not None:
                 pubs["vision"] = self.create_lifecycle_publisher(self._vision.Detection2DArray,
                                                                  cam.output("detections_vision"), OUTPUT_QOS)
@@ -100,7 +123,8 @@ class DetectorNode(AxclLifecycleNode):
         self._detect_srv = self.create_service(Detect, "~/detect", self._on_detect,
                                                callback_group=MutuallyExclusiveCallbackGroup())
         self.get_logger().info(f"configured {self.host.describe()}; {self.adapter.layout} layout, "
-                               f"{self.adapter.num_classes} classes; cameras {[c.topic for c in self.cameras.streams]}")
+                               f"{self.adapter.task} task, {self.adapter.num_classes} classes; "
+                               f"cameras {[c.topic for c in self.cameras.streams]}")
 
     def activate(self) -> None:
         self.cameras.start()
@@ -133,6 +157,7 @@ class DetectorNode(AxclLifecycleNode):
             self.host.release()
             self.host = None
         self.adapter = None
+        self.trackers = None
 
     # -- parameters --------------------------------------------------------------------------------------------------
     def _config(self) -> DetectorConfig:
@@ -169,11 +194,18 @@ class DetectorNode(AxclLifecycleNode):
                 return f"class_filter: ids {bad} out of range (the model has {self.adapter.num_classes} classes)"
         if name == "input_size" and int(value) % 32:
             return f"input_size={value} must be a multiple of 32"
-        return None
+        return check_tracking_parameter(self.param, name, value)
 
     def apply_dynamic_parameter(self, name: str, value: Any) -> None:
         if self.adapter is None:
             return
+        if name in TRACKING_NAMES and self.trackers is not None:
+            if name == "tracking_max_gap":
+                self.trackers.max_gap_s = float(value)
+            elif name == "tracking":
+                self.trackers.reset()
+            else:
+                self.trackers.config = tracker_config(self.param, **{name: value})
         if name == "class_filter":
             self.adapter.update_config(classes=self._class_ids(value))
         elif name == "confidence_threshold":
@@ -212,7 +244,7 @@ class DetectorNode(AxclLifecycleNode):
         future.add_done_callback(self.guard("inference result", partial(
             self._on_result, cam, adapter, host, msg.header, bgr if annotate else None, meta, t_received, t_pre)))
 
-    def _on_result(self, cam: CameraStream, adapter: YoloAdapter, host: ModelHost, header, bgr, meta,
+    def _on_result(self, cam: CameraStream, adapter: YoloTaskAdapter, host: ModelHost, header, bgr, meta,
                    t_received: float, t_pre: float, future) -> None:
         if future.cancelled():
             cam.dropped += 1
@@ -222,17 +254,35 @@ class DetectorNode(AxclLifecycleNode):
         try:
             result = future.result()
             t_post0 = time.perf_counter()
-            dets = adapter.postprocess(result.outputs, meta)
+            task = adapter.postprocess(result.outputs, meta)
+            dets = task.detections
+            trackers = self.trackers if self.param("tracking") else None
+            ids = None if trackers is None else trackers.assign(
+                cam.key, header.stamp.sec + header.stamp.nanosec * 1e-9, dets.boxes, dets.scores)
             out = self._message(host, header, dets, meta, result, t_received, t_pre, t_post0)
             pubs = dict(cam.publishers)
             if not pubs or not pubs["detections"].is_activated:
                 return  # deactivated while in flight: nothing is published, nothing counted as published
-            pubs["detections"].publish(out)
+            vision = None
             if "vision" in pubs:
-                pubs["vision"].publish(to_vision_detections(self._vision, header, dets.boxes, dets.scores,
-                                                            dets.class_ids))
+                vision = to_vision_detections(self._vision, header, dets.boxes, dets.scores, dets.class_ids)
+            if ids is not None:
+                apply_track_ids(out.detections, None if vision is None else vision.detections, ids)
+            pubs["detections"].publish(out)
+            if vision is not None:
+                pubs["vision"].publish(vision)
+            if task.masks is not None and "masks" in pubs:
+                pubs["masks"].publish(fill_instance_masks(InstanceMasks(), Image, header, *task.masks))
+            if task.keypoints is not None and "keypoints" in pubs:
+                pubs["keypoints"].publish(fill_keypoint_array(KeypointArray(), KeypointSet, Keypoint, header,
+                                                              adapter.keypoint_names, adapter.skeleton,
+                                                              task.keypoints, ids))
             if bgr is not None:
-                drawn = draw_detections(bgr, dets.boxes, dets.scores, dets.class_ids, dets.names)
+                if task.masks is not None:
+                    bgr = draw_masks(bgr, task.masks[0], task.masks[1], dets.class_ids)
+                drawn = draw_detections(bgr, dets.boxes, dets.scores, dets.class_ids, label_with_ids(dets.names, ids))
+                if task.keypoints is not None:
+                    drawn = draw_skeletons(drawn, task.keypoints, adapter.skeleton)
                 img = Image(**array_to_image_fields(drawn, "bgr8", data_as="array"))
                 img.header = header
                 pubs["image"].publish(img)
@@ -267,7 +317,7 @@ class DetectorNode(AxclLifecycleNode):
             t_pre = time.perf_counter()
             result = host.submit(feeds).result(timeout=30.0)
             t_post0 = time.perf_counter()
-            dets = adapter.postprocess(result.outputs, meta)
+            dets = adapter.postprocess(result.outputs, meta).detections
         except ImageConversionError as exc:
             self.bad_inputs.report("image on ~/detect", exc)
             response.success, response.message = False, f"bad image: {exc}"
@@ -285,6 +335,8 @@ class DetectorNode(AxclLifecycleNode):
             values.update(self.host.stats())
         if self.cameras is not None:
             values.update(self.cameras.stats())
+        if self.trackers is not None:
+            values.update(self.trackers.stats())
         return values
 
 

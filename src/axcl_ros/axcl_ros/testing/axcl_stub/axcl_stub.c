@@ -494,13 +494,16 @@ static const char *check_model(const model_t *m) {
     case OP_YOLO: {
         if (m->n_in != 1 || !shape_is(&m->in[0], DT_UINT8, 4) || m->in[0].dims[3] != 3)
             return "yolo needs one uint8 [1,H,W,3] input";
-        int reg = (int)param(m, "reg_max", 16);
+        int reg = (int)param(m, "reg_max", 16), dfl = 0;
         for (int i = 0; i < m->n_out; i++) {
             const tensor_t *o = &m->out[i];
-            if (!shape_is(o, DT_FP32, 4) || o->dims[1] != o->dims[2] || o->dims[3] <= 4 * reg)
-                return "yolo outputs must be fp32 [1,g,g,4*reg_max+classes]";
+            /* DFL heads [1,g,g,4*reg_max+classes]; seg/pose models add smaller-channel tensors (mask-coefficient
+               or keypoint heads [1,g,g,c], prototypes [1,p,p,c]) */
+            if (!shape_is(o, DT_FP32, 4) || o->dims[1] != o->dims[2])
+                return "yolo outputs must be fp32 [1,g,g,c]";
+            if (o->dims[3] > 4 * reg) dfl++;
         }
-        if (m->n_out < 1) return "yolo needs outputs";
+        if (dfl < 1) return "yolo needs DFL heads fp32 [1,g,g,4*reg_max+classes]";
         return NULL;
     }
     case OP_DEPTH:
@@ -642,10 +645,22 @@ static void op_yolo(const model_t *m, unsigned char **in, unsigned char **out) {
     float score = sigmoid_inv(param(m, "score", 0.9));
     int dist[4] = { (int)param(m, "left", 2), (int)param(m, "top", 3), (int)param(m, "right", 4),
                     (int)param(m, "bottom", 5) };
+    int planted_grid = m->out[head].dims[1];
     for (int h = 0; h < m->n_out; h++) {
         const tensor_t *t = &m->out[h];
         int g = t->dims[1], c = t->dims[3], ncls = c - 4 * reg;
         float *o = (float *)out[h];
+        if (ncls <= 0) {
+            /* seg/pose extras: zeros, except channel 0 = 1 at the planted cell of the head's grid (mask
+               coefficient e0 / keypoints at the cell corner) and everywhere in a prototype tensor (mask = box) */
+            memset(o, 0, sizeof(float) * (size_t)g * g * c);
+            int is_head = 0;
+            for (int k = 0; k < m->n_out; k++)
+                if (m->out[k].dims[3] > 4 * reg && m->out[k].dims[1] == g) is_head = 1;
+            if (g == planted_grid) o[((int64_t)(g / 2) * g + g / 2) * c] = 1.0f;
+            else if (!is_head) for (int64_t cell = 0; cell < (int64_t)g * g; cell++) o[cell * c] = 1.0f;
+            continue;
+        }
         for (int64_t cell = 0; cell < (int64_t)g * g; cell++) {
             float *v = o + cell * c;
             memset(v, 0, sizeof(float) * 4 * reg);

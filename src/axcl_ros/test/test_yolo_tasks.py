@@ -1,0 +1,92 @@
+"""Segmentation and pose through the task adapter, both layouts, on ONNX models with planted instances; malformed
+task models are refused with a message that says what is missing."""
+
+import numpy as np
+import pytest
+
+from axcl_ros.models.yolo import ModelLayoutError
+from axcl_ros.models.yolo_tasks import YoloTaskAdapter
+from axcl_ros.testing.yolo_models import ort_session, ort_specs
+from axcl_ros.testing.yolo_task_models import pose_outputs, seg_outputs, task_model
+
+LAYOUTS = ("ultralytics", "axera")
+# letterbox of a 640x480 frame into 640x640: scale 1, 80 rows of padding on top
+BOXES = [[100, 180, 260, 460], [300, 200, 420, 300], [450, 300, 610, 540]]
+CLASSES = [0, 2, 5]
+SCORES = [0.92, 0.85, 0.7]
+
+
+def _run(path, layout, **kw):
+    sess = ort_session(path)
+    inputs, outputs = ort_specs(sess)
+    adapter = YoloTaskAdapter.from_specs(inputs, outputs, **kw)
+    frame = np.full((480, 640, 3), 100, np.uint8)
+    feeds, meta = adapter.preprocess(frame)
+    raw = sess.run(None, feeds)
+    return adapter, adapter.postprocess(raw, meta)
+
+
+def _left_half_mask(box, shape=(480, 640)):
+    x1, y1, x2, y2 = box[0], box[1] - 80, box[2], box[3] - 80
+    m = np.zeros(shape, bool)
+    m[max(int(y1), 0):int(y2), int(x1):int((x1 + x2) / 2)] = True
+    return m
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_segmentation_masks(tmp_path, layout):
+    path = task_model(tmp_path / "seg.onnx", seg_outputs(BOXES, CLASSES, SCORES, layout=layout), layout=layout)
+    adapter, res = _run(path, layout)
+    assert adapter.task == "segment" and adapter.num_classes == 80
+    labels, ids = res.masks
+    assert labels.shape == (480, 640) and labels.dtype == np.uint8
+    assert list(res.detections.class_ids) == CLASSES and len(ids) == 3
+    for k, box in enumerate(BOXES):
+        got = labels == ids[k]
+        want = _left_half_mask(box)
+        iou = (got & want).sum() / (got | want).sum()
+        assert iou > 0.95, (k, iou)
+    assert (labels[:, 620:] == 0).all()  # nothing outside the boxes
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_pose_keypoints(tmp_path, layout):
+    rng = np.random.default_rng(0)
+    boxes = BOXES[:2]
+    kpts = np.zeros((2, 17, 3), np.float32)
+    for i, (x1, y1, x2, y2) in enumerate(boxes):
+        kpts[i, :, 0] = rng.uniform(x1, x2, 17)
+        kpts[i, :, 1] = rng.uniform(y1, y2, 17)
+        kpts[i, :, 2] = rng.uniform(0.05, 0.95, 17)
+    path = task_model(tmp_path / "pose.onnx", pose_outputs(boxes, SCORES[:2], kpts, layout=layout), layout=layout)
+    adapter, res = _run(path, layout)
+    assert adapter.task == "pose" and len(adapter.keypoint_names) == 17 and adapter.num_classes == 1
+    assert res.keypoints.shape == (2, 17, 3)
+    want = kpts.copy()
+    want[..., 1] -= 80
+    np.testing.assert_allclose(res.keypoints, want, atol=1e-3)
+
+
+@pytest.mark.parametrize("layout,drop", [("ultralytics", "output1"), ("axera", "proto")])
+def test_segmentation_model_without_prototypes_is_refused(tmp_path, layout, drop):
+    path = task_model(tmp_path / "bad.onnx", seg_outputs(BOXES, CLASSES, SCORES, layout=layout), layout=layout,
+                      drop=drop)
+    sess = ort_session(path)
+    inputs, outputs = ort_specs(sess)
+    kw = {"task": "segment"} if layout == "ultralytics" else {}  # Ultralytics: nothing marks it as seg but the task
+    with pytest.raises(ModelLayoutError, match="without its prototype tensor"):
+        YoloTaskAdapter.from_specs(inputs, outputs, **kw)
+
+
+def test_plain_detector_is_detect_task(tmp_path):
+    from axcl_ros.testing.yolo_models import ultralytics_yolo_model
+
+    ultralytics_yolo_model(tmp_path / "det.onnx")
+    inputs, outputs = ort_specs(ort_session(tmp_path / "det.onnx"))
+    adapter = YoloTaskAdapter.from_specs(inputs, outputs)
+    assert adapter.task == "detect" and adapter.num_classes == 80
+
+
+def test_unknown_task_refused(tmp_path):
+    with pytest.raises(ModelLayoutError, match="task 'classify'"):
+        YoloTaskAdapter.from_specs([], [], task="classify")
