@@ -25,10 +25,11 @@ except ImportError:  # Humble
 from .common import QOS_CHOICES, make_qos
 
 INPUT_QOS_CHOICES = ("auto",) + QOS_CHOICES
-#: keep-last depth of the camera inputs: at 30 fps a keep-last-1 reader lost 5-17 % while the composed process
-#: stalled for 35-300 ms (issue #11); 5 recovered them at no latency cost, since the executor's latest-only slot
-#: keeps only the newest frame anyway.
-DEFAULT_INPUT_DEPTH = 5
+#: keep-last depth of the camera inputs. 1 keeps latency bounded: with 5, a host whose frame intake cannot keep up
+#: (4 cameras x 10 fps on 2 cores, test_soak) drains a backlog oldest-first and its latency drifted 11 -> 122 ms in
+#: 45 s (passes with 1). A deeper queue (5) recovers frames lost to short stalls (35-300 ms at 30 fps, issue #11)
+#: when the node keeps up on average: a per-node choice, not the default.
+DEFAULT_INPUT_DEPTH = 1
 PROFILE_HINT = 'eval "$(python3 -m axcl_ros.transport_profile)"'
 
 
