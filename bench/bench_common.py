@@ -121,6 +121,35 @@ def time_interleaved(fns: Dict[str, Callable[[], object]], *, blocks: int = 15, 
     return out
 
 
+def sleeping_session(ms: float, shape: Sequence[int] = (1,)):
+    """A fake model: input ``x`` and output ``y`` float32 of ``shape``; each run sleeps ``ms`` (device time without a
+    device), returning ``x + 1``."""
+    from axcl_ros.runtime.base import Session, TensorSpec
+
+    class Sleeping(Session):
+        backend_name, device, path = "fake", "cpu", f"sleep{ms:g}.model"
+        owns_outputs = True
+        _in = (TensorSpec("x", tuple(shape), np.dtype(np.float32)),)
+        _out = (TensorSpec("y", tuple(shape), np.dtype(np.float32)),)
+
+        @property
+        def inputs(self):
+            return self._in
+
+        @property
+        def outputs(self):
+            return self._out
+
+        def run(self, feeds, output_names=None):
+            time.sleep(ms / 1e3)
+            return {"y": feeds["x"] + 1}
+
+        def release(self):
+            pass
+
+    return Sleeping()
+
+
 def ros_available() -> Optional[str]:
     """None when rclpy and the built axcl_msgs import, else the reason (run through ``make bench``)."""
     try:

@@ -22,45 +22,18 @@ import time
 from typing import List
 
 import numpy as np
-from bench_common import Row, percentiles, ratio, ros_available, stub_library
+from bench_common import Row, percentiles, ratio, ros_available, sleeping_session, stub_library
 
 TOPIC = "overload"
 MODEL_MS = 100.0
 FPS = 30.0
 
 
-def _sleeping_session(ms: float):
-    from axcl_ros.runtime.base import Session, TensorSpec
-
-    class Sleeping(Session):
-        backend_name, device, path = "fake", "cpu", "sleep.model"
-        owns_outputs = True
-        _in = (TensorSpec("x", (1, 4), np.dtype(np.float32)),)
-        _out = (TensorSpec("y", (1, 4), np.dtype(np.float32)),)
-
-        @property
-        def inputs(self):
-            return self._in
-
-        @property
-        def outputs(self):
-            return self._out
-
-        def run(self, feeds, output_names=None):
-            time.sleep(ms / 1e3)
-            return {"y": feeds["x"] + 1}
-
-        def release(self):
-            pass
-
-    return Sleeping()
-
-
 def _executor_run(stream: bool, seconds: float):
     from axcl_ros.runtime.executor import InferenceExecutor
 
     ex = InferenceExecutor(f"bench-overload-{'slot' if stream else 'fifo'}")
-    handle = ex.load_session(lambda: _sleeping_session(MODEL_MS), name="sleep100")
+    handle = ex.load_session(lambda: sleeping_session(MODEL_MS, (1, 4)), name="sleep100")
     lat: List[float] = []
     lock = threading.Lock()
     backlog: List[int] = []

@@ -16,46 +16,19 @@ import time
 from typing import Dict, List
 
 import numpy as np
-from bench_common import Row, percentiles, ratio
+from bench_common import Row, percentiles, ratio, sleeping_session
 
 TOPIC = "scheduling"
 FPS, DET_MS, STEP_MS, HOST_MS, SERVICE_MS, SERVICE_PERIOD_S = 30.0, 12.0, 8.0, 1.0, 8.0, 0.05
-
-
-def _session(ms: float):
-    from axcl_ros.runtime.base import Session, TensorSpec
-
-    class Sleeping(Session):
-        backend_name, device, path = "fake", "dev", f"sleep{ms}.model"
-        owns_outputs = True
-        _in = (TensorSpec("x", (1,), np.dtype(np.float32)),)
-        _out = (TensorSpec("y", (1,), np.dtype(np.float32)),)
-
-        @property
-        def inputs(self):
-            return self._in
-
-        @property
-        def outputs(self):
-            return self._out
-
-        def run(self, feeds, output_names=None):
-            time.sleep(ms / 1e3)
-            return {"y": feeds["x"]}
-
-        def release(self):
-            pass
-
-    return Sleeping()
 
 
 def _scenario(policy: str, speech: bool, seconds: float) -> Dict[str, float]:
     from axcl_ros.runtime.executor import InferenceExecutor
 
     ex = InferenceExecutor(f"bench-sched-{policy}-{speech}", policy=policy)
-    det = ex.load_session(lambda: _session(DET_MS), name="detector")
-    dec = ex.load_session(lambda: _session(STEP_MS), name="decoder")
-    svc = ex.load_session(lambda: _session(SERVICE_MS), name="service")
+    det = ex.load_session(lambda: sleeping_session(DET_MS), name="detector")
+    dec = ex.load_session(lambda: sleeping_session(STEP_MS), name="decoder")
+    svc = ex.load_session(lambda: sleeping_session(SERVICE_MS), name="service")
     stop = threading.Event()
     x = np.zeros((1,), np.float32)
     steps = [0]
