@@ -185,3 +185,42 @@ def test_manager_parameters_match_the_config_keys(graph):
     declared = set(manager._parameters) - set(graph.node("plain")._parameters)  # minus use_sim_time & co
     assert declared == set(CONFIG_KEYS["lifecycle_manager"])
     assert manager.node_names == ["/a"]
+
+
+class _AnswerLosingNode:
+    """Lifecycle services of a node whose ``change_state`` answers never arrive (DDS dropped them): the transition
+    happens, the answer is held until the test ends."""
+
+    GOALS = {1: "inactive", 3: "active", 4: "inactive", 2: "unconfigured"}
+
+    def __init__(self, graph, name):
+        from lifecycle_msgs.srv import ChangeState, GetState
+        from rclpy.callback_groups import ReentrantCallbackGroup
+
+        self.label, self.release = "unconfigured", __import__("threading").Event()
+        self.node = graph.node(name)
+        group = ReentrantCallbackGroup()
+        self.node.create_service(GetState, f"{name}/get_state", self._get, callback_group=group)
+        self.node.create_service(ChangeState, f"{name}/change_state", self._change, callback_group=group)
+
+    def _get(self, request, response):
+        response.current_state.label = self.label
+        return response
+
+    def _change(self, request, response):
+        self.label = self.GOALS[request.transition.id]
+        self.release.wait(30)
+        response.success = True
+        return response
+
+
+def test_a_lost_transition_answer_is_recovered_from_the_node_state(graph):
+    lossy = _AnswerLosingNode(graph, "lossy")
+    try:
+        manager = _manager(graph, ["/lossy"], autostart=False, transition_timeout_s=60.0)
+        t0 = time.monotonic()
+        assert manager.manage(R.STARTUP, timeout=30) == (True, "1 node(s) active")
+        assert time.monotonic() - t0 < 15  # two transitions, each seen within ~2 s, not 60 s
+        assert manager.states() == {"/lossy": "active"}
+    finally:
+        lossy.release.set()

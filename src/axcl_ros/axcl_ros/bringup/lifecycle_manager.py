@@ -59,9 +59,16 @@ from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from std_msgs.msg import Bool
 
+from ..nodes.service_call import call_service
 from .node_registry import split_list
 
 PRIMARY_STATES = ("unconfigured", "inactive", "active", "finalized")
+#: the primary state each transition ends in when it succeeds
+GOAL_STATES = {Transition.TRANSITION_CONFIGURE: "inactive", Transition.TRANSITION_CLEANUP: "unconfigured",
+               Transition.TRANSITION_ACTIVATE: "active", Transition.TRANSITION_DEACTIVATE: "inactive",
+               Transition.TRANSITION_UNCONFIGURED_SHUTDOWN: "finalized",
+               Transition.TRANSITION_INACTIVE_SHUTDOWN: "finalized",
+               Transition.TRANSITION_ACTIVE_SHUTDOWN: "finalized"}
 COMMANDS = {ManageNodes.Request.STARTUP: "startup", ManageNodes.Request.SHUTDOWN: "shutdown",
             ManageNodes.Request.RESET: "reset", ManageNodes.Request.PAUSE: "pause",
             ManageNodes.Request.RESUME: "resume"}
@@ -273,7 +280,8 @@ class LifecycleManager(Node):
                     self._beat(m)
 
     def _beat(self, m: _Managed) -> None:
-        response, why = self._call(m.get_client, GetState.Request(), self.heartbeat_s, wait_service=False)
+        response, why = call_service(m.get_client, GetState.Request(), self.heartbeat_s, wait_service=0.0,
+                                     stop=self._stopping)
         restarted = False
         with self._lock:
             if m.busy:  # the worker took over meanwhile: its view wins
@@ -500,26 +508,9 @@ class LifecycleManager(Node):
         self.get_logger().error(f"{m.name}: {why}")
 
     # -- service calls (worker thread) -------------------------------------------------------------------------------
-    def _call(self, client, request, timeout: float, wait_service: bool = True) -> Tuple[Optional[object], str]:
-        deadline = time.monotonic() + (self.service_timeout_s if wait_service else 0.0)
-        while not client.service_is_ready():
-            if time.monotonic() > deadline:
-                return None, f"service {client.srv_name} not available after {self.service_timeout_s:g} s"
-            if self._stopping.wait(0.05):
-                return None, "manager stopping"
-        future = client.call_async(request)
-        deadline = time.monotonic() + timeout
-        while not future.done():
-            if time.monotonic() > deadline or self._stopping.wait(0.01):
-                client.remove_pending_request(future)
-                return None, f"no response from {client.srv_name} within {timeout:g} s"
-        exc = future.exception()
-        if exc is not None:
-            return None, f"{client.srv_name} failed: {exc}"
-        return future.result(), ""
-
     def _get_state(self, m: _Managed) -> str:
-        response, why = self._call(m.get_client, GetState.Request(), self.service_timeout_s)
+        response, why = call_service(m.get_client, GetState.Request(), self.service_timeout_s, resend=True,
+                                     stop=self._stopping)
         state = response.current_state.label if response is not None else "unavailable"
         with self._lock:
             m.state, m.reason = state, why
@@ -538,10 +529,18 @@ class LifecycleManager(Node):
     def _change(self, m: _Managed, transition: int) -> Tuple[bool, str]:
         request = ChangeState.Request()
         request.transition.id = transition
+        goal = GOAL_STATES[transition]
+
+        def reached_goal() -> Optional[ChangeState.Response]:
+            # the node's answer may be lost (see service_call); its state says whether the transition happened
+            return ChangeState.Response(success=True) if self._get_state(m) == goal else None
+
         with self._lock:
             m.busy = True
         try:
-            response, why = self._call(m.change_client, request, self.transition_timeout_s)
+            response, why = call_service(m.change_client, request, self.transition_timeout_s,
+                                         wait_service=self.service_timeout_s, every=2.0, on_silence=reached_goal,
+                                         stop=self._stopping)
             self._get_state(m)
         finally:
             with self._lock:

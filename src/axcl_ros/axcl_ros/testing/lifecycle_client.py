@@ -6,6 +6,8 @@ from __future__ import annotations
 from lifecycle_msgs.msg import Transition
 from lifecycle_msgs.srv import ChangeState, GetState
 
+from ..bringup.lifecycle_manager import GOAL_STATES
+
 TRANSITIONS = {
     "configure": Transition.TRANSITION_CONFIGURE,
     "activate": Transition.TRANSITION_ACTIVATE,
@@ -31,12 +33,24 @@ class LifecycleClient:
         return self._clients[name]
 
     def change(self, target: str, transition: str, timeout: float = 30.0) -> bool:
-        """Request ``transition`` of the node named ``target`` (fully qualified); True when it succeeded."""
+        """Request ``transition`` of the node named ``target`` (fully qualified); True when it succeeded.
+
+        A lost answer is recovered by asking the node's state: reaching the transition's goal state counts as success.
+        """
         req = ChangeState.Request()
         req.transition.id = TRANSITIONS[transition]
-        return bool(self.graph.call(self._client(ChangeState, f"{target}/change_state"), req, timeout).success)
+        goal = GOAL_STATES[req.transition.id]
+
+        def reached_goal():
+            try:
+                return ChangeState.Response(success=True) if self.state(target, 2.0) == goal else None
+            except TimeoutError:
+                return None
+
+        return bool(self.graph.call(self._client(ChangeState, f"{target}/change_state"), req, timeout,
+                                    on_silence=reached_goal).success)
 
     def state(self, target: str, timeout: float = 10.0) -> str:
-        """Current lifecycle state label of ``target``."""
-        return self.graph.call(self._client(GetState, f"{target}/get_state"), GetState.Request(),
-                               timeout).current_state.label
+        """Current lifecycle state label of ``target`` (the request is re-sent while no answer comes)."""
+        return self.graph.call(self._client(GetState, f"{target}/get_state"), GetState.Request(), timeout,
+                               resend=True).current_state.label

@@ -9,6 +9,7 @@ import threading
 import time
 from typing import Callable, List, Optional, Sequence
 
+from ..nodes.service_call import call_service
 from ..nodes.spinning import spin_until
 
 
@@ -66,13 +67,16 @@ class RosGraph:
             time.sleep(0.02)
         raise TimeoutError(f"timed out after {timeout:.1f} s waiting for {what}")
 
-    def call(self, client, request, timeout: float = 10.0):
-        """Call a service from a client of one of this graph's nodes and wait for the response."""
-        if not client.wait_for_service(timeout_sec=timeout):
-            raise TimeoutError(f"service {client.srv_name} not available after {timeout} s")
-        future = client.call_async(request)
-        self.wait_for(future.done, timeout, f"response of {client.srv_name}")
-        return future.result()
+    def call(self, client, request, timeout: float = 10.0, *, resend: bool = False, on_silence=None):
+        """Call a service from a client of one of this graph's nodes and wait for the response.
+
+        ``resend`` (idempotent requests only) and ``on_silence`` survive a response that DDS drops, as in
+        :func:`~axcl_ros.nodes.service_call.call_service`; raises ``TimeoutError`` when no answer comes.
+        """
+        response, why = call_service(client, request, timeout, resend=resend, on_silence=on_silence)
+        if response is None:
+            raise TimeoutError(why)
+        return response
 
     def close(self) -> None:
         """Destroy every node, stop spinning and shut the context down."""
