@@ -48,16 +48,17 @@ def _frames():
 
 
 def _detector_pipeline(adapter, outputs_for, msg_for, with_vision):
-    """The per-frame host work of DetectorNode._on_frame + _on_result (model run replaced by stored outputs)."""
+    """The per-frame host work of the detector's FramePipeline (prepare + publish; model run replaced by stored
+    outputs)."""
     from axcl_msgs.msg import Detection, DetectionArray, InferenceTiming
 
-    from axcl_ros.nodes.camera_input import decode_bgr
-    from axcl_ros.nodes.detection_messages import fill_detection_array, to_vision_detections
+    from axcl_ros.io.detection_messages import fill_detection_array, to_vision_detections
+    from axcl_ros.io.image_transport import decode_bgr8
 
     def run(name):
         msg = msg_for[name]
         t0 = time.perf_counter()
-        bgr = decode_bgr(msg, "raw")
+        bgr = decode_bgr8(msg, "raw")
         feeds, meta = adapter.preprocess(bgr)
         outputs = {k: np.array(v, copy=True) for k, v in outputs_for[name].items()}  # the executor's copy
         dets = adapter.postprocess(outputs, meta)
@@ -78,10 +79,10 @@ def _stages(adapter, outputs, msg, vision):
     """Per-stage medians (ms) of the detector host path for one frame: where the time goes."""
     from axcl_msgs.msg import Detection, DetectionArray
 
-    from axcl_ros.nodes.camera_input import decode_bgr
-    from axcl_ros.nodes.detection_messages import fill_detection_array, to_vision_detections
+    from axcl_ros.io.detection_messages import fill_detection_array, to_vision_detections
+    from axcl_ros.io.image_transport import decode_bgr8
 
-    bgr = decode_bgr(msg, "raw")
+    bgr = decode_bgr8(msg, "raw")
     feeds, meta = adapter.preprocess(bgr)
     dets = adapter.postprocess(outputs, meta)
 
@@ -92,7 +93,7 @@ def _stages(adapter, outputs, msg, vision):
         if vision is not None:
             to_vision_detections(vision, msg.header, dets.boxes, dets.scores, dets.class_ids)
 
-    fns = {"convert": lambda: decode_bgr(msg, "raw"), "letterbox": lambda: adapter.preprocess(bgr),
+    fns = {"convert": lambda: decode_bgr8(msg, "raw"), "letterbox": lambda: adapter.preprocess(bgr),
            "copy": lambda: {k: np.array(v, copy=True) for k, v in outputs.items()},
            "decode+NMS": lambda: adapter.postprocess(outputs, meta), "msg": message}
     return {k: v.median_ms for k, v in time_interleaved(fns, blocks=7, per_block=5).items()}
@@ -109,10 +110,10 @@ def _vs_plain(ultra, photo, photo_msg, grey_case, blocks, per_block) -> List[Row
     from bench_ros_node import plain_detect
     from sensor_msgs.msg import Image
 
+    from axcl_ros.io.detection_messages import fill_detection_array
     from axcl_ros.io.image import array_to_image_fields
+    from axcl_ros.io.image_transport import decode_bgr8
     from axcl_ros.models.yolo import DetectorConfig, nms
-    from axcl_ros.nodes.camera_input import decode_bgr
-    from axcl_ros.nodes.detection_messages import fill_detection_array
 
     adapter, outputs = ultra
     grey, grey_out = grey_case
@@ -125,7 +126,7 @@ def _vs_plain(ultra, photo, photo_msg, grey_case, blocks, per_block) -> List[Row
         stored = next(iter(out.values()))
 
         def ours(msg=msg, out=out, config=config):
-            bgr = decode_bgr(msg, "raw")
+            bgr = decode_bgr8(msg, "raw")
             _, meta = adapter.preprocess(bgr)
             dets = adapter.postprocess({k: np.array(v, copy=True) for k, v in out.items()}, meta, config)
             return fill_detection_array(DetectionArray(), Detection, msg.header, dets.boxes, dets.scores,
@@ -183,10 +184,10 @@ def run(quick: bool = False) -> List[Row]:
     from sensor_msgs.msg import Image
 
     from axcl_ros import assets
+    from axcl_ros.io.detection_messages import vision_msgs_types
     from axcl_ros.io.image import array_to_image_fields
     from axcl_ros.models.depth_anything import DepthAnythingAdapter
     from axcl_ros.models.yolo import YoloAdapter
-    from axcl_ros.nodes.detection_messages import vision_msgs_types
     from axcl_ros.runtime.onnxruntime_backend import OnnxRuntimeBackend
     from axcl_ros.testing.depth_models import build_axera_probe
     from axcl_ros.testing.yolo_models import axera_from_ultralytics_onnx
@@ -238,9 +239,9 @@ def run(quick: bool = False) -> List[Row]:
                 n_dets = len(out.detections)
 
         def depth_path(name=name, h=h, w=w):
-            from axcl_ros.nodes.camera_input import decode_bgr
+            from axcl_ros.io.image_transport import decode_bgr8
 
-            img = decode_bgr(msgs[name], "raw")
+            img = decode_bgr8(msgs[name], "raw")
             depth.preprocess(img)
             d = depth.postprocess({k: np.array(v, copy=True) for k, v in depth_out.items()}, out_size=(h, w))
             return Image(**array_to_image_fields(d, "32FC1", data_as="array"))

@@ -33,6 +33,7 @@ from sensor_msgs.msg import Image  # noqa: E402
 from axcl_ros.io.image import array_to_image_fields  # noqa: E402
 from axcl_ros.nodes.depth import DepthNode  # noqa: E402
 from axcl_ros.nodes.detector import DetectorNode  # noqa: E402
+from axcl_ros.nodes.frame_pipeline import FrameTimes  # noqa: E402
 from axcl_ros.testing.depth_models import build_onnx_probe  # noqa: E402
 from axcl_ros.testing.lifecycle_client import LifecycleClient  # noqa: E402
 from axcl_ros.testing.ros_graph import RosGraph, RosProcess  # noqa: E402
@@ -114,7 +115,8 @@ def test_a_raising_subscription_callback_is_counted_and_the_node_keeps_serving(r
 def test_a_raising_executor_completion_is_counted(rig, monkeypatch):
     r = rig
     before = r.det.callback_errors.total
-    monkeypatch.setattr(r.det, "_on_result", lambda *a: (_ for _ in ()).throw(KeyError("injected completion")))
+    monkeypatch.setattr(r.det.pipeline, "_on_result",
+                        lambda *a: (_ for _ in ()).throw(KeyError("injected completion")))
     r.pub.publish(_image(30))
     r.graph.wait_for(lambda: r.det.callback_errors.total == before + 1, 20, "the completion's error counted")
     assert any(k.startswith("inference result") for k in r.det.callback_errors.counts)
@@ -180,7 +182,8 @@ def test_depth_cleanup_while_publishing_a_frame_is_not_an_error(models):
         future = Future()
         future.set_result(result)
         t = time.perf_counter()
-        node._on_result(cam, outputs, adapter, _image(1).header, (56, 56), None, t, t, future)
+        node.pipeline._on_result(cam, _image(1).header, (outputs, adapter, host, (56, 56), None), FrameTimes(t, t),
+                                 future)
         assert node.counters["outputs_dropped_by_transition"] == 1
         assert cam.errors == 0 and node.bad_inputs.total == 0
         assert node.trigger_configure() == OK

@@ -16,7 +16,8 @@ from rclpy.parameter import Parameter  # noqa: E402
 from rclpy.qos import QoSProfile, ReliabilityPolicy  # noqa: E402
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2  # noqa: E402
 
-from axcl_ros.io.image import array_to_compressed, array_to_image_fields  # noqa: E402
+from axcl_ros.io.compressed_image import array_to_compressed  # noqa: E402
+from axcl_ros.io.image import array_to_image_fields  # noqa: E402
 from axcl_ros.models.depth_geometry import PointFieldSpec, pointcloud2_dtype  # noqa: E402
 from axcl_ros.nodes import depth as depth_module  # noqa: E402
 from axcl_ros.nodes.depth import DepthNode  # noqa: E402

@@ -5,7 +5,7 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from axcl_ros.nodes.detection_messages import (
+from axcl_ros.io.detection_messages import (
     fill_detection_array,
     to_label_info,
     to_vision_detections,

@@ -20,7 +20,8 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy  # noqa: E402
 from sensor_msgs.msg import CompressedImage, Image  # noqa: E402
 
 from axcl_ros import assets  # noqa: E402
-from axcl_ros.io.image import array_to_compressed, array_to_image_fields  # noqa: E402
+from axcl_ros.io.compressed_image import array_to_compressed  # noqa: E402
+from axcl_ros.io.image import array_to_image_fields  # noqa: E402
 from axcl_ros.nodes.detector import DetectorNode  # noqa: E402
 from axcl_ros.testing.lifecycle_client import LifecycleClient  # noqa: E402
 from axcl_ros.testing.ros_graph import RosGraph  # noqa: E402

@@ -7,12 +7,14 @@ import cv2
 import numpy as np
 import pytest
 
-from axcl_ros.io.image import (
-    DecodedImage,
+from axcl_ros.io.compressed_image import (
     array_to_compressed,
-    array_to_image_fields,
     compressed_to_array,
     compressed_to_bgr8,
+)
+from axcl_ros.io.image import (
+    DecodedImage,
+    array_to_image_fields,
     image_msg_to_array,
     to_bgr8,
     to_rgb8,

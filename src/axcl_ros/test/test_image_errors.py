@@ -5,11 +5,13 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
+from axcl_ros.io.compressed_image import (
+    array_to_compressed,
+    compressed_to_array,
+)
 from axcl_ros.io.image import (
     ImageConversionError,
-    array_to_compressed,
     array_to_image_fields,
-    compressed_to_array,
     image_msg_to_array,
     to_bgr8,
 )

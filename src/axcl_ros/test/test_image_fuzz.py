@@ -11,12 +11,14 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from axcl_ros.io.image import (
-    DEFAULT_MAX_PIXELS,
-    ImageConversionError,
+from axcl_ros.io.compressed_image import (
     array_to_compressed,
     compressed_dimensions,
     compressed_to_bgr8,
+)
+from axcl_ros.io.image import (
+    DEFAULT_MAX_PIXELS,
+    ImageConversionError,
     image_msg_to_array,
     to_bgr8,
 )

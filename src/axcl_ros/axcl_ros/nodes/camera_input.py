@@ -16,7 +16,8 @@ from typing import Callable, List
 import numpy as np
 from sensor_msgs.msg import CompressedImage, Image
 
-from ..io.image import DEFAULT_MAX_PIXELS, compressed_to_bgr8, to_bgr8
+from ..io.image_transport import TRANSPORTS, transport_topic
+from ..io.stamps import stamp_to_seconds
 from .common import ParamSpec, sibling_topic
 from .transport_input import (
     DEFAULT_INPUT_DEPTH,
@@ -25,8 +26,6 @@ from .transport_input import (
     TransportInput,
     describe_publishers,
 )
-
-TRANSPORTS = ("raw", "compressed")
 
 #: the QoS parameters of every camera input (detector, depth): one declaration, one meaning.
 INPUT_QOS_PARAMS = (
@@ -91,14 +90,6 @@ class CameraStream:
         return sibling_topic(self.topic, name)
 
 
-def decode_bgr(msg, transport: str, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
-    """The image of a raw or compressed message as BGR8 (raises ImageConversionError on bad input, and for images
-    of more than ``max_pixels`` pixels, checked from the header before decoding)."""
-    if transport == "compressed":
-        return compressed_to_bgr8(msg, max_pixels=max_pixels)
-    return to_bgr8(msg, max_pixels=max_pixels)
-
-
 class CameraInputs:
     """Creates (on activate) and destroys (on deactivate) one subscription per camera topic.
 
@@ -130,7 +121,7 @@ class CameraInputs:
         for stream in self.streams:
             if stream.input is not None:
                 continue
-            topic = f"{stream.topic.rstrip('/')}/compressed" if self.transport == "compressed" else stream.topic
+            topic = transport_topic(stream.topic, self.transport)
             stream.input = TransportInput(
                 self.node, msg_type, topic, lambda msg, s=stream: self._receive(s, msg), self.qos_name, self.depth,
                 on_lost=lambda n, s=stream: self._lost(s, n),
@@ -161,7 +152,7 @@ class CameraInputs:
         stream.sample_bytes = len(msg.data)
         if stream.input is not None and stream.input.lost_source != "event":
             try:
-                missing = stream.gaps.add(msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9)
+                missing = stream.gaps.add(stamp_to_seconds(msg.header.stamp))
             except AttributeError:
                 missing = 0
             if missing:

@@ -37,18 +37,17 @@ counter; the next frame is served.
 
 from __future__ import annotations
 
-import array
-import time
 from dataclasses import dataclass
-from functools import partial
 from typing import Any, Optional, Tuple
 
 import cv2
 import numpy as np
 from axcl_msgs.msg import InferenceTiming
-from sensor_msgs.msg import CameraInfo, Image, PointCloud2, PointField
+from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 
+from ..io.camera_info import CameraInfoError, CameraModel, camera_model, scaled_camera_info
 from ..io.image import ImageConversionError, array_to_image_fields
+from ..io.pointcloud import pointcloud_msg
 from ..models.depth_anything import (
     MODE_INVERSE_RELATIVE,
     MODE_SCALE_SHIFT,
@@ -58,110 +57,16 @@ from ..models.depth_anything import (
     DepthConfigError,
     DepthInputError,
 )
-from ..models.depth_geometry import (
-    GeometryInputError,
-    apply_roi_binning,
-    colorize,
-    depth_to_points,
-    pack_pointcloud2_fields,
-    scale_camera_info,
-)
-from ..runtime.executor import ExecutorShutdownError, ModelReleasedError
-from .camera_input import INPUT_QOS_PARAMS, CameraInputs, CameraStream, decode_bgr
+from ..models.depth_geometry import colorize, depth_to_points, scale_camera_info
+from .camera_input import INPUT_QOS_PARAMS, CameraInputs, CameraStream
 from .common import OUTPUT_QOS, AxclLifecycleNode, ParamSpec, sibling_topic
+from .frame_pipeline import FramePipeline, FrameTimes
 from .model_host import ModelHost, run_main
 from .transport_input import TransportInput
 
 BACKENDS = ("auto", "axcl", "onnxruntime")
 #: OpenCV colormaps by lower-case name (``turbo``, ``inferno``, ``viridis`` ...).
 COLORMAPS = {n[len("COLORMAP_"):].lower(): int(getattr(cv2, n)) for n in dir(cv2) if n.startswith("COLORMAP_")}
-
-
-class CameraInfoError(ValueError):
-    """A CameraInfo message cannot describe the depth image (uncalibrated K, bad sizes, ROI outside the image)."""
-
-
-@dataclass(frozen=True)
-class CameraModel:
-    """Pinhole of the image a CameraInfo describes (ROI and binning applied): what the depth image is scaled from."""
-
-    msg: Any
-    K: np.ndarray
-    P: np.ndarray
-    width: int
-    height: int
-
-
-def camera_model(msg) -> CameraModel:
-    """Validate a ``sensor_msgs/CameraInfo`` and derive the pinhole of the image it describes.
-
-    Raises :class:`CameraInfoError` naming the field: ``width``/``height`` must be positive, ``k`` a calibrated
-    pinhole (finite, fx > 0, fy > 0, last row 0 0 1), ``p`` and ``r`` finite (an all-zero ``p`` is allowed), the
-    ROI inside the image, and the binned size non-empty.
-    """
-    width, height = int(msg.width), int(msg.height)
-    if width <= 0 or height <= 0:
-        raise CameraInfoError(f"width/height must be positive, got {width}x{height}")
-    k = np.asarray(msg.k, dtype=np.float64)
-    p = np.asarray(msg.p, dtype=np.float64)
-    r = np.asarray(msg.r, dtype=np.float64)
-    if k.size != 9 or not np.all(np.isfinite(k)):
-        raise CameraInfoError(f"k must be 9 finite numbers, got {k.tolist()}")
-    k = k.reshape(3, 3)
-    if not (k[0, 0] > 0 and k[1, 1] > 0) or not np.array_equal(k[2], (0.0, 0.0, 1.0)):
-        raise CameraInfoError(f"k is not a calibrated pinhole (fx > 0, fy > 0, last row 0 0 1): {k.ravel().tolist()}")
-    if p.size != 12 or not np.all(np.isfinite(p)):
-        raise CameraInfoError(f"p must be 12 finite numbers, got {p.tolist()}")
-    if r.size != 9 or not np.all(np.isfinite(r)):
-        raise CameraInfoError(f"r must be 9 finite numbers, got {r.tolist()}")
-    roi = msg.roi
-    x0, y0, rw, rh = int(roi.x_offset), int(roi.y_offset), int(roi.width), int(roi.height)
-    if rw > 0 and rh > 0:
-        if x0 + rw > width or y0 + rh > height:
-            raise CameraInfoError(f"roi {rw}x{rh}+{x0}+{y0} lies outside the {width}x{height} image")
-        width, height = rw, rh
-    else:
-        x0 = y0 = 0
-    bx, by = max(1, int(msg.binning_x)), max(1, int(msg.binning_y))
-    width, height = width // bx, height // by
-    if width <= 0 or height <= 0:
-        raise CameraInfoError(f"binning {bx}x{by} leaves an empty image")
-    try:
-        k, p = apply_roi_binning(k, p.reshape(3, 4), x_offset=x0, y_offset=y0, binning_x=bx, binning_y=by)
-    except GeometryInputError as exc:
-        raise CameraInfoError(str(exc)) from exc
-    return CameraModel(msg, k, p, width, height)
-
-
-def scaled_camera_info(model: CameraModel, header, width: int, height: int) -> CameraInfo:
-    """A new CameraInfo for the ``width`` x ``height`` output, with ``header`` and zero ROI/binning."""
-    scaled = scale_camera_info(model.K, model.P, model.width, model.height, width, height)
-    src = model.msg
-    out = CameraInfo()
-    out.header = header
-    out.width, out.height = int(width), int(height)
-    out.distortion_model = src.distortion_model
-    out.d = src.d
-    out.r = src.r
-    out.k = scaled.K.ravel().tolist()
-    out.p = scaled.P.ravel().tolist()
-    return out
-
-
-def pointcloud_msg(header, xyz: np.ndarray, rgb: Optional[np.ndarray]) -> PointCloud2:
-    """Unorganised little-endian PointCloud2 (x, y, z float32 [+ PCL-packed rgb])."""
-    packed = pack_pointcloud2_fields(xyz, rgb)
-    msg = PointCloud2()
-    msg.header = header
-    msg.height, msg.width = 1, int(xyz.shape[0])
-    msg.fields = [PointField(name=f.name, offset=f.offset, datatype=f.datatype, count=f.count)
-                  for f in packed.fields]
-    msg.is_bigendian = False
-    msg.point_step = packed.point_step
-    msg.row_step = len(packed.data)
-    msg.data = array.array("B", packed.data)
-    msg.is_dense = True
-    return msg
 
 
 @dataclass
@@ -216,6 +121,7 @@ class DepthNode(AxclLifecycleNode):
         self.host: Optional[ModelHost] = None
         self.adapter: Optional[DepthAnythingAdapter] = None
         self.cameras: Optional[CameraInputs] = None
+        self.pipeline: Optional[FramePipeline] = None
         self.outputs: Optional[_Outputs] = None
         self.camera: Optional[CameraModel] = None
         self.camera_info_topic = ""
@@ -251,8 +157,10 @@ class DepthNode(AxclLifecycleNode):
                     if mode == MODE_SCALE_SHIFT else "")
             raise DepthConfigError(f"{exc}{hint}") from exc
         image_topic = str(self.param("image_topic"))
+        self.pipeline = FramePipeline(self, self.host, self.param("input_transport"), self._prepare,
+                                      self._publish_frame, input_errors=(ImageConversionError, DepthInputError))
         self.cameras = CameraInputs(self, [image_topic], self.param("input_transport"), self.param("input_qos"),
-                                    self._on_frame, depth=int(self.param("input_depth")))
+                                    self.pipeline.on_frame, depth=int(self.param("input_depth")))
         info = self.adapter.info
         suffix = info.topic_suffix
         self.output_topic = sibling_topic(image_topic, suffix)
@@ -290,6 +198,9 @@ class DepthNode(AxclLifecycleNode):
 
     def cleanup(self) -> None:
         self.deactivate()
+        if self.pipeline is not None:
+            self.pipeline.close()
+            self.pipeline = None
         self.cameras = None
         outputs, self.outputs = self.outputs, None
         if outputs is not None:
@@ -319,59 +230,22 @@ class DepthNode(AxclLifecycleNode):
         except CameraInfoError as exc:
             self.bad_inputs.report(f"camera_info on {self.camera_info_topic}", exc)
 
-    def _on_frame(self, cam: CameraStream, msg, t_received: float) -> None:
-        outputs, adapter, host = self.outputs, self.adapter, self.host
-        if outputs is None or adapter is None or host is None:
-            return
-        try:
-            bgr = decode_bgr(msg, self.cameras.transport, self.max_image_pixels)
-            feeds = adapter.preprocess(bgr)
-        except (ImageConversionError, DepthInputError) as exc:
-            cam.errors += 1
-            self.bad_inputs.report(f"image on {cam.topic}", exc)
-            return
-        t_pre = time.perf_counter()
+    def _prepare(self, cam: CameraStream, bgr):
+        outputs = self.outputs
+        feeds = self.adapter.preprocess(bgr)
         want_rgb = (bool(self.param("publish_rgb_points")) and outputs.points is not None
                     and outputs.points.get_subscription_count() > 0)
-        try:
-            future = host.submit(feeds, stream=cam.key)
-        except (ModelReleasedError, ExecutorShutdownError):
-            return  # the model is going away (cleanup/shutdown)
-        except Exception as exc:  # noqa: BLE001 - a callback must never take the process down
-            cam.errors += 1
-            self.bad_inputs.report(f"frame on {cam.topic}", exc)
-            return
-        future.add_done_callback(self.guard("inference result", partial(
-            self._on_result, cam, outputs, adapter, msg.header, bgr.shape[:2], bgr if want_rgb else None,
-            t_received, t_pre)))
+        return feeds, (outputs, self.adapter, self.host, bgr.shape[:2], bgr if want_rgb else None)
 
-    def _on_result(self, cam: CameraStream, outputs: _Outputs, adapter: DepthAnythingAdapter, header, image_hw, bgr,
-                   t_received: float, t_pre: float, future) -> None:
-        if future.cancelled():
-            cam.dropped += 1
-            return
-        if outputs is not self.outputs:  # cleaned up (or reconfigured) while this frame was in flight
-            return
-        host = self.host
-        try:
-            result = future.result()
-            t_post0 = time.perf_counter()
-            self._publish(outputs, adapter, header, image_hw, bgr, result)
-            now = time.perf_counter()
-            timing = InferenceTiming(model=host.model_name if host else "", backend=host.backend if host else "",
-                                     device=host.device if host else "",
-                                     preprocess_ms=(t_pre - t_received) * 1e3, queue_ms=result.queue_wait_ms,
-                                     inference_ms=result.run_ms, postprocess_ms=(now - t_post0) * 1e3,
-                                     total_ms=(now - t_received) * 1e3)
-            self._last_timing = {k: round(float(getattr(timing, k)), 2) for k in
-                                 ("preprocess_ms", "queue_ms", "inference_ms", "postprocess_ms", "total_ms")}
-            if outputs.timing.get_subscription_count() > 0:  # InvalidHandle once cleanup destroyed it
-                outputs.timing.publish(timing)
-        except Exception as exc:  # noqa: BLE001 - a bad frame must never stop the node
-            self.report_frame_error(cam, exc)
-            return
-        cam.published += 1
-        cam.last_latency_ms = timing.total_ms
+    def _publish_frame(self, cam: CameraStream, header, context, result, times: FrameTimes) -> InferenceTiming:
+        outputs, adapter, host, image_hw, bgr = context
+        self._publish(outputs, adapter, header, image_hw, bgr, result)
+        timing = times.timing(host, result)
+        self._last_timing = {k: round(float(getattr(timing, k)), 2) for k in
+                             ("preprocess_ms", "queue_ms", "inference_ms", "postprocess_ms", "total_ms")}
+        if outputs.timing.get_subscription_count() > 0:  # InvalidHandle once cleanup destroyed it
+            outputs.timing.publish(timing)
+        return timing
 
     def _publish(self, outputs: _Outputs, adapter: DepthAnythingAdapter, header, image_hw, bgr, result) -> None:
         """Build and publish every output of one frame (lazy ones only while subscribed)."""

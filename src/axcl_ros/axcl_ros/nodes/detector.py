@@ -13,7 +13,6 @@ All cameras share one model instance on the process-wide executor; each camera k
 from __future__ import annotations
 
 import time
-from functools import partial
 from typing import Any, Optional
 
 from axcl_msgs.msg import (
@@ -32,14 +31,16 @@ from sensor_msgs.msg import Image
 
 from ..io.annotate import draw_detections
 from ..io.annotate_tasks import draw_masks, draw_skeletons
+from ..io.detection_messages import fill_detection_array, to_label_info, to_vision_detections, vision_msgs_types
 from ..io.image import ImageConversionError, array_to_image_fields
+from ..io.image_transport import decode_bgr8
+from ..io.stamps import stamp_to_seconds
 from ..models.labels import LabelsError
 from ..models.yolo import DetectorConfig
 from ..models.yolo_tasks import TASKS, YoloTaskAdapter
-from ..runtime.executor import ExecutorShutdownError, ModelReleasedError
-from .camera_input import INPUT_QOS_PARAMS, CameraInputs, CameraStream, decode_bgr
+from .camera_input import INPUT_QOS_PARAMS, CameraInputs, CameraStream
 from .common import LATCHED_QOS, OUTPUT_QOS, AxclLifecycleNode, ParamSpec
-from .detection_messages import fill_detection_array, to_label_info, to_vision_detections, vision_msgs_types
+from .frame_pipeline import FramePipeline, FrameTimes
 from .model_host import ModelHost, run_main
 from .task_messages import fill_instance_masks, fill_keypoint_array
 from .tracking_stage import NAMES as TRACKING_NAMES
@@ -85,6 +86,7 @@ class DetectorNode(AxclLifecycleNode):
         self.host: Optional[ModelHost] = None
         self.adapter: Optional[YoloTaskAdapter] = None
         self.cameras: Optional[CameraInputs] = None
+        self.pipeline: Optional[FramePipeline] = None
         self._vision = None
         self._detect_srv = None
         self.trackers: Optional[CameraTrackers] = None
@@ -102,8 +104,11 @@ class DetectorNode(AxclLifecycleNode):
                                                   input_size=self._input_size(handle), task=self.param("task"))
         self.adapter.config = self._config()
         self.trackers = CameraTrackers(tracker_config(self.param), float(self.param("tracking_max_gap")))
+        self.pipeline = FramePipeline(self, self.host, self.param("input_transport"), self._prepare, self._publish,
+                                      input_errors=(ImageConversionError,))
         self.cameras = CameraInputs(self, list(self.param("image_topics")), self.param("input_transport"),
-                                    self.param("input_qos"), self._on_frame, depth=int(self.param("input_depth")))
+                                    self.param("input_qos"), self.pipeline.on_frame,
+                                    depth=int(self.param("input_depth")))
         self._vision = vision_msgs_types()
         for cam in self.cameras.streams:
             pubs = cam.publishers
@@ -143,6 +148,9 @@ class DetectorNode(AxclLifecycleNode):
             self.cameras.stop()
 
     def cleanup(self) -> None:
+        if self.pipeline is not None:
+            self.pipeline.close()
+            self.pipeline = None
         if self.cameras is not None:
             self.cameras.stop()
             for cam in self.cameras.streams:
@@ -220,103 +228,69 @@ class DetectorNode(AxclLifecycleNode):
         self.get_logger().info(f"{name} set to {value!r}")
 
     # -- data path ---------------------------------------------------------------------------------------------------
-    def _on_frame(self, cam: CameraStream, msg, t_received: float) -> None:
-        adapter, host, cameras = self.adapter, self.host, self.cameras
-        if adapter is None or host is None or cameras is None:  # a callback that raced a cleanup
-            return
-        try:
-            bgr = decode_bgr(msg, cameras.transport, self.max_image_pixels)
-            feeds, meta = adapter.preprocess(bgr)
-        except ImageConversionError as exc:
-            cam.errors += 1
-            self.bad_inputs.report(f"image on {cam.topic}", exc)
-            return
-        try:
-            t_pre = time.perf_counter()
-            annotate = bool(self.param("publish_annotated")) and cam.publishers["image"].get_subscription_count() > 0
-            future = host.submit(feeds, stream=cam.key)
-        except (ModelReleasedError, ExecutorShutdownError):
-            return  # the model is going away (cleanup/shutdown): nothing to serve
-        except Exception as exc:  # noqa: BLE001 - a callback must never take the process down
-            cam.errors += 1
-            self.bad_inputs.report(f"frame on {cam.topic}", exc)
-            return
-        future.add_done_callback(self.guard("inference result", partial(
-            self._on_result, cam, adapter, host, msg.header, bgr if annotate else None, meta, t_received, t_pre)))
+    def _prepare(self, cam: CameraStream, bgr):
+        adapter = self.adapter
+        feeds, meta = adapter.preprocess(bgr)
+        annotate = bool(self.param("publish_annotated")) and cam.publishers["image"].get_subscription_count() > 0
+        return feeds, (adapter, self.host, meta, bgr if annotate else None)
 
-    def _on_result(self, cam: CameraStream, adapter: YoloTaskAdapter, host: ModelHost, header, bgr, meta,
-                   t_received: float, t_pre: float, future) -> None:
-        if future.cancelled():
-            cam.dropped += 1
-            return
-        if host is not self.host:  # cleaned up (or reconfigured) while this frame was in flight
-            return
-        try:
-            result = future.result()
-            t_post0 = time.perf_counter()
-            task = adapter.postprocess(result.outputs, meta)
-            dets = task.detections
-            trackers = self.trackers if self.param("tracking") else None
-            ids = None if trackers is None else trackers.assign(
-                cam.key, header.stamp.sec + header.stamp.nanosec * 1e-9, dets.boxes, dets.scores)
-            out = self._message(host, header, dets, meta, result, t_received, t_pre, t_post0)
-            pubs = dict(cam.publishers)
-            if not pubs or not pubs["detections"].is_activated:
-                return  # deactivated while in flight: nothing is published, nothing counted as published
-            vision = None
-            if "vision" in pubs:
-                vision = to_vision_detections(self._vision, header, dets.boxes, dets.scores, dets.class_ids)
-            if ids is not None:
-                apply_track_ids(out.detections, None if vision is None else vision.detections, ids)
-            pubs["detections"].publish(out)
-            if vision is not None:
-                pubs["vision"].publish(vision)
-            if task.masks is not None and "masks" in pubs:
-                pubs["masks"].publish(fill_instance_masks(InstanceMasks(), Image, header, *task.masks))
-            if task.keypoints is not None and "keypoints" in pubs:
-                pubs["keypoints"].publish(fill_keypoint_array(KeypointArray(), KeypointSet, Keypoint, header,
-                                                              adapter.keypoint_names, adapter.skeleton,
-                                                              task.keypoints, ids))
-            if bgr is not None:
-                if task.masks is not None:
-                    bgr = draw_masks(bgr, task.masks[0], task.masks[1], dets.class_ids)
-                drawn = draw_detections(bgr, dets.boxes, dets.scores, dets.class_ids, label_with_ids(dets.names, ids))
-                if task.keypoints is not None:
-                    drawn = draw_skeletons(drawn, task.keypoints, adapter.skeleton)
-                img = Image(**array_to_image_fields(drawn, "bgr8", data_as="array"))
-                img.header = header
-                pubs["image"].publish(img)
-        except Exception as exc:  # noqa: BLE001 - a bad frame must never stop the node
-            self.report_frame_error(cam, exc)
-            return
-        cam.published += 1
-        cam.last_latency_ms = out.timing.total_ms
+    def _publish(self, cam: CameraStream, header, context, result, times: FrameTimes) -> Optional[InferenceTiming]:
+        adapter, host, meta, bgr = context
+        task = adapter.postprocess(result.outputs, meta)
+        dets = task.detections
+        trackers = self.trackers if self.param("tracking") else None
+        ids = None if trackers is None else trackers.assign(cam.key, stamp_to_seconds(header.stamp), dets.boxes,
+                                                            dets.scores)
+        out = self._message(host, header, dets, meta, result, times)
+        pubs = dict(cam.publishers)
+        if not pubs or not pubs["detections"].is_activated:
+            return None
+        vision = None
+        if "vision" in pubs:
+            vision = to_vision_detections(self._vision, header, dets.boxes, dets.scores, dets.class_ids)
+        if ids is not None:
+            apply_track_ids(out.detections, None if vision is None else vision.detections, ids)
+        pubs["detections"].publish(out)
+        if vision is not None:
+            pubs["vision"].publish(vision)
+        if task.masks is not None and "masks" in pubs:
+            pubs["masks"].publish(fill_instance_masks(InstanceMasks(), Image, header, *task.masks))
+        if task.keypoints is not None and "keypoints" in pubs:
+            pubs["keypoints"].publish(fill_keypoint_array(KeypointArray(), KeypointSet, Keypoint, header,
+                                                          adapter.keypoint_names, adapter.skeleton,
+                                                          task.keypoints, ids))
+        if bgr is not None:
+            if task.masks is not None:
+                bgr = draw_masks(bgr, task.masks[0], task.masks[1], dets.class_ids)
+            drawn = draw_detections(bgr, dets.boxes, dets.scores, dets.class_ids, label_with_ids(dets.names, ids))
+            if task.keypoints is not None:
+                drawn = draw_skeletons(drawn, task.keypoints, adapter.skeleton)
+            img = Image(**array_to_image_fields(drawn, "bgr8", data_as="array"))
+            img.header = header
+            pubs["image"].publish(img)
+        return out.timing
 
     @staticmethod
-    def _message(host: ModelHost, header, dets, meta, result, t_received, t_pre, t_post0) -> DetectionArray:
+    def _message(host: ModelHost, header, dets, meta, result, times: FrameTimes) -> DetectionArray:
         out = DetectionArray()
         height, width = meta.image_size
         fill_detection_array(out, Detection, header, dets.boxes, dets.scores, dets.class_ids, dets.names,
                              width, height)
-        now = time.perf_counter()
-        out.timing = InferenceTiming(model=host.model_name, backend=host.backend, device=host.device,
-                                     preprocess_ms=(t_pre - t_received) * 1e3, queue_ms=result.queue_wait_ms,
-                                     inference_ms=result.run_ms, postprocess_ms=(now - t_post0) * 1e3,
-                                     total_ms=(now - t_received) * 1e3)
+        out.timing = times.timing(host, result)
         return out
 
     def _on_detect(self, request, response):
-        t0 = time.perf_counter()
+        times = FrameTimes(time.perf_counter())
         adapter, host = self.adapter, self.host
         if adapter is None or host is None:
             response.success, response.message = False, "the detector is not configured"
             return response
         try:
-            bgr = decode_bgr(request.image, "raw", self.max_image_pixels)
+            bgr = decode_bgr8(request.image, "raw", self.max_image_pixels)
             feeds, meta = adapter.preprocess(bgr)
-            t_pre = time.perf_counter()
+            times.preprocessed = time.perf_counter()
             result = host.submit(feeds).result(timeout=30.0)
-            t_post0 = time.perf_counter()
+            times.postprocess_started = time.perf_counter()
             dets = adapter.postprocess(result.outputs, meta).detections
         except ImageConversionError as exc:
             self.bad_inputs.report("image on ~/detect", exc)
@@ -325,7 +299,7 @@ class DetectorNode(AxclLifecycleNode):
         except Exception as exc:  # noqa: BLE001 - the service answers, it never raises
             response.success, response.message = False, f"detection failed: {exc}"
             return response
-        response.detections = self._message(host, request.image.header, dets, meta, result, t0, t_pre, t_post0)
+        response.detections = self._message(host, request.image.header, dets, meta, result, times)
         response.success, response.message = True, f"{len(dets.scores)} detections"
         return response
 
