@@ -96,7 +96,7 @@ def _ours(model: str, topic: str, conf: float, iou: float, max_det: int, size: i
     from rclpy.parameter import Parameter
 
     from axcl_ros.nodes.detector import DetectorNode
-    from axcl_ros.runtime.executor import tune_interpreter_for_device_work
+    from axcl_ros.nodes.process import tune_interpreter_for_device_work
 
     tune_interpreter_for_device_work()
     overrides = [Parameter("model_path", value=model), Parameter("image_topics", value=[topic]),

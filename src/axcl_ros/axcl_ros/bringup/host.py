@@ -51,10 +51,7 @@ The node classes stay importable, so you can also put them on your own executor:
 from __future__ import annotations
 
 import argparse
-import signal
 import sys
-import threading
-import time
 from typing import Any, List, Optional, Sequence
 
 from .node_registry import (
@@ -196,6 +193,8 @@ class PerceptionHost:
                     executor.remove_node(node)
                 except Exception:  # noqa: BLE001 - best effort on the way out
                     pass
+        from axcl_ros.nodes.process import bring_down_local
+
         for node in reversed(self.nodes):
             bring_down_local(node, timeout)
         if executor is not None:
@@ -218,94 +217,16 @@ class PerceptionHost:
         self.nodes = []
 
 
-def _state(node) -> str:
-    machine = getattr(node, "_state_machine", None)
-    return machine.current_state[1] if machine is not None else ""
-
-
-def bring_down_local(node, timeout: float = 10.0) -> str:
-    """Take an in-process lifecycle node to ``finalized`` (deactivate, cleanup, shutdown); return the final state.
-
-    Nodes without a lifecycle are left alone; a transition in progress is waited for up to ``timeout`` seconds.
-    """
-    if not hasattr(node, "trigger_configure"):
-        return ""
-    deadline = time.monotonic() + timeout
-    steps = {"active": "trigger_deactivate", "inactive": "trigger_cleanup", "unconfigured": "trigger_shutdown"}
-    state = _state(node)
-    while state != "finalized" and time.monotonic() < deadline:
-        step = steps.get(state)
-        if step is None:  # configuring, activating, ...: another thread is in a transition
-            time.sleep(0.05)
-        else:
-            try:
-                getattr(node, step)()
-            except Exception as exc:  # noqa: BLE001 - keep going down with the other nodes
-                node.get_logger().error(f"{step[8:]} on exit failed: {exc}")
-                return state
-        state = _state(node)
-    return state
-
-
-def stop_on_signals(stop: Optional[threading.Event] = None) -> threading.Event:
-    """Install SIGINT/SIGTERM handlers that set (and return) ``stop``; main thread only, else a no-op.
-
-    The handlers stay installed: a second signal while shutting down is harmless (no KeyboardInterrupt traceback).
-    """
-    stop = stop or threading.Event()
-    if threading.current_thread() is threading.main_thread():
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(sig, lambda *_: stop.set())
-    return stop
-
-
-def run_until_signal(executor, stop: Optional[threading.Event] = None) -> Optional[BaseException]:
-    """Spin ``executor`` in a background thread until SIGINT/SIGTERM arrives or ``stop`` is set; return the exception
-    that ended spinning early (a callback raised), else None.
-
-    Call from the main thread with rclpy initialised with ``SignalHandlerOptions.NO``, so the context is still
-    alive when the caller brings its nodes down afterwards.
-    """
-    from rclpy.executors import ExternalShutdownException
-
-    from axcl_ros.nodes.spinning import spin_until
-
-    stop = stop_on_signals(stop)
-    errors: List[BaseException] = []
-
-    def spin() -> None:
-        try:
-            spin_until(executor, stop.is_set)
-        except ExternalShutdownException:
-            pass
-        except Exception as exc:  # noqa: BLE001 - reported by the caller
-            errors.append(exc)
-        finally:
-            stop.set()
-
-    thread = threading.Thread(target=spin, name="perception-host-spin", daemon=True)
-    thread.start()
-    while not stop.wait(0.2):
-        pass
-    return errors[0] if errors else None
-
-
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """``perception_host`` executable; returns the exit code (0 after a clean SIGINT)."""
     import rclpy
-    from rclpy.signals import SignalHandlerOptions
     from rclpy.utilities import remove_ros_args
 
-    from axcl_ros.nodes.spinning import init_args
-    from axcl_ros.runtime.executor import tune_interpreter_for_device_work
-    from axcl_ros.transport_profile import apply_transport_profile
+    from axcl_ros.nodes.process import run_until_signal, start_process
 
     argv = list(sys.argv if argv is None else argv)
     options = build_parser().parse_args(remove_ros_args(argv)[1:])
-    tune_interpreter_for_device_work()
-    stop = stop_on_signals()
-    profile = apply_transport_profile()
-    rclpy.init(args=init_args(argv), signal_handler_options=SignalHandlerOptions.NO)
+    stop, profile = start_process(argv)
     try:
         host = PerceptionHost(argv, options)
     except Exception as exc:  # noqa: BLE001 - a configuration error is reported in one line, not a traceback

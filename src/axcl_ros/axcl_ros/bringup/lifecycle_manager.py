@@ -622,8 +622,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     from rclpy.signals import SignalHandlerOptions
     from rclpy.utilities import remove_ros_args
 
+    from ..nodes.process import run_until_signal, stop_on_signals
     from ..nodes.spinning import init_args
-    from .host import run_until_signal, stop_on_signals
     from .node_registry import parse_select
 
     argv = list(sys.argv if argv is None else argv)

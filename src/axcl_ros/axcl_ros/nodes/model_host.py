@@ -10,17 +10,10 @@ from typing import Mapping, Optional, Sequence
 import numpy as np
 
 from ..runtime.base import ModelLoadError
-from ..runtime.executor import (
-    InferenceExecutor,
-    ModelHandle,
-    get_executor,
-    shutdown_all,
-    tune_interpreter_for_device_work,
-)
+from ..runtime.executor import InferenceExecutor, ModelHandle, get_executor
 from ..runtime.registry import resolve_backend
-from ..transport_profile import apply_transport_profile
 from .executable_help import help_requested, node_help, node_help_name
-from .spinning import init_args, spin_until
+from .process import bring_down_local, finish_process, run_until_signal, start_process
 
 
 def executor_key(backend: str, device: str) -> str:
@@ -94,16 +87,16 @@ class ModelHost:
         self.handle.release()
 
 
-def run_main(node_class, args=None, **node_kwargs) -> None:
-    """Run one node on a multi-threaded executor until SIGINT; models and device handles are released on exit.
+def run_main(node_class, args=None, **node_kwargs) -> int:
+    """Run one node until SIGINT/SIGTERM, then bring it down through its lifecycle (models and device memory
+    released); returns the exit code (0 after a signal, 1 when spinning stopped on an error).
 
     ``--help`` prints what the node does, its parameters and how to bring it up. Parameter ``autostart`` (off by
     default, as in Nav2) configures and activates the node at start; without it the node says it waits for
     ``ros2 lifecycle set`` (or a lifecycle manager).
     """
-    import rclpy
     from rcl_interfaces.msg import ParameterDescriptor
-    from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+    from rclpy.executors import MultiThreadedExecutor
     from rclpy.parameter import Parameter
     from rclpy.utilities import remove_ros_args
 
@@ -113,12 +106,10 @@ def run_main(node_class, args=None, **node_kwargs) -> None:
     if help_requested(argv):
         print(node_help(node_class))
         print(input_parser(node_help_name(node_class)).format_help())
-        return
+        return 0
     options = input_parser(node_help_name(node_class)).parse_args(remove_ros_args(argv)[1:])
     inputs = input_overrides(node_help_name(node_class), **vars(options))  # launch inputs (--camera-topic=...)
-    tune_interpreter_for_device_work()
-    profile = apply_transport_profile()
-    rclpy.init(args=init_args(argv))
+    stop, profile = start_process(argv)
     node = node_class(parameter_overrides=[Parameter(k, value=v) for k, v in inputs.items()], **node_kwargs)
     node.get_logger().info(profile)
     autostart = node.declare_parameter("autostart", False, ParameterDescriptor(
@@ -134,17 +125,13 @@ def run_main(node_class, args=None, **node_kwargs) -> None:
     else:
         node.get_logger().info(f"unconfigured: waiting for `ros2 lifecycle set {fqn} configure` then `activate` "
                                f"(or run with -p autostart:=true, or under a lifecycle manager)")
+    error = None
     try:
-        spin_until(executor)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
+        error = run_until_signal(executor, stop)
+        if error is not None:
+            node.get_logger().error(f"executor stopped: a callback raised {type(error).__name__}: {error}")
     finally:
-        try:
-            node.cleanup()
-        except Exception as exc:  # noqa: BLE001 - best effort on the way out
-            node.get_logger().warning(f"cleanup on exit failed: {exc}")
-        executor.shutdown(timeout_sec=2.0)
-        node.destroy_node()
-        shutdown_all()
-        if rclpy.ok():
-            rclpy.shutdown()
+        executor.remove_node(node)  # no callback races the transitions below
+        bring_down_local(node)
+        finish_process(executor, [node])
+    return 1 if error is not None else 0
