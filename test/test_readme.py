@@ -1,23 +1,33 @@
 """The README documents what the code has: every node parameter, launch argument and interface (anti-drift)."""
 
 import ast
-import importlib
+import importlib.util
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text()
-NODES = {"detector": "DetectorNode", "depth": "DepthNode", "speech": "SpeechNode",
-         "device_monitor": "DeviceMonitorNode", "audio_capture": "AudioCaptureNode"}
 
 
-@pytest.mark.parametrize("module", sorted(NODES))
-def test_every_node_parameter_is_documented(module):
+def _readme_tool():
+    spec = importlib.util.spec_from_file_location("readme_parameters", ROOT / "scripts/readme_parameters.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_parameter_tables_are_the_registrys():
+    """Every executable with parameters has a README table, and the table is what the registry gives (regenerate:
+    `python scripts/readme_parameters.py`)."""
     pytest.importorskip("rclpy", reason="node modules import rclpy: run through `make test`")
-    cls = getattr(importlib.import_module(f"axcl_ros.nodes.{module}"), NODES[module])
-    missing = [p.name for p in cls.PARAMS if f"`{p.name}`" not in README]
-    assert not missing, f"{module} parameters missing from README.md: {missing}"
+    tool = _readme_tool()
+    classes = tool.documented_classes()
+    missing = sorted(name for name, cls in classes.items()
+                     if getattr(cls, "PARAMS", ()) and f"#### `{name}` parameters" not in README)
+    assert not missing, f"README.md has no parameter table for {missing}"
+    assert tool.rewrite(README, classes) == README, "README parameter tables differ from the registry: run " \
+                                                    "python scripts/readme_parameters.py"
 
 
 def test_every_launch_argument_is_documented():

@@ -22,7 +22,7 @@ from rcl_interfaces.srv import GetParameters  # noqa: E402
 from std_msgs.msg import Bool, Float64MultiArray  # noqa: E402
 
 from axcl_ros.bringup.host import PerceptionHost, build_parser  # noqa: E402
-from axcl_ros.bringup.node_registry import CONFIG_KEYS  # noqa: E402
+from axcl_ros.bringup.node_registry import declared_parameters  # noqa: E402
 from axcl_ros.testing.dummy_nodes import LATCHED, DummyLifecycleNode  # noqa: E402
 from axcl_ros.testing.lifecycle_client import LifecycleClient  # noqa: E402
 from axcl_ros.testing.ros_graph import RosGraph, RosProcess  # noqa: E402
@@ -201,7 +201,7 @@ def test_in_process_host_options_remaps_and_parameters(tmp_path):
         assert host.manager is None and host.autostart is False
         assert host.executor._executor._max_workers == 3
         declared = set(host.node._parameters) - {"use_sim_time", "start_type_description_service"}
-        assert declared == set(CONFIG_KEYS["perception_host"])
+        assert declared == set(declared_parameters("perception_host"))
         for node in host.nodes:
             node.trigger_configure()
         host.nodes[1].trigger_activate()

@@ -14,7 +14,7 @@ from rclpy.parameter import Parameter  # noqa: E402
 from std_msgs.msg import Bool  # noqa: E402
 
 from axcl_ros.bringup.lifecycle_manager import LifecycleManager  # noqa: E402
-from axcl_ros.bringup.node_registry import CONFIG_KEYS  # noqa: E402
+from axcl_ros.bringup.node_registry import declared_parameters  # noqa: E402
 from axcl_ros.testing.dummy_nodes import LATCHED, DummyLifecycleNode  # noqa: E402
 from axcl_ros.testing.lifecycle_client import LifecycleClient  # noqa: E402
 from axcl_ros.testing.ros_graph import RosGraph  # noqa: E402
@@ -183,7 +183,7 @@ def test_shutdown_interrupts_a_startup_waiting_to_retry(graph):
 def test_manager_parameters_match_the_config_keys(graph):
     manager = _manager(graph, ["a"], autostart=False)
     declared = set(manager._parameters) - set(graph.node("plain")._parameters)  # minus use_sim_time & co
-    assert declared == set(CONFIG_KEYS["lifecycle_manager"])
+    assert declared == set(declared_parameters("lifecycle_manager"))
     assert manager.node_names == ["/a"]
 
 

@@ -54,6 +54,7 @@ import argparse
 import sys
 from typing import Any, List, Optional, Sequence
 
+from ..nodes.parameters import ParamSpec
 from .node_registry import (
     DEFAULT_NODES,
     INPUT_OPTIONS,
@@ -88,18 +89,27 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _dynamic(description: str):
-    from rcl_interfaces.msg import ParameterDescriptor
-
-    return ParameterDescriptor(dynamic_typing=True, description=description)
-
-
 class PerceptionHost:
     """The host node, the hosted nodes and (with autostart) a :class:`LifecycleManager`, on one executor.
 
     ``argv`` is the full command line; ``options`` come from :func:`build_parser`. rclpy must be initialised with
     ``argv`` (``context``: the context to use; None = the default): rcl applies its parameter files and remaps.
     """
+
+    # no ranges: rclpy raises in the constructor for a file value outside a declared range (a plain node has no
+    # refusal boundary); values are clamped where they are read
+    PARAMS = (
+        ParamSpec("nodes", None, "Node instances to host: names or 'name:type' strings (unset = device_monitor, "
+                                 "detector, depth, speech).", dynamic_typing=True),
+        ParamSpec("node_types", None, "Optional types, one per entry of nodes (a key of the node registry or "
+                                      "'package.module:Class').", dynamic_typing=True),
+        ParamSpec("namespace", "", "Namespace of every hosted node."),
+        ParamSpec("autostart", True, "Run a lifecycle manager in this process that brings the nodes up (overridden "
+                                     "by --autostart)."),
+        ParamSpec("executor_threads", 0, "Threads of the process's executor; 0 = max(4, nodes + 3)."),
+        ParamSpec("manager_name", MANAGER_NAME, "Name of the in-process lifecycle manager (its parameter file "
+                                                "section)."),
+    )
 
     def __init__(self, argv: Sequence[str], options: Optional[argparse.Namespace] = None, *,
                  context=None) -> None:
@@ -115,12 +125,8 @@ class PerceptionHost:
         self.node = Node(self.options.host_name, context=context)
         self.log = self.node.get_logger()
         n = self.node
-        n.declare_parameter("nodes", None, _dynamic("Node instances to host: names or 'name:type' strings."))
-        n.declare_parameter("node_types", None, _dynamic("Optional types, one per entry of nodes."))
-        n.declare_parameter("namespace", "")
-        n.declare_parameter("autostart", True)
-        n.declare_parameter("executor_threads", 0)
-        n.declare_parameter("manager_name", MANAGER_NAME)
+        for spec in self.PARAMS:
+            n.declare_parameter(spec.name, spec.default, spec.descriptor("start"))
         try:
             self.instances = self._instances()
             self.autostart = (parse_bool(self.options.autostart, "--autostart") if self.options.autostart is not None

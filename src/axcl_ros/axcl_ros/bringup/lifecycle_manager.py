@@ -2,29 +2,7 @@
 through the standard ``<node>/change_state`` and ``<node>/get_state`` services, so it manages nodes in its own
 process and in other processes alike (no bond needed).
 
-Parameters (``ros2 param describe`` shows them):
-
-====================== ======= ===========================================================================
-``node_names``         []      Nodes to manage, in bring-up order (list, or ``"a,b"``); relative names resolve
-                               in the manager's namespace.
-``autostart``          true    Run STARTUP as soon as the manager starts (every distro, Humble included).
-``configure_retries``  3       Extra configure attempts after a FAILURE that may pass later (a card still
-                               booting); a permanent one (invalid parameter, missing or unusable model file,
-                               unavailable backend: what the node publishes on ``~/configure_result``) is not
-                               retried.
-``retry_backoff_s``    1.0     Wait before the first retry; doubles for each further retry. Retries of one node
-                               never hold up the others.
-``service_timeout_s``  5.0     How long to wait for a node's lifecycle services to appear.
-``transition_timeout_s`` 120.0 How long one transition may take (configure loads models).
-``diagnostics_period_s`` 1.0   Period of the ``/diagnostics`` status (0 = only on changes).
-``continue_on_failure`` false  On STARTUP, bring up the remaining nodes when one fails for good; ``is_active``
-                               is then true once every node that did not fail for good is active.
-``heartbeat_period_s`` 1.0     Seconds between ``get_state`` calls to every managed node (0 = off): a node that
-                               misses ``heartbeat_misses`` answers in a row is reported as gone (process died?).
-``heartbeat_misses``   3       Missed answers (each waited for ``heartbeat_period_s``) before a node is gone.
-``bring_back``         true    Configure and activate a node that comes back unconfigured after it was up
-                               (a process restarted by ``respawn``).
-====================== ======= ===========================================================================
+Parameters: ``PARAMS`` below (``ros2 param describe`` and the README show them).
 
 Why polling ``get_state`` and not bond: bond is not part of the lifecycle services, not every node (Humble's rclpy
 included) has it, and a DDS participant of a killed process disappears from the graph only after its lease
@@ -53,12 +31,12 @@ from axcl_msgs.srv import ManageNodes
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from lifecycle_msgs.msg import Transition, TransitionEvent
 from lifecycle_msgs.srv import ChangeState, GetState
-from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from std_msgs.msg import Bool
 
+from ..nodes.parameters import ParamSpec
 from ..nodes.service_call import call_service
 from .node_registry import split_list
 
@@ -117,30 +95,37 @@ class LifecycleManager(Node):
     ``select`` ({name: bool}) drops nodes switched off by the launch file's booleans from ``node_names``.
     """
 
+    # no ranges: rclpy raises in the constructor for a file value outside a declared range (a plain node has no
+    # refusal boundary); values are clamped where they are read
+    PARAMS = (
+        ParamSpec("node_names", None, "Nodes to manage, in bring-up order (list, or 'a,b'); relative names resolve "
+                                      "in the manager's namespace.", dynamic_typing=True),
+        ParamSpec("autostart", True, "Run STARTUP as soon as the manager starts (every distro, Humble included)."),
+        ParamSpec("configure_retries", 3, "Extra configure attempts after a FAILURE that may pass later (a card "
+                                          "still booting); a permanent one (what the node publishes on "
+                                          "~/configure_result) is not retried."),
+        ParamSpec("retry_backoff_s", 1.0, "Wait before the first retry; doubles for each further retry. Retries of "
+                                          "one node never hold up the others."),
+        ParamSpec("service_timeout_s", 5.0, "How long to wait for a node's lifecycle services to appear."),
+        ParamSpec("transition_timeout_s", 120.0, "How long one transition may take (configure loads models)."),
+        ParamSpec("diagnostics_period_s", 1.0, "Period of the /diagnostics status (0 = only on changes)."),
+        ParamSpec("continue_on_failure", False, "On STARTUP, bring up the remaining nodes when one fails for good; "
+                                                "is_active is then true once every node that did not fail for good "
+                                                "is active."),
+        ParamSpec("heartbeat_period_s", 1.0, "Seconds between get_state calls to every managed node (0 = off): a "
+                                             "node that misses heartbeat_misses answers in a row is reported as "
+                                             "gone (process died?)."),
+        ParamSpec("heartbeat_misses", 3, "Missed answers (each waited for heartbeat_period_s) before a node is "
+                                         "gone."),
+        ParamSpec("bring_back", True, "Configure and activate a node that comes back unconfigured after it was up "
+                                      "(a process restarted by respawn)."),
+    )
+
     def __init__(self, node_name: str = "lifecycle_manager", *, select: Optional[Dict[str, bool]] = None,
                  **kwargs) -> None:
         super().__init__(node_name, **kwargs)
-        self.declare_parameter("node_names", None, ParameterDescriptor(
-            dynamic_typing=True, description="Nodes to manage, in bring-up order (list or comma-separated)."))
-        self.declare_parameter("autostart", True, ParameterDescriptor(description="STARTUP when the manager starts."))
-        self.declare_parameter("configure_retries", 3, ParameterDescriptor(
-            description="Extra configure attempts after a configure FAILURE."))
-        self.declare_parameter("retry_backoff_s", 1.0, ParameterDescriptor(
-            description="Seconds before the first configure retry; doubles for each further retry."))
-        self.declare_parameter("service_timeout_s", 5.0, ParameterDescriptor(
-            description="Seconds to wait for a node's lifecycle services."))
-        self.declare_parameter("transition_timeout_s", 120.0, ParameterDescriptor(
-            description="Seconds one lifecycle transition may take."))
-        self.declare_parameter("diagnostics_period_s", 1.0, ParameterDescriptor(
-            description="Seconds between /diagnostics messages; 0 = only on changes."))
-        self.declare_parameter("continue_on_failure", False, ParameterDescriptor(
-            description="On STARTUP, bring up the other nodes when one fails for good."))
-        self.declare_parameter("heartbeat_period_s", 1.0, ParameterDescriptor(
-            description="Seconds between get_state calls to every managed node; 0 = off."))
-        self.declare_parameter("heartbeat_misses", 3, ParameterDescriptor(
-            description="Missed get_state answers in a row before a node is reported gone."))
-        self.declare_parameter("bring_back", True, ParameterDescriptor(
-            description="Configure and activate a node that comes back unconfigured after it was up."))
+        for spec in self.PARAMS:
+            self.declare_parameter(spec.name, spec.default, spec.descriptor("start"))
         select = select or {}
         names = [n for n in split_list(self.get_parameter("node_names").value) if select.get(n, True)]
         self.retries = max(0, int(self.get_parameter("configure_retries").value))

@@ -1,5 +1,5 @@
-"""Node types the one-process host can create, by short name or ``"module:Class"``, and the parameter names that
-the shipped configuration files and the launch file use for them (kept here, in one place, and tested).
+"""Node types the one-process host can create, by short name or ``"module:Class"``, the launch inputs the host and
+the node executables take, and the parameter names a parameter file may set for each (derived from the registry).
 
 No rclpy import at module level: listing types and parsing names works without a ROS install.
 """
@@ -24,26 +24,6 @@ NODE_TYPES: Dict[str, str] = {
 #: order: the device monitor first, since it is the node that explains a missing card.
 DEFAULT_NODES: Tuple[str, ...] = ("device_monitor", "detector", "depth", "speech")
 
-#: Parameter names the shipped ``config/*.yaml`` files may set, per node type (the nodes declare them).
-CONFIG_KEYS: Dict[str, Tuple[str, ...]] = {
-    "detector": ("model_path", "backend", "device", "labels", "confidence_threshold", "iou_threshold",
-                 "agnostic_nms", "class_filter", "max_detections", "input_size", "image_topics", "input_transport",
-                 "input_qos", "input_depth", "publish_annotated", "diagnostics_period"),
-    "depth": ("model_path", "backend", "device", "image_topic", "camera_info_topic", "input_transport", "input_qos",
-              "input_depth", "output_mode", "scale", "shift", "max_depth", "input_size", "output_width",
-              "output_height", "colormap", "point_stride", "publish_rgb_points", "relative_points",
-              "diagnostics_period"),
-    "speech": ("model_dir", "encoder_path", "decoder_path", "tokenizer_path", "config_path", "backend", "device",
-               "language", "task", "timestamps", "vad_model_path", "vad_threshold", "min_speech_ms", "min_silence_ms",
-               "max_segment_s", "audio_topic", "input_qos", "diagnostics_period"),
-    "device_monitor": ("backend", "device_indices", "period_s", "temperature_warn_c", "temperature_error_c",
-                       "memory_warn_percent", "cmm_warn_percent", "diagnostics_period"),
-    "perception_host": ("nodes", "node_types", "namespace", "autostart", "executor_threads", "manager_name"),
-    "lifecycle_manager": ("node_names", "autostart", "configure_retries", "retry_backoff_s", "service_timeout_s",
-                          "transition_timeout_s", "diagnostics_period_s", "continue_on_failure", "heartbeat_period_s",
-                          "heartbeat_misses", "bring_back"),
-}
-
 #: Launch/host input options → the parameter each node type takes them as. ``list`` wraps the value in a list.
 INPUT_PARAMETERS: Dict[str, Dict[str, Tuple[str, bool]]] = {
     "detector": {"camera_topic": ("image_topics", True), "backend": ("backend", False),
@@ -63,8 +43,6 @@ INPUT_OPTIONS: Dict[str, str] = {
     "depth_model": "depth model file (model_path)",
     "whisper_model": "Whisper model folder (speech model_dir)",
 }
-
-BACKEND_CHOICES: Tuple[str, ...] = ("auto", "axcl", "onnxruntime")
 
 _NODE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
@@ -93,6 +71,24 @@ def resolve_type(type_name: str) -> str:
             return type_name
     raise NodeTypeError(f"unknown node type {type_name!r}; known types: {', '.join(sorted(NODE_TYPES))}, "
                         "or 'package.module:ClassName' for your own node class")
+
+
+#: executables that are not node types of the host but take a parameter-file section
+_EXECUTABLES: Dict[str, str] = {"perception_host": "axcl_ros.bringup.host:PerceptionHost",
+                                "lifecycle_manager": "axcl_ros.bringup.lifecycle_manager:LifecycleManager"}
+
+
+def declared_parameters(type_name: str) -> Tuple[str, ...]:
+    """Names of the parameters a node of ``type_name`` (or the ``perception_host`` / ``lifecycle_manager``
+    executable) declares: what its section of a parameter file may set. Derived from the parameter registry
+    (imports the node class, so rclpy is needed)."""
+    from ..nodes.parameters import AUTOSTART, declared
+
+    cls = load_node_class(_EXECUTABLES.get(type_name, type_name))
+    names = tuple(spec.name for spec in declared(cls))
+    if hasattr(cls, "trigger_configure"):  # lifecycle node executables add autostart (nodes/model_host.run_main)
+        names += (AUTOSTART.name,)
+    return names
 
 
 def load_node_class(type_name: str) -> Any:
@@ -217,6 +213,8 @@ def input_overrides(type_name: str, **inputs: str) -> Dict[str, Any]:
     unknown = set(inputs) - set(INPUT_OPTIONS)
     if unknown:
         raise ValueError(f"unknown input option(s) {sorted(unknown)}")
+    from ..runtime.registry import BACKEND_CHOICES
+
     backend = inputs.get("backend") or ""
     if backend and backend not in BACKEND_CHOICES:
         raise ValueError(f"backend={backend!r} is not one of {list(BACKEND_CHOICES)}")

@@ -3,19 +3,13 @@
 from __future__ import annotations
 
 import functools
-import math
 import threading
 import time
 from collections import Counter
 from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence
 
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
-from rcl_interfaces.msg import (
-    FloatingPointRange,
-    IntegerRange,
-    ParameterDescriptor,
-    SetParametersResult,
-)
+from rcl_interfaces.msg import SetParametersResult
 from rclpy.clock import Clock, ClockType
 from rclpy.exceptions import ParameterUninitializedException
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
@@ -24,6 +18,7 @@ from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPo
 from ..io.image import DEFAULT_MAX_PIXELS
 from ..runtime.base import BackendError, BackendUnavailableError, ModelLoadError
 from ..runtime.executor import ExecutorShutdownError, ModelReleasedError
+from .parameters import COMMON_PARAMS, ParamSpec, declared
 from .spinning import InvalidHandle
 
 QOS_CHOICES = ("sensor_data", "reliable", "system_default")
@@ -104,46 +99,6 @@ class BadInputLog:
             return sum(self.counts.values())
 
 
-class ParamSpec:
-    """One declared parameter: default, description, optional range/choices, and whether it changes at runtime."""
-
-    def __init__(self, name: str, default: Any, description: str, *, min: float | None = None,
-                 max: float | None = None, choices: Sequence[str] | None = None, dynamic: bool = False) -> None:
-        self.name, self.default, self.description = name, default, description
-        self.min, self.max, self.choices, self.dynamic = min, max, choices, dynamic
-
-    def descriptor(self) -> ParameterDescriptor:
-        """The ROS parameter descriptor (ranges shown by ``ros2 param describe``)."""
-        text = self.description
-        if self.choices:
-            text += f" One of: {', '.join(self.choices)}."
-        if not self.dynamic:
-            text += " Read on configure."
-        d = ParameterDescriptor(description=text, read_only=False)
-        if self.min is not None and self.max is not None:
-            if isinstance(self.default, bool):
-                pass
-            elif isinstance(self.default, int):
-                d.integer_range = [IntegerRange(from_value=int(self.min), to_value=int(self.max), step=1)]
-            elif isinstance(self.default, float):
-                d.floating_point_range = [FloatingPointRange(from_value=float(self.min), to_value=float(self.max),
-                                                             step=0.0)]
-        return d
-
-    def check(self, value: Any) -> Optional[str]:
-        """None when ``value`` is acceptable, else the reason (NaN and ±inf are never acceptable numbers)."""
-        if self.choices and value not in self.choices:
-            return f"{self.name}={value!r} is not one of {list(self.choices)}"
-        if isinstance(value, float) and not math.isfinite(value):
-            return f"{self.name}={value} is not a finite number"
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            if self.min is not None and value < self.min:
-                return f"{self.name}={value} is below {self.min}"
-            if self.max is not None and value > self.max:
-                return f"{self.name}={value} is above {self.max}"
-        return None
-
-
 class AxclLifecycleNode(LifecycleNode):
     """Base of the axcl_ros nodes.
 
@@ -154,6 +109,8 @@ class AxclLifecycleNode(LifecycleNode):
     """
 
     PARAMS: Sequence[ParamSpec] = ()
+    #: declared by every node of this base (``diagnostics_period``)
+    SHARED_PARAMS: Sequence[ParamSpec] = COMMON_PARAMS
     #: nodes that decode camera images set this: they also declare ``max_image_pixels`` (IMAGE_PARAMS)
     TAKES_IMAGES = False
 
@@ -169,7 +126,7 @@ class AxclLifecycleNode(LifecycleNode):
         self.callback_errors = BadInputLog(self.get_logger(), verb="callback failed:")
         self.last_callback_error = ""
         self.counters: Counter = Counter()
-        specs = list(self.PARAMS) + list(COMMON_PARAMS) + (list(IMAGE_PARAMS) if self.TAKES_IMAGES else [])
+        specs = declared(type(self))
         self._specs = {p.name: p for p in specs}
         for spec in specs:
             self.declare_parameter(spec.name, spec.default, spec.descriptor())
@@ -482,18 +439,6 @@ class AxclLifecycleNode(LifecycleNode):
 
 
 _EVENT_CALLBACKS = ("deadline", "incompatible_qos", "liveliness", "message_lost", "incompatible_type", "matched")
-
-#: parameters every node declares
-COMMON_PARAMS = (
-    ParamSpec("diagnostics_period", 1.0, "Seconds between /diagnostics messages (steady clock); 0 = off.",
-              min=0.0, max=3600.0, dynamic=True),
-)
-#: parameters of the nodes that decode camera images (``TAKES_IMAGES``)
-IMAGE_PARAMS = (
-    ParamSpec("max_image_pixels", DEFAULT_MAX_PIXELS, "Largest width x height accepted from an Image or a "
-              "CompressedImage header, checked before decoding (default: 8K UHD fits).", min=1, max=1 << 31),
-)
-
 
 def _failed_response(srv_type, response, reason: str):
     """A service response saying the call failed (``success``/``message`` when the type has them)."""

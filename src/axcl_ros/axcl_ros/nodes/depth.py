@@ -58,13 +58,13 @@ from ..models.depth_anything import (
     DepthInputError,
 )
 from ..models.depth_geometry import colorize, depth_to_points, scale_camera_info
+from ..runtime.registry import BACKEND_CHOICES
 from .camera_input import INPUT_QOS_PARAMS, CameraInputs, CameraStream
 from .common import OUTPUT_QOS, AxclLifecycleNode, ParamSpec, sibling_topic
 from .frame_pipeline import FramePipeline, FrameTimes
 from .model_host import ModelHost, run_main
 from .transport_input import TransportInput
 
-BACKENDS = ("auto", "axcl", "onnxruntime")
 #: OpenCV colormaps by lower-case name (``turbo``, ``inferno``, ``viridis`` ...).
 COLORMAPS = {n[len("COLORMAP_"):].lower(): int(getattr(cv2, n)) for n in dir(cv2) if n.startswith("COLORMAP_")}
 
@@ -87,7 +87,7 @@ class DepthNode(AxclLifecycleNode):
     PARAMS = (
         ParamSpec("model_path", "", "Depth Anything V2 model: AXERA .axmodel (card) or .onnx export (CPU/CUDA)."),
         ParamSpec("backend", "auto", "Inference backend; auto = axcl for .axmodel files, else onnxruntime.",
-                  choices=BACKENDS),
+                  choices=BACKEND_CHOICES),
         ParamSpec("device", "", "Backend device: '' or 'cpu', 'cuda:0' (onnxruntime), card index '0' (axcl)."),
         ParamSpec("image_topic", "image", "Camera image topic; outputs go to its namespace."),
         ParamSpec("camera_info_topic", "", "CameraInfo topic; '' = the sibling 'camera_info' of image_topic."),

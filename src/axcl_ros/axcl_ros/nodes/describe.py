@@ -30,10 +30,10 @@ from ..io.image import ImageConversionError, to_rgb8
 from ..models.llm.generate import GenerationResult, LlmModel
 from ..models.llm.sampling import SamplingParams
 from ..runtime.base import BackendError
+from ..runtime.registry import BACKEND_CHOICES
 from .common import OUTPUT_QOS, QOS_CHOICES, AxclLifecycleNode, ParamSpec, make_qos
 from .model_host import run_main
 
-BACKENDS = ("auto", "onnxruntime", "axcl")
 BUSY_POLICIES = ("reject", "queue")
 #: image encodings a vision-language model can be shown (depth and other single-channel data are refused)
 COLOR_ENCODINGS = ("rgb8", "bgr8", "rgba8", "bgra8", "mono8")
@@ -113,7 +113,7 @@ class DescribeNode(AxclLifecycleNode):
                                    "layout (per-layer .axmodel files)."),
         ParamSpec("vision_model_path", "", "Vision encoder (optional; a vision.onnx / *_vit*.axmodel in model_dir "
                                            "is found by itself). Without one the node is text-only."),
-        ParamSpec("backend", "auto", "auto = what the layer files need; onnxruntime; axcl.", choices=BACKENDS),
+        ParamSpec("backend", "auto", "auto = what the layer files need; onnxruntime; axcl.", choices=BACKEND_CHOICES),
         ParamSpec("device", "", "Backend device: '' or 'cpu' (onnxruntime), card index '0' (axcl)."),
         ParamSpec("threads", 0, "onnxruntime intra-op threads (0 = onnxruntime's default).", min=0, max=64),
         ParamSpec("image_topic", "image", "sensor_msgs/Image topic whose latest frame empty requests describe."),

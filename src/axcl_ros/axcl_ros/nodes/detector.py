@@ -38,6 +38,7 @@ from ..io.stamps import stamp_to_seconds
 from ..models.labels import LabelsError
 from ..models.yolo import DetectorConfig
 from ..models.yolo_tasks import TASKS, YoloTaskAdapter
+from ..runtime.registry import BACKEND_CHOICES
 from .camera_input import INPUT_QOS_PARAMS, CameraInputs, CameraStream
 from .common import LATCHED_QOS, OUTPUT_QOS, AxclLifecycleNode, ParamSpec
 from .frame_pipeline import FramePipeline, FrameTimes
@@ -46,8 +47,6 @@ from .task_messages import fill_instance_masks, fill_keypoint_array
 from .tracking_stage import NAMES as TRACKING_NAMES
 from .tracking_stage import TRACKING_PARAMS, CameraTrackers, apply_track_ids, label_with_ids, tracker_config
 from .tracking_stage import check_parameter as check_tracking_parameter
-
-BACKENDS = ("auto", "axcl", "onnxruntime")
 
 
 class DetectorNode(AxclLifecycleNode):
@@ -59,7 +58,7 @@ class DetectorNode(AxclLifecycleNode):
                                   "keypoint heads/rows → pose).", choices=TASKS),
         ParamSpec("model_path", "", "YOLO11/YOLOv8 model: AXERA .axmodel (card) or Ultralytics .onnx (CPU/CUDA)."),
         ParamSpec("backend", "auto", "Inference backend; auto = axcl for .axmodel files, else onnxruntime.",
-                  choices=BACKENDS),
+                  choices=BACKEND_CHOICES),
         ParamSpec("device", "", "Backend device: '' or 'cpu', 'cuda:0' (onnxruntime), card index '0' (axcl)."),
         ParamSpec("labels", "", "Class names: a file (one per line, or YAML list/dict); '' = COCO-80 for 80-class "
                                 "models, else class_<id>."),

@@ -1,11 +1,13 @@
 """``--help`` of the node executables: what the node does (its module docstring: topics and services), its
-parameters (from ``PARAMS``: default, range, description) and how to bring it up."""
+parameters (the registry, ``nodes/parameters.py``: default, range, description) and how to bring it up."""
 
 from __future__ import annotations
 
 import inspect
 import sys
 from typing import Optional, Sequence
+
+from .parameters import AUTOSTART, declared
 
 __all__ = ["help_requested", "node_help", "node_help_name"]
 
@@ -35,22 +37,14 @@ def node_help(node_class, executable: Optional[str] = None, lifecycle: bool = Tr
     doc = (sys.modules[node_class.__module__].__doc__ or "").strip()
     lines = [f"usage: ros2 run axcl_ros {exe} [--help] [--ros-args -p NAME:=VALUE ... --params-file FILE -r ...]",
              "", doc]
-    specs = getattr(node_class, "PARAMS", ())
+    specs = declared(node_class) + ((AUTOSTART,) if lifecycle else ())
     if specs:
         lines += ["", "Parameters (ros2 param describe shows ranges; *runtime* = settable while active):"]
     for spec in specs:
-        rng = ""
-        if getattr(spec, "min", None) is not None and getattr(spec, "max", None) is not None:
-            rng = f" Range {spec.min}..{spec.max}."
-        if getattr(spec, "choices", None):
-            rng += f" One of: {', '.join(spec.choices)}."
-        default = spec.default if not hasattr(spec.default, "name") else f"<{spec.default.name.lower()}>"
-        runtime = " *runtime*" if getattr(spec, "dynamic", False) else ""
-        lines.append(f"  {spec.name} (default {default!r}){runtime}: {spec.description}{rng}")
+        runtime = " *runtime*" if spec.dynamic else ""
+        lines.append(f"  {spec.name} (default {spec.default_text()}){runtime}: {spec.meaning()}")
     if lifecycle:
-        lines += ["  autostart (default False): configure and activate at start (off: the node waits for "
-                  "`ros2 lifecycle set` or a lifecycle manager).",
-                  "", "Bring it up:",
+        lines += ["", "Bring it up:",
                   f"  ros2 run axcl_ros {exe} --ros-args -p model_path:=/path/model -p autostart:=true",
                   f"  or: ros2 run axcl_ros {exe} ...; ros2 lifecycle set /{name} configure; "
                   f"ros2 lifecycle set /{name} activate",

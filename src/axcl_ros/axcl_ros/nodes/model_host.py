@@ -13,6 +13,7 @@ from ..runtime.base import ModelLoadError
 from ..runtime.executor import InferenceExecutor, ModelHandle, get_executor
 from ..runtime.registry import resolve_backend
 from .executable_help import help_requested, node_help, node_help_name
+from .parameters import AUTOSTART
 from .process import bring_down_local, finish_process, run_until_signal, start_process
 
 
@@ -95,7 +96,6 @@ def run_main(node_class, args=None, **node_kwargs) -> int:
     default, as in Nav2) configures and activates the node at start; without it the node says it waits for
     ``ros2 lifecycle set`` (or a lifecycle manager).
     """
-    from rcl_interfaces.msg import ParameterDescriptor
     from rclpy.executors import MultiThreadedExecutor
     from rclpy.parameter import Parameter
     from rclpy.utilities import remove_ros_args
@@ -112,8 +112,7 @@ def run_main(node_class, args=None, **node_kwargs) -> int:
     stop, profile = start_process(argv)
     node = node_class(parameter_overrides=[Parameter(k, value=v) for k, v in inputs.items()], **node_kwargs)
     node.get_logger().info(profile)
-    autostart = node.declare_parameter("autostart", False, ParameterDescriptor(
-        description="Configure and activate at start (off: wait for `ros2 lifecycle set` or a manager).")).value
+    autostart = node.declare_parameter(AUTOSTART.name, AUTOSTART.default, AUTOSTART.descriptor()).value
     executor = MultiThreadedExecutor()
     executor.add_node(node)
     fqn = node.get_fully_qualified_name()

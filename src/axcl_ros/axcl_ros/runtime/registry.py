@@ -19,6 +19,8 @@ _BACKENDS: Dict[str, Tuple[str, str]] = {
 SUFFIX_BACKEND: Dict[str, str] = {".onnx": "onnxruntime", ".axmodel": "axcl"}
 
 AUTO = "auto"
+#: what a node's ``backend`` parameter accepts: ``auto`` (chosen by model file suffix) or a backend name
+BACKEND_CHOICES: Tuple[str, ...] = (AUTO, *sorted(_BACKENDS))
 
 _lock = threading.Lock()
 _instances: Dict[str, Backend] = {}
@@ -60,7 +62,7 @@ def get_backend(name: str, **options) -> Backend:
     """
     key = (name or "").strip().lower()
     if key not in _BACKENDS:
-        raise UnknownBackendError(f"unknown backend {name!r}; choose one of {[AUTO, *_BACKENDS]}")
+        raise UnknownBackendError(f"unknown backend {name!r}; choose one of {list(BACKEND_CHOICES)}")
     if options:
         return _import_backend_class(key)(**options)
     with _lock:
@@ -88,7 +90,7 @@ def resolve_backend(name: str, model_path, **options) -> Backend:
     if key == AUTO:
         key = needed or "onnxruntime"
     elif key not in _BACKENDS:
-        raise UnknownBackendError(f"unknown backend {name!r}; choose one of {[AUTO, *_BACKENDS]}")
+        raise UnknownBackendError(f"unknown backend {name!r}; choose one of {list(BACKEND_CHOICES)}")
     elif needed is not None and needed != key:
         raise ModelLoadError(f"{os.fspath(model_path)!r} is a {suffix} file, which the {needed!r} backend loads, "
                              f"not {key!r}; pass backend={needed!r} or backend='auto'")
