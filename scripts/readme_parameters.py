@@ -49,6 +49,7 @@ def rewrite(text: str, classes: Dict[str, type]) -> str:
 
 
 def main(argv=None) -> int:
+    """Rewrite README.md's tables, or with ``--check`` only report (exit 1) when they differ."""
     args = sys.argv[1:] if argv is None else argv
     readme = ROOT / "README.md"
     text = readme.read_text()
