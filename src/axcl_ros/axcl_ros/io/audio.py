@@ -26,6 +26,8 @@ from typing import Any, Optional, Tuple
 import numpy as np
 from scipy.signal import firwin, resample_poly
 
+from .stamps import stamp_to_seconds
+
 #: ``sample_format`` values of the audio message
 FORMAT_S16LE = 0
 FORMAT_F32LE = 1
@@ -412,7 +414,7 @@ class AudioInput:
         ``stamp`` may be a ``builtin_interfaces/Time`` (``sec``, ``nanosec``); a zero stamp counts as unstamped.
         """
         stamp = getattr(getattr(msg, "header", None), "stamp", None)
-        stamp_s = None if stamp is None else float(stamp.sec) + float(stamp.nanosec) * 1e-9
+        stamp_s = None if stamp is None else stamp_to_seconds(stamp)
         return self.push(msg.data, msg.sample_format, msg.channels, msg.sample_rate, stamp_s)
 
     def flush(self) -> np.ndarray:

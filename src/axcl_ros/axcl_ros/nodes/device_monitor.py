@@ -116,33 +116,29 @@ class DeviceMonitorNode(AxclLifecycleNode):
             self._period = float(value)
             self._wake.set()  # the telemetry thread starts the new period now
 
-    def _checked_params(self) -> Dict[str, Any]:
-        """Every parameter, checked (overrides given at construction are not seen by the set-parameters hook)."""
-        values = {spec.name: self.param(spec.name) for spec in self.PARAMS}
-        problems = [r for spec in self.PARAMS if (r := spec.check(values[spec.name]))]
-        indices = list(values["device_indices"] or [])
-        if any(int(i) < 0 for i in indices):
-            problems.append(f"device_indices={indices}: card indices must be >= 0 (0 = first card listed)")
-        try:
-            self.thresholds = self._thresholds_with({})
-            problems += self.thresholds.problems()
-        except (TypeError, ValueError) as exc:
-            problems.append(str(exc))
-        if problems:
-            raise ValueError("bad parameters: " + "; ".join(problems))
-        values["device_indices"] = [int(i) for i in indices]
-        return values
+    def validate_parameter(self, name: str, value: Any) -> Optional[str]:
+        if name == "device_indices" and any(int(i) < 0 for i in (value or [])):
+            return f"device_indices={list(value)}: card indices must be >= 0 (0 = first card listed)"
+        return None
 
     # -- lifecycle ---------------------------------------------------------------------------------------------------
     def configure(self) -> None:
-        values = self._checked_params()
-        period = float(values["period_s"])
-        if values["backend"] == "onnxruntime":
+        # each parameter was checked against its ParamSpec before configure; the thresholds are checked together
+        try:
+            self.thresholds = self._thresholds_with({})
+            problems = self.thresholds.problems()
+        except (TypeError, ValueError) as exc:
+            problems = [str(exc)]
+        if problems:
+            raise ValueError("invalid parameters: " + "; ".join(problems))
+        period = float(self.param("period_s"))
+        indices = [int(i) for i in self.param("device_indices") or []]
+        if self.param("backend") == "onnxruntime":
             self.probe = HostProbe()
             what = "host CPU"
         else:
-            self.probe = AxclProbe(values["device_indices"], retry_initial_s=period, retry_max_s=RETRY_MAX_S)
-            what = f"AXCL cards {values['device_indices'] or '(all)'}"
+            self.probe = AxclProbe(indices, retry_initial_s=period, retry_max_s=RETRY_MAX_S)
+            what = f"AXCL cards {indices or '(all)'}"
         self._status_pub = self.create_lifecycle_publisher(DeviceStatus, "~/status", 10)
         self._cards_pub = self.create_lifecycle_publisher(DiagnosticArray, "/diagnostics", 10)
         self._levels.clear()

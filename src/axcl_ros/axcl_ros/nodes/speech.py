@@ -11,7 +11,8 @@ Actions: ``~/listen_once`` (axcl_msgs/action/ListenOnce: the transcript of the n
 each goal holds one executor thread while it waits).
 
 Whisper encoder runs and decoder steps go through the process-wide executor of the model's device, one job each
-(:mod:`axcl_ros.models.whisper.service`); segmentation and queueing live in :mod:`.speech_pipeline`.
+(:mod:`axcl_ros.models.whisper.transcriber`, loaded with :class:`~.model_host.ModelHost` like every node's model);
+segmentation and queueing live in :mod:`axcl_ros.models.speech.pipeline`.
 """
 
 from __future__ import annotations
@@ -32,13 +33,12 @@ from std_msgs.msg import Bool
 
 from .. import assets
 from ..io.audio import AudioFormatError, AudioInput, decode_chunk
-from ..models.segmenter import MAX_SEGMENT_LIMIT_S, SpeechSegmenter
+from ..io.stamps import seconds_to_stamp, stamp_to_seconds
+from ..models.speech.pipeline import SpeechOutcome, SpeechPipeline
+from ..models.speech.segmenter import MAX_SEGMENT_LIMIT_S, SpeechSegmenter
 from ..models.vad import EnergyVad, create_vad
-from ..runtime.executor import get_executor
-from ..runtime.registry import resolve_backend
 from .common import LATCHED_QOS, AxclLifecycleNode, ParamSpec
-from .model_host import executor_key, run_main
-from .speech_pipeline import SpeechOutcome, SpeechPipeline
+from .model_host import ModelHost, run_main
 from .transport_input import INPUT_QOS_CHOICES, PROFILE_HINT, TransportInput
 
 BACKENDS = ("auto", "axcl", "onnxruntime")
@@ -48,13 +48,6 @@ MUTE_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10, reliability=Rel
 #: audio chunks the input subscription keeps while its callback is busy (100 s of 100-ms chunks; a loaded 2-core
 #: host running Whisper can starve the callback for seconds while audio arrives faster than real time)
 AUDIO_QUEUE_DEPTH = 1000
-
-
-def sec_to_time(seconds: float, msg) -> Any:
-    """Write ``seconds`` into a ``builtin_interfaces/Time`` message and return it."""
-    ns = int(round(max(0.0, seconds) * 1e9))
-    msg.sec, msg.nanosec = divmod(ns, 1_000_000_000)
-    return msg
 
 
 class SpeechNode(AxclLifecycleNode):
@@ -115,13 +108,18 @@ class SpeechNode(AxclLifecycleNode):
 
     # -- lifecycle ---------------------------------------------------------------------------------------
     def configure(self) -> None:
-        from ..models.whisper.service import WhisperService, find_model_files
+        from ..models.whisper.transcriber import WhisperTranscriber, find_model_files
 
         files = find_model_files(self.param("model_dir"), self.param("encoder_path"), self.param("decoder_path"),
                                  self.param("tokenizer_path"), self.param("config_path"))
         backend, device = self.param("backend"), self.param("device")
-        chosen = resolve_backend(backend, files.encoder).name
-        self.whisper = WhisperService(get_executor(executor_key(chosen, device)), files, backend, device)
+        encoder = ModelHost.load(self, files.encoder, backend, device, what="encoder_path")
+        try:
+            decoder = ModelHost.load(self, files.decoder, backend, device, what="decoder_path")
+        except BaseException:
+            encoder.release()
+            raise
+        self.whisper = WhisperTranscriber(encoder.handle, decoder.handle, files, device)
         reason = self._language_problem(self.param("language"), self.param("task"))
         if reason:
             raise ValueError(reason)
@@ -132,7 +130,7 @@ class SpeechNode(AxclLifecycleNode):
             max_segment_s=float(self.param("max_segment_s")),
             partial_interval_s=float(self.param("partial_period_s")),
             split_search_s=min(3.0, float(self.param("max_segment_s")) / 2))
-        self.pipeline = SpeechPipeline(self._recognize, segmenter, audio_input=AudioInput(nonfinite="reject"),
+        self.pipeline = SpeechPipeline(self._transcribe_segment, segmenter, audio_input=AudioInput(nonfinite="reject"),
                                        queue_size=int(self.param("queue_size")), language=self.param("language"),
                                        task=self.param("task"),
                                        on_outcome=self.guard("transcript output", self._publish_outcome),
@@ -264,7 +262,7 @@ class SpeechNode(AxclLifecycleNode):
         self.get_logger().info(f"{name} set to {value!r}")
 
     # -- data path -----------------------------------------------------------------------------------------
-    def _recognize(self, audio, language: str, task: str):
+    def _transcribe_segment(self, audio, language: str, task: str):
         return self.whisper.transcribe(audio, language or "en", task, timestamps=bool(self.param("timestamps")))
 
     def _on_audio(self, msg: AudioChunk) -> None:
@@ -307,7 +305,7 @@ class SpeechNode(AxclLifecycleNode):
         msg = Transcript(segment_id=int(outcome.segment_id), is_final=outcome.is_final, success=outcome.success,
                          error=outcome.error, text=outcome.text, language=outcome.language,
                          duration=float(outcome.duration_s))
-        sec_to_time(outcome.stamp_s, msg.header.stamp)
+        seconds_to_stamp(outcome.stamp_s, msg.header.stamp)
         msg.header.frame_id = self._frame_id
         rec = outcome.recognition
         if rec is not None:
@@ -350,7 +348,7 @@ class SpeechNode(AxclLifecycleNode):
         if problem:
             response.success, response.message = False, problem
             return response
-        outcome = SpeechOutcome(0, True, False, _stamp_s(audio_msg.header.stamp), audio.size / 16000.0, 0,
+        outcome = SpeechOutcome(0, True, False, stamp_to_seconds(audio_msg.header.stamp), audio.size / 16000.0, 0,
                                 audio.size, "service", language=language)
         try:
             rec = whisper.transcribe(audio, language, self.param("task"), timestamps=bool(self.param("timestamps")))
@@ -472,10 +470,6 @@ class SpeechNode(AxclLifecycleNode):
         if level == DiagnosticStatus.OK and self.vad is not None and self.vad.kind != "silero":
             return DiagnosticStatus.WARN, f"energy VAD in use ({self.vad.reason})"
         return level, message
-
-
-def _stamp_s(stamp) -> float:
-    return float(stamp.sec) + float(stamp.nanosec) * 1e-9
 
 
 def main(args=None) -> None:

@@ -107,6 +107,11 @@ class ModelHandle:
         self._released = False
 
     @property
+    def executor(self) -> InferenceExecutor:
+        """The executor this model is loaded in."""
+        return self._executor
+
+    @property
     def session(self) -> Session:
         """The backend session (for its specs; run it through the executor, never directly)."""
         if self._session is None:

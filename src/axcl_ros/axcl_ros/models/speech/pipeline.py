@@ -1,7 +1,7 @@
 """The speech node's logic without rclpy: audio chunks → 16 kHz mono → VAD segments → bounded recognition queue.
 
 :class:`SpeechPipeline` owns an :class:`~axcl_ros.io.audio.AudioInput` (format checks, resampling, sample clock,
-stamp continuity), a :class:`~axcl_ros.models.segmenter.SpeechSegmenter` and one worker thread that recognises
+stamp continuity), a :class:`~axcl_ros.models.speech.segmenter.SpeechSegmenter` and one worker thread that recognises
 segments with a ``recognize(audio, language, task)`` callable (the Whisper service). Results come out as
 :class:`SpeechOutcome` objects through ``on_outcome``; speech activity changes through ``on_activity``.
 
@@ -34,8 +34,9 @@ from typing import Callable, Deque, List, Optional
 
 import numpy as np
 
-from ..io.audio import TARGET_RATE, AudioInput, ContinuityEvent
-from ..models.segmenter import PARTIAL, SEGMENT_DROPPED, SEGMENT_END, SPEECH_START, SegmentEvent, SpeechSegmenter
+from ...io.audio import TARGET_RATE, AudioInput, ContinuityEvent
+from ...io.stamps import stamp_to_seconds
+from .segmenter import PARTIAL, SEGMENT_DROPPED, SEGMENT_END, SPEECH_START, SegmentEvent, SpeechSegmenter
 
 FINAL = "final"
 
@@ -109,7 +110,7 @@ class SpeechPipeline:
 
     Args:
         recognize: ``recognize(audio_f32_16k, language, task)`` → an object with ``.result.text`` and
-            ``.result.language`` (a :class:`~axcl_ros.models.whisper.service.Recognition`); may raise.
+            ``.result.language`` (a :class:`~axcl_ros.models.whisper.transcriber.Recognition`); may raise.
         segmenter: the VAD segmenter (its clock must start with this pipeline's audio).
         audio_input: converter for incoming chunks (default: NaN/Inf chunks are rejected).
         queue_size: segments that may wait for recognition (>= 1).
@@ -223,7 +224,7 @@ class SpeechPipeline:
                     job, self._partial = self._partial, None
                 self._busy = job
             try:
-                self._recognise(job)
+                self._run_job(job)
             except Exception:  # noqa: BLE001 - the worker must survive anything
                 _log.exception("speech pipeline: unexpected error while handling segment %d", job.segment_id)
                 self._count("worker_errors", 1)
@@ -232,7 +233,7 @@ class SpeechPipeline:
                     self._busy = None
                     self._cond.notify_all()
 
-    def _recognise(self, job: _Job) -> None:
+    def _run_job(self, job: _Job) -> None:
         t_start = time.monotonic()
         try:
             rec = self.recognize(job.audio, job.language, job.task)
@@ -329,9 +330,8 @@ class SpeechPipeline:
 
     def push_msg(self, msg) -> Optional[ContinuityEvent]:
         """:meth:`push` for an ``axcl_msgs/AudioChunk``-like message (``header.stamp`` of 0 = unstamped)."""
-        stamp = msg.header.stamp
         return self.push(msg.data, msg.sample_format, msg.channels, msg.sample_rate,
-                         float(stamp.sec) + float(stamp.nanosec) * 1e-9)
+                         stamp_to_seconds(msg.header.stamp))
 
     def set_muted(self, muted: bool) -> None:
         """Mute (recognition suppressed; an open segment is discarded and reported) or unmute."""

@@ -29,7 +29,7 @@ from typing import List, Optional
 
 import numpy as np
 
-from .vad import FRAME_SAMPLES, SAMPLE_RATE
+from ..vad import FRAME_SAMPLES, SAMPLE_RATE
 
 SPEECH_START = "speech_start"
 PARTIAL = "partial"

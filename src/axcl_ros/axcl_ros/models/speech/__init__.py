@@ -1,0 +1,2 @@
+"""Speech stream processing without ROS: VAD segmentation (:mod:`.segmenter`) and the segment -> transcript
+pipeline with its worker thread (:mod:`.pipeline`)."""
