@@ -88,6 +88,7 @@ class DeviceMonitorNode(AxclLifecycleNode):
         self._wake = threading.Event()
         self._period = 1.0
         self._levels: Dict[str, int] = {}
+        self._threshold_changes: Dict[str, Any] = {}  # of the set-parameters call being checked
         super().__init__(node_name, **kwargs)
 
     # -- parameters ------------------------------------------------------------------------------------------------
@@ -98,14 +99,17 @@ class DeviceMonitorNode(AxclLifecycleNode):
     def _on_set_parameters(self, params) -> SetParametersResult:
         # thresholds are checked together, so warn and error limits can be moved in one call
         changes = {p.name: p.value for p in params if p.name in THRESHOLD_PARAMS}
-        if changes:
-            try:
-                problems = self._thresholds_with(changes).problems()
-            except (TypeError, ValueError) as exc:
-                problems = [str(exc)]
-            if problems:
-                return SetParametersResult(successful=False, reason="; ".join(problems))
-        return super()._on_set_parameters(params)
+        self._threshold_changes = changes
+        try:
+            return super()._on_set_parameters(params)
+        finally:
+            self._threshold_changes = {}
+
+    def _threshold_problems(self, changes: Dict[str, Any]) -> List[str]:
+        try:
+            return self._thresholds_with(changes).problems()
+        except (TypeError, ValueError) as exc:
+            return [str(exc)]
 
     def apply_dynamic_parameter(self, name: str, value: Any) -> None:
         if name in THRESHOLD_PARAMS:
@@ -119,18 +123,18 @@ class DeviceMonitorNode(AxclLifecycleNode):
     def validate_parameter(self, name: str, value: Any) -> Optional[str]:
         if name == "device_indices" and any(int(i) < 0 for i in (value or [])):
             return f"device_indices={list(value)}: card indices must be >= 0 (0 = first card listed)"
+        if name in THRESHOLD_PARAMS:
+            # the thresholds with the other values of the same call; a set call reports every problem at the first
+            # threshold it validates, configure (which validates them one by one) each problem once
+            problems = self._threshold_problems({**self._threshold_changes, name: value})
+            if self._threshold_changes:
+                return "; ".join(problems) or None
+            return "; ".join(p for p in problems if p.startswith(f"{name}=")) or None
         return None
 
     # -- lifecycle ---------------------------------------------------------------------------------------------------
     def configure(self) -> None:
-        # each parameter was checked against its ParamSpec before configure; the thresholds are checked together
-        try:
-            self.thresholds = self._thresholds_with({})
-            problems = self.thresholds.problems()
-        except (TypeError, ValueError) as exc:
-            problems = [str(exc)]
-        if problems:
-            raise ValueError("invalid parameters: " + "; ".join(problems))
+        self.thresholds = self._thresholds_with({})  # checked with every parameter before configure
         period = float(self.param("period_s"))
         indices = [int(i) for i in self.param("device_indices") or []]
         if self.param("backend") == "onnxruntime":

@@ -545,11 +545,6 @@ class AxclSession(Session):
         self._sets = []
 
     @property
-    def model_id(self) -> Optional[int]:
-        """The AXCL model id (None once released)."""
-        return self._model_id
-
-    @property
     def released(self) -> bool:
         """True after :meth:`release` (or after a runtime restart invalidated the session)."""
         return self._released or self._dead
