@@ -401,7 +401,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if not args.command:
         parser.print_help(sys.stderr)
         return 2
-    from .runtime.axcl import keep_vendor_stdout_off_stdout
+    from .runtime.axcl_library import keep_vendor_stdout_off_stdout
 
     keep_vendor_stdout_off_stdout()  # libaxcl_rt.so logs to fd 1: keep it off our stdout (JSON modes)
     try:

@@ -319,7 +319,7 @@ class AxclProbe:
 
     def sample(self) -> List[DeviceSample]:
         """One sample per requested card (or one error sample when the runtime itself is unusable)."""
-        from .runtime.axcl import AxclError
+        from .runtime.axcl_abi import AxclError
         from .runtime.base import BackendError, BackendUnavailableError
 
         if self._last_errors and self._clock() < self._next_try:
@@ -566,38 +566,38 @@ def _loaded_path(lib_path: str) -> str:
 
 def check_library() -> Check:
     """``libaxcl_rt.so`` loads and has every function the binding needs; says which file and how it was found."""
-    from .runtime import axcl
+    from .runtime import axcl_library
     from .runtime.base import BackendUnavailableError
 
     try:
-        lib = axcl.open_library()
+        lib = axcl_library.open_library()
     except BackendUnavailableError as exc:
         return Check("AXCL library", FAIL, str(exc),
-                     f"install AXERA's axclhost package (it puts libaxcl_rt.so into {axcl.DEFAULT_LIB_DIR} and "
+                     f"install AXERA's axclhost package (it puts libaxcl_rt.so into {axcl_library.DEFAULT_LIB_DIR} and "
                      f"registers that folder in /etc/ld.so.conf.d/axcl.conf; run `sudo ldconfig` if the loader still "
-                     f"misses it), or set {axcl.ENV_LIB_PATH} to the file or its folder")
-    env = os.environ.get(axcl.ENV_LIB_PATH, "").strip()
+                     f"misses it), or set {axcl_library.ENV_LIB_PATH} to the file or its folder")
+    env = os.environ.get(axcl_library.ENV_LIB_PATH, "").strip()
     if env:
-        how = f"from ${axcl.ENV_LIB_PATH}={env}"
+        how = f"from ${axcl_library.ENV_LIB_PATH}={env}"
     elif os.sep not in lib.path:
         how = "through the dynamic loader (ld.so cache)"
     else:
-        how = f"from the default folder {axcl.DEFAULT_LIB_DIR}"
+        how = f"from the default folder {axcl_library.DEFAULT_LIB_DIR}"
     where = _loaded_path(lib.path)
-    missing = [n for n in axcl.OPTIONAL if not lib.has(n)]
+    missing = [n for n in axcl_library.OPTIONAL if not lib.has(n)]
     detail = f"{where} ({how})"
     if missing:
         detail += f"; optional functions not exported: {', '.join(missing)}"
     full = lib.text("axclrtGetFullVersion") if lib.has("axclrtGetFullVersion") else ""
     if "stub" in full.lower():
         return Check("AXCL library", WARNING, f"{detail}; it is the axcl_ros test stub ({full}), not AXERA's runtime",
-                     f"unset {axcl.ENV_LIB_PATH} to use the installed axclhost runtime")
+                     f"unset {axcl_library.ENV_LIB_PATH} to use the installed axclhost runtime")
     return Check("AXCL library", PASS, detail)
 
 
 def check_runtime(runtime_factory: Optional[Callable[[], object]] = None) -> Tuple[Check, object]:
     """``axclInit`` and ``axclrtGetDeviceList`` succeed; returns the check and the runtime (or None)."""
-    from .runtime.axcl import AxclError
+    from .runtime.axcl_abi import AxclError
     from .runtime.base import BackendError
 
     try:

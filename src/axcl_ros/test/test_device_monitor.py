@@ -8,7 +8,7 @@ import time
 import pytest
 
 from axcl_ros import device_report as dr
-from axcl_ros.runtime.axcl import AxclError
+from axcl_ros.runtime.axcl_abi import AxclError
 
 STUB_IDS = "129,130"
 # what the stub reports (testing/axcl_stub/axcl_stub.c, axclrtGetDeviceProperties): 40 °C + id % 100 / 10,

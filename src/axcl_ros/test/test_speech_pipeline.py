@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 from axcl_ros.io.audio import FORMAT_F32LE, FORMAT_S16LE, AudioFormatError, encode_chunk
-from axcl_ros.models.speech.segmenter import SpeechSegmenter
 from axcl_ros.models.speech.pipeline import SpeechPipeline
+from axcl_ros.models.speech.segmenter import SpeechSegmenter
 
 SR = 16000
 PAD_MS = 100
@@ -319,8 +319,8 @@ def axcl_stub(monkeypatch):
 def test_whisper_transcriber_on_the_axcl_stub_runs_every_step_on_the_executor(axcl_stub, tmp_path):
     """Schema-B axmodels: the device runner is built and driven on the executor's worker thread, one job per step."""
     from axcl_ros import assets
-    from axcl_ros.models.whisper.transcriber import WhisperTranscriber, find_model_files
     from axcl_ros.models.whisper.tokenizer import WhisperTokenizer
+    from axcl_ros.models.whisper.transcriber import WhisperTranscriber, find_model_files
     from axcl_ros.runtime.executor import InferenceExecutor
     from axcl_ros.testing import stub_models as sm
 

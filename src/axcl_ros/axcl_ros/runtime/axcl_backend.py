@@ -27,21 +27,19 @@ from typing import Deque, Dict, Iterable, Iterator, List, Mapping, Optional, Seq
 
 import numpy as np
 
-from .axcl import (
-    ASYNC_FUNCTIONS,
+from .axcl import AxclRuntime, get_runtime
+from .axcl_abi import (
     DTYPE_NAMES,
-    INSTALL_HINT,
     LAYOUT_NAMES,
     AxclError,
     AxclLoadError,
-    AxclRuntime,
     DataType,
     IODims,
     MallocPolicy,
     MemcpyKind,
     decode_error,
-    get_runtime,
 )
+from .axcl_library import ASYNC_FUNCTIONS, INSTALL_HINT
 from .base import (
     Backend,
     BackendError,
