@@ -28,6 +28,10 @@ class MemcpyKind(enum.IntEnum):
     DEVICE_TO_HOST_PHY = 5
 
 
+#: the memcpy kinds the sessions pass, as plain ints (ctypes arguments)
+H2D, D2H, D2D = int(MemcpyKind.HOST_TO_DEVICE), int(MemcpyKind.DEVICE_TO_HOST), int(MemcpyKind.DEVICE_TO_DEVICE)
+
+
 class MallocPolicy(enum.IntEnum):
     """``axclrtMemMallocPolicy`` (documented as currently unused by the runtime)."""
 

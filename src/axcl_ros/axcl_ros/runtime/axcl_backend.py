@@ -21,25 +21,27 @@ import logging
 import os
 import sys
 import threading
-from collections import deque
-from dataclasses import dataclass, field
-from typing import Deque, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
+from dataclasses import dataclass
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
 from .axcl import AxclRuntime, get_runtime
 from .axcl_abi import (
+    D2H,
     DTYPE_NAMES,
+    H2D,
     LAYOUT_NAMES,
     AxclError,
     AxclLoadError,
     DataType,
     IODims,
     MallocPolicy,
-    MemcpyKind,
     decode_error,
 )
-from .axcl_library import ASYNC_FUNCTIONS, INSTALL_HINT
+from .axcl_device_io import DeviceResidentIO
+from .axcl_library import INSTALL_HINT
+from .axcl_pipelining import IOSet, PipelinedIO
 from .base import (
     Backend,
     BackendError,
@@ -56,9 +58,6 @@ __all__ = ["AxclBackend", "AxclSession", "InvalidDeviceError", "parse_device"]
 
 log = logging.getLogger(__name__)
 
-_H2D = int(MemcpyKind.HOST_TO_DEVICE)
-_D2H = int(MemcpyKind.DEVICE_TO_HOST)
-_D2D = int(MemcpyKind.DEVICE_TO_DEVICE)
 
 
 class InvalidDeviceError(BackendError, ValueError):
@@ -94,22 +93,11 @@ class _Buffer:
     host: Optional[np.ndarray] = None
 
 
-@dataclass
-class _IOSet:
-    """One extra IO set of a session for the pipelined path: device buffers, engine IO, stream, host outputs."""
-
-    ins: List[int] = field(default_factory=list)  # device addresses, in input order
-    outs: List[int] = field(default_factory=list)
-    io: int = 0
-    stream: int = 0
-    host: Dict[str, np.ndarray] = field(default_factory=dict)
-    feeds: Optional[Mapping[str, np.ndarray]] = None  # kept alive until the stream is synchronized
-    names: Tuple[str, ...] = ()
-    busy: bool = False
-
-
-class AxclSession(Session):
+class AxclSession(DeviceResidentIO, PipelinedIO, Session):
     """One loaded ``.axmodel`` on one card, with its device buffers.
+
+    The device-resident calls come from :class:`~.axcl_device_io.DeviceResidentIO`, the pipelined ones from
+    :class:`~.axcl_pipelining.PipelinedIO`.
 
     Thread-safe (one lock per session). Raises :class:`AxclError` (a :class:`DeviceError`) when the runtime fails,
     :class:`InputMismatchError` for bad feeds, names, offsets or bindings.
@@ -135,7 +123,7 @@ class AxclSession(Session):
         self._io = 0
         self._in: List[_Buffer] = []
         self._out: List[_Buffer] = []
-        self._sets: List[_IOSet] = []
+        self._sets: List[IOSet] = []
         self._next_set = 0
         self.npu_cores = 0
         self.compiler_version = ""
@@ -279,7 +267,7 @@ class AxclSession(Session):
                 for name, array in feeds.items():
                     buf = self._in_by_name[name]
                     host = np.ascontiguousarray(array)
-                    self._memcpy(buf.ptr, host.ctypes.data, host.nbytes, _H2D)
+                    self._memcpy(buf.ptr, host.ctypes.data, host.nbytes, H2D)
                 self._execute()
                 return {buf.spec.name: self._read(buf) for buf in outs}
             except AxclError as exc:
@@ -294,253 +282,6 @@ class AxclSession(Session):
             self._released = True
             self._free_all(quiet=False)
             self._rt.unregister(self)
-
-    # -- device-resident API ------------------------------------------------------------------------------------------
-    def execute(self) -> None:
-        """Run the model on what the device buffers hold (no copies)."""
-        with self._lock:
-            self._ready()
-            self._guard(self._execute)
-
-    def read_output(self, name: str) -> np.ndarray:
-        """Copy output ``name`` to its reused host array and return it."""
-        buf = self._output(name)
-        with self._lock:
-            self._ready()
-            return self._guard(self._read, buf)
-
-    def write_input(self, name: str, array: np.ndarray, byte_offset: int = 0) -> None:
-        """H2D-copy ``array`` (the input's dtype, C order) into input ``name`` starting ``byte_offset`` bytes in."""
-        buf = self._input(name)
-        host = np.ascontiguousarray(array)
-        spec = buf.spec
-        if host.dtype != spec.dtype:
-            raise InputMismatchError(f"write_input {name!r}: array dtype {host.dtype.name}, the input is "
-                                     f"{spec.describe()}")
-        self._check_range(f"write_input {name!r}", byte_offset, host.nbytes, spec)
-        with self._lock:
-            self._ready()
-            self._guard(self._memcpy, buf.ptr + byte_offset, host.ctypes.data, host.nbytes, _H2D)
-
-    def fill_input(self, name: str, value: int = 0) -> None:
-        """Set every byte of input ``name`` on the device to ``value`` (``axclrtMemset``; nothing crosses PCIe)."""
-        buf = self._input(name)
-        if not 0 <= int(value) <= 255:
-            raise InputMismatchError(f"fill_input {name!r}: byte value {value} not in 0..255")
-        with self._lock:
-            self._ready()
-            self._guard(self._rt.lib.check, "axclrtMemset", buf.ptr, int(value), buf.spec.nbytes)
-
-    def copy_output_to_input(self, output_name: str, input_name: str, dst_byte_offset: int = 0,
-                             src_byte_offset: int = 0, nbytes: Optional[int] = None) -> None:
-        """Device-to-device copy of output ``output_name`` (or ``nbytes`` of it from ``src_byte_offset``) into
-        input ``input_name`` at ``dst_byte_offset``."""
-        src, dst = self._output(output_name), self._input(input_name)
-        count = src.spec.nbytes - src_byte_offset if nbytes is None else int(nbytes)
-        self._check_range(f"copy_output_to_input source {output_name!r}", src_byte_offset, count, src.spec)
-        self._check_range(f"copy_output_to_input destination {input_name!r}", dst_byte_offset, count, dst.spec)
-        with self._lock:
-            self._ready()
-            self._guard(self._memcpy, dst.ptr + dst_byte_offset, src.ptr + src_byte_offset, count, _D2D)
-
-    def device_buffer(self, name: str, kind: str = "") -> Tuple[int, int]:
-        """``(device address, nbytes)`` of input or output ``name`` (``kind`` ``"input"``/``"output"`` when a name
-        is both)."""
-        if kind not in ("", "input", "output"):
-            raise ValueError(f"kind {kind!r} must be '', 'input' or 'output'")
-        in_buf = self._in_by_name.get(name) if kind in ("", "input") else None
-        out_buf = self._out_by_name.get(name) if kind in ("", "output") else None
-        if in_buf is not None and out_buf is not None:
-            raise InputMismatchError(f"{name!r} is both an input and an output; pass kind='input' or 'output'")
-        buf = in_buf or out_buf
-        if buf is None:
-            raise InputMismatchError(f"no tensor {name!r}; inputs {list(self._in_by_name)}, outputs "
-                                     f"{list(self._out_by_name)}")
-        self._ready_state()
-        return buf.ptr, buf.spec.nbytes
-
-    def bind_input_to(self, name: str, other: AxclSession, output_name: str) -> None:
-        """Use ``other``'s output ``output_name`` device buffer as this session's input ``name`` (zero copy).
-
-        Both sessions must be on the same card and the tensors must have the same shape and dtype. This session's
-        own buffer for ``name`` is freed; ``other`` must stay loaded while the binding is used.
-        """
-        if not isinstance(other, AxclSession):
-            raise TypeError(f"bind_input_to needs an AxclSession, got {type(other).__name__}")
-        dst, src = self._input(name), other._output(output_name)
-        if other._rt is not self._rt or other.device_index != self.device_index:
-            raise InputMismatchError(f"cannot bind {name!r} of {self.path} ({self.device}) to {output_name!r} of "
-                                     f"{other.path} ({other.device}): different devices")
-        if tuple(src.spec.shape) != tuple(dst.spec.shape) or src.spec.dtype != dst.spec.dtype:
-            raise InputMismatchError(f"cannot bind input {dst.spec.describe()} to output {src.spec.describe()}")
-        if src.size < dst.size:
-            raise InputMismatchError(f"cannot bind input {name!r} ({dst.size} bytes on the device) to output "
-                                     f"{output_name!r} ({src.size} bytes)")
-        other._ready_state()
-        with self._lock:
-            self._ready()
-            lib = self._rt.lib
-            self._guard(lib.check, "axclrtEngineSetInputBufferByIndex", self._io, dst.index, src.ptr, dst.size)
-            if dst.own:
-                own, dst.own = dst.own, 0
-                self._guard(lib.check, "axclrtFree", own)
-            dst.ptr = src.ptr
-            dst.source = (other, output_name)
-
-    def unbind_input(self, name: str) -> None:
-        """Give input ``name`` its own zeroed device buffer again (undo :meth:`bind_input_to`)."""
-        dst = self._input(name)
-        with self._lock:
-            if dst.source is None:
-                return
-            self._ready_state()
-            self._rt.ensure_thread_context(self.device_index)
-            ptr = self._guard(self._malloc, dst.size)
-            try:
-                self._guard(self._rt.lib.check, "axclrtEngineSetInputBufferByIndex", self._io, dst.index, ptr,
-                            dst.size)
-            except AxclError:
-                self._rt.lib.call("axclrtFree", ptr)
-                raise
-            dst.own = dst.ptr = ptr
-            dst.source = None
-
-    # -- copy/compute overlap -----------------------------------------------------------------------------------------
-    @property
-    def supports_pipelining(self) -> bool:
-        """True when the library exports the stream API the pipelined path needs."""
-        return all(self._rt.lib.has(n) for n in ASYNC_FUNCTIONS)
-
-    @property
-    def io_sets(self) -> int:
-        """Number of extra IO sets allocated for the pipelined path (0 until it is first used)."""
-        return len(self._sets)
-
-    def launch(self, feeds: Mapping[str, np.ndarray], output_names: Optional[Sequence[str]] = None,
-               depth: int = 2) -> int:
-        """Queue upload → execute → download of one run on the next of ``depth`` IO sets; return its ticket.
-
-        Returns at once (asynchronous API). Every input must be fed; ``feeds`` must stay unchanged until
-        :meth:`collect`. Tickets are collected in any order, each once; launching onto a set whose previous run was
-        not collected raises :class:`InputMismatchError`.
-        """
-        check_feeds(self._inputs, feeds, require_all=True)
-        outs = self._outputs_named(output_names)
-        with self._lock:
-            self._ready()
-            self._guard(self._ensure_sets, max(1, int(depth)))
-            ticket = self._next_set % len(self._sets)
-            st = self._sets[ticket]
-            if st.busy:
-                raise InputMismatchError(f"IO set {ticket} of {self.path!r} still holds an uncollected run; collect() "
-                                         f"it before launching more than {len(self._sets)} runs")
-            lib = self._rt.lib
-            hosts = {name: np.ascontiguousarray(a) for name, a in feeds.items()}
-            try:
-                for buf in self._in:
-                    host = hosts[buf.spec.name]
-                    lib.check("axclrtMemcpyAsync", st.ins[buf.index], host.ctypes.data, host.nbytes, _H2D, st.stream)
-                lib.check("axclrtEngineExecuteAsync", ctypes.c_uint64(self._model_id), ctypes.c_uint64(self._ctx_id),
-                          0, st.io, st.stream, detail=f"model {self.path!r}")
-                for buf in outs:
-                    host = st.host.get(buf.spec.name)
-                    if host is None:
-                        host = st.host[buf.spec.name] = np.empty(buf.spec.shape, dtype=buf.spec.dtype)
-                    lib.check("axclrtMemcpyAsync", host.ctypes.data, st.outs[buf.index], buf.spec.nbytes, _D2H,
-                              st.stream)
-            except AxclError as exc:
-                self._rt.note_failure(exc)
-                self._rt.lib.call("axclrtSynchronizeStream", st.stream)  # nothing may still write to our arrays
-                raise
-            st.feeds, st.names, st.busy = hosts, tuple(b.spec.name for b in outs), True
-            self._next_set = ticket + 1
-            return ticket
-
-    def collect(self, ticket: int) -> dict:
-        """Wait for the run of :meth:`launch`'s ``ticket`` and return its outputs (arrays reused by the set's next
-        run)."""
-        with self._lock:
-            self._ready_state()
-            if not 0 <= ticket < len(self._sets) or not self._sets[ticket].busy:
-                raise InputMismatchError(f"ticket {ticket!r} of {self.path!r} has no run to collect")
-            st = self._sets[ticket]
-            self._rt.ensure_thread_context(self.device_index)
-            try:
-                self._guard(self._rt.lib.check, "axclrtSynchronizeStream", st.stream)
-            finally:
-                st.busy, st.feeds = False, None
-            return {name: st.host[name] for name in st.names}
-
-    def run_pipelined(self, feeds: Iterable[Mapping[str, np.ndarray]], output_names: Optional[Sequence[str]] = None,
-                      depth: int = 2) -> Iterator[dict]:
-        """Run every item of ``feeds`` with up to ``depth`` runs in flight; yield outputs in order.
-
-        A yielded dict's arrays are reused ``depth`` runs later: copy what must outlive that. Runs still in flight
-        when the generator is closed are collected (waited for) before it returns.
-        """
-        inflight: Deque[int] = deque()
-        try:
-            for item in feeds:
-                if len(inflight) >= depth:
-                    yield self.collect(inflight.popleft())
-                inflight.append(self.launch(item, output_names, depth))
-            while inflight:
-                yield self.collect(inflight.popleft())
-        finally:
-            while inflight:
-                try:
-                    self.collect(inflight.popleft())
-                except Exception:  # noqa: BLE001 - already failing or closing: only drain
-                    pass
-
-    def _ensure_sets(self, depth: int) -> None:  # lock held, context current
-        if not self.supports_pipelining:
-            missing = [n for n in ASYNC_FUNCTIONS if not self._rt.lib.has(n)]
-            raise DeviceError(f"{self._rt.lib.path} lacks {missing}: no pipelined path; use run()")
-        while len(self._sets) < depth:
-            st = _IOSet()
-            try:
-                self._build_set(st)
-            except AxclError:
-                self._free_set(st, lambda name, *args: self._rt.lib.call(name, *args))
-                raise
-            self._sets.append(st)
-
-    def _build_set(self, st: _IOSet) -> None:  # lock held, context current; _free_set undoes a partial build
-        lib = self._rt.lib
-        for buf in self._in:
-            st.ins.append(self._malloc(buf.size))
-        for buf in self._out:
-            st.outs.append(self._malloc(buf.size))
-        io = ctypes.c_void_p()
-        lib.check("axclrtEngineCreateIO", self._info, ctypes.byref(io))
-        st.io = int(io.value)
-        if lib.has("axclrtEngineSetDynamicBatchSize"):
-            lib.call("axclrtEngineSetDynamicBatchSize", st.io, 1)
-        for buf in self._in:
-            lib.check("axclrtEngineSetInputBufferByIndex", st.io, buf.index, st.ins[buf.index], buf.size)
-        for buf in self._out:
-            lib.check("axclrtEngineSetOutputBufferByIndex", st.io, buf.index, st.outs[buf.index], buf.size)
-        stream = ctypes.c_void_p()
-        lib.check("axclrtCreateStream", ctypes.byref(stream))
-        st.stream = int(stream.value)
-
-    @staticmethod
-    def _free_set(st: _IOSet, attempt) -> None:  # context current
-        if st.stream:
-            attempt("axclrtSynchronizeStream", st.stream)
-            attempt("axclrtDestroyStream", st.stream)
-        if st.io:
-            attempt("axclrtEngineDestroyIO", st.io)
-        for ptr in st.ins + st.outs:
-            attempt("axclrtFree", ptr)
-        st.stream = st.io = 0
-        st.ins, st.outs = [], []
-
-    def _free_sets(self, attempt) -> None:  # context current
-        for st in self._sets:
-            self._free_set(st, attempt)
-        self._sets = []
 
     @property
     def released(self) -> bool:
@@ -611,7 +352,7 @@ class AxclSession(Session):
     def _read(self, buf: _Buffer) -> np.ndarray:
         if buf.host is None:
             buf.host = np.empty(buf.spec.shape, dtype=buf.spec.dtype)
-        self._memcpy(buf.host.ctypes.data, buf.ptr, buf.spec.nbytes, _D2H)
+        self._memcpy(buf.host.ctypes.data, buf.ptr, buf.spec.nbytes, D2H)
         return buf.host
 
     def _free_all(self, quiet: bool) -> None:
