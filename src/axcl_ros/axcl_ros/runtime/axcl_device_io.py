@@ -1,8 +1,8 @@
-"""The device-resident part of :class:`~.axcl_backend.AxclSession`: calls that keep data on the card between models
+"""The device-resident part of :class:`~.axcl_session.AxclSession`: calls that keep data on the card between models
 and steps (execute without copies, partial writes, device-to-device copies, zero-copy input bindings).
 
 A mixin of the session's methods, kept apart because it is a job of its own; it uses the session's lock, buffers and
-guards (see :class:`~.axcl_backend.AxclSession`).
+guards (see :class:`~.axcl_session.AxclSession`).
 """
 
 from __future__ import annotations
@@ -15,11 +15,11 @@ from .axcl_abi import D2D, H2D, AxclError
 from .base import InputMismatchError
 
 if TYPE_CHECKING:
-    from .axcl_backend import AxclSession
+    from .axcl_session import AxclSession
 
 
 class DeviceResidentIO:
-    """Device-resident calls of :class:`~.axcl_backend.AxclSession` (mixin)."""
+    """Device-resident calls of :class:`~.axcl_session.AxclSession` (mixin)."""
 
     def execute(self) -> None:
         """Run the model on what the device buffers hold (no copies)."""

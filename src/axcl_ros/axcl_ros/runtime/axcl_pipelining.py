@@ -1,9 +1,9 @@
-"""Copy/compute overlap for :class:`~.axcl_backend.AxclSession`: extra IO sets, each with its own device buffers,
+"""Copy/compute overlap for :class:`~.axcl_session.AxclSession`: extra IO sets, each with its own device buffers,
 engine IO and stream, driven by the asynchronous AXCL API, so that while the NPU executes frame N, frame N+1 is
 uploaded and frame N-1 downloaded.
 
 A mixin of the session's methods, kept apart because it is a job of its own; it uses the session's lock, buffers and
-guards (see :class:`~.axcl_backend.AxclSession`).
+guards (see :class:`~.axcl_session.AxclSession`).
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ class IOSet:
 
 
 class PipelinedIO:
-    """Pipelined calls of :class:`~.axcl_backend.AxclSession` (mixin): :meth:`launch`, :meth:`collect`,
+    """Pipelined calls of :class:`~.axcl_session.AxclSession` (mixin): :meth:`launch`, :meth:`collect`,
     :meth:`run_pipelined`."""
 
 
