@@ -90,7 +90,7 @@ class DeviceResidentIO:
         Both sessions must be on the same card and the tensors must have the same shape and dtype. This session's
         own buffer for ``name`` is freed; ``other`` must stay loaded while the binding is used.
         """
-        if not isinstance(other, AxclSession):
+        if not isinstance(other, DeviceResidentIO):  # i.e. an AxclSession
             raise TypeError(f"bind_input_to needs an AxclSession, got {type(other).__name__}")
         dst, src = self._input(name), other._output(output_name)
         if other._rt is not self._rt or other.device_index != self.device_index:
