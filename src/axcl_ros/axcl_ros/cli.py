@@ -129,7 +129,7 @@ def _cmd_smi(args, stdout: TextIO) -> int:
     if args.count and not args.watch:
         print("axcl_ros smi: error: --count needs --watch", file=sys.stderr)
         return 2
-    probe = dr.HostProbe() if args.backend == "onnxruntime" else dr.AxclProbe(args.device, retry_initial_s=0.01)
+    probe = dr.CpuProbe() if args.backend == "onnxruntime" else dr.AxclProbe(args.device, retry_initial_s=0.01)
     shown, rc = 0, 0
     try:
         while True:

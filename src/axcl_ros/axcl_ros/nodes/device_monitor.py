@@ -38,9 +38,9 @@ from rclpy.parameter import Parameter
 
 from ..device_report import (
     AxclProbe,
+    CpuProbe,
     DeviceSample,
     Evaluation,
-    HostProbe,
     Thresholds,
     diagnostic_values,
     evaluate,
@@ -59,7 +59,7 @@ def _f32(value: Optional[float]) -> float:
 
 class DeviceMonitorNode(AxclLifecycleNode):
     """Lifecycle node sampling :class:`~axcl_ros.device_report.AxclProbe` (cards) or
-    :class:`~axcl_ros.device_report.HostProbe` (host CPU)."""
+    :class:`~axcl_ros.device_report.CpuProbe` (host CPU)."""
 
     PARAMS = (
         ParamSpec("backend", "axcl", "axcl = AX650N cards through libaxcl_rt.so; onnxruntime = the host CPU.",
@@ -138,7 +138,7 @@ class DeviceMonitorNode(AxclLifecycleNode):
         period = float(self.param("period_s"))
         indices = [int(i) for i in self.param("device_indices") or []]
         if self.param("backend") == "onnxruntime":
-            self.probe = HostProbe()
+            self.probe = CpuProbe()
             what = "host CPU"
         else:
             self.probe = AxclProbe(indices, retry_initial_s=period, retry_max_s=RETRY_MAX_S)
@@ -194,7 +194,7 @@ class DeviceMonitorNode(AxclLifecycleNode):
         except Exception as exc:  # noqa: BLE001 - the monitor reports, it never dies
             self.counters["probe_errors"] += 1
             return [DeviceSample(index=0, available=False, error=f"sampling failed: {type(exc).__name__}: {exc}",
-                                 kind="host" if isinstance(self.probe, HostProbe) else "axcl")]
+                                 kind="host" if isinstance(self.probe, CpuProbe) else "axcl")]
 
     def sample_and_publish(self) -> None:
         """Take one sample of every device and publish ``~/status`` and ``/diagnostics``."""
