@@ -11,7 +11,8 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from axcl_ros.io.audio import FORMAT_F32LE, FORMAT_S16LE, AudioFormatError, encode_chunk
+from axcl_ros.io.audio import encode_chunk
+from axcl_ros.io.audio_format import FORMAT_F32LE, FORMAT_S16LE, AudioFormatError
 from axcl_ros.models.speech.pipeline import SpeechPipeline
 from axcl_ros.models.speech.segmenter import SpeechSegmenter
 

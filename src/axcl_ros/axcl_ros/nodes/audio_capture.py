@@ -18,7 +18,7 @@ from typing import Any, Optional
 import numpy as np
 from axcl_msgs.msg import AudioChunk
 
-from ..io.audio import FORMAT_F32LE, FORMAT_S16LE
+from ..io.audio_format import FORMAT_F32LE, FORMAT_S16LE
 from ..io.stamps import seconds_to_stamp
 from .common import QOS_CHOICES, AxclLifecycleNode, ParamSpec, make_qos
 from .model_host import run_main

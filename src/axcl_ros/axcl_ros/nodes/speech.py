@@ -32,7 +32,8 @@ from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from std_msgs.msg import Bool
 
 from .. import assets
-from ..io.audio import AudioFormatError, AudioInput, decode_chunk
+from ..io.audio import AudioInput, decode_chunk
+from ..io.audio_format import AudioFormatError
 from ..io.stamps import seconds_to_stamp, stamp_to_seconds
 from ..models.speech.pipeline import SpeechOutcome, SpeechPipeline
 from ..models.speech.segmenter import MAX_SEGMENT_LIMIT_S, SpeechSegmenter

@@ -23,7 +23,7 @@ import numpy as np
 from axcl_msgs.msg import AudioChunk
 from rclpy.node import Node
 
-from ..io.audio import FORMAT_F32LE, FORMAT_S16LE
+from ..io.audio_format import FORMAT_F32LE, FORMAT_S16LE
 from ..io.stamps import NS_PER_S, nanoseconds_to_stamp
 from ..io.wav import read_audio
 from .common import ParamSpec, make_qos

@@ -34,7 +34,9 @@ from typing import Callable, Deque, List, Optional
 
 import numpy as np
 
-from ...io.audio import TARGET_RATE, AudioInput, ContinuityEvent
+from ...io.audio import AudioInput
+from ...io.audio_continuity import ContinuityEvent
+from ...io.audio_format import TARGET_RATE
 from ...io.stamps import stamp_to_seconds
 from .segmenter import PARTIAL, SEGMENT_DROPPED, SEGMENT_END, SPEECH_START, SegmentEvent, SpeechSegmenter
 
