@@ -35,8 +35,9 @@ from .. import assets
 from ..io.audio import AudioInput, decode_chunk
 from ..io.audio_format import AudioFormatError
 from ..io.stamps import seconds_to_stamp, stamp_to_seconds
-from ..models.speech.pipeline import SpeechOutcome, SpeechPipeline
+from ..models.speech.outcome import SpeechOutcome
 from ..models.speech.segmenter import MAX_SEGMENT_LIMIT_S, SpeechSegmenter
+from ..models.speech.speech.pipeline import SpeechPipeline
 from ..models.vad import EnergyVad, create_vad
 from .common import LATCHED_QOS, AxclLifecycleNode, ParamSpec
 from .model_host import ModelHost, run_main

@@ -29,84 +29,16 @@ import logging
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass, field
 from typing import Callable, Deque, List, Optional
-
-import numpy as np
 
 from ...io.audio import AudioInput
 from ...io.audio_continuity import ContinuityEvent
 from ...io.audio_format import TARGET_RATE
 from ...io.stamps import stamp_to_seconds
+from .outcome import FINAL, Listener, SegmentJob, SpeechOutcome
 from .segmenter import PARTIAL, SEGMENT_DROPPED, SEGMENT_END, SPEECH_START, SegmentEvent, SpeechSegmenter
 
-FINAL = "final"
-
 _log = logging.getLogger(__name__)
-
-
-@dataclass
-class SpeechOutcome:
-    """The result for one segment (final) or for the audio of an open segment so far (partial)."""
-
-    segment_id: int
-    is_final: bool
-    success: bool
-    stamp_s: float  #: time of the segment's first sample (speech start, padding included)
-    duration_s: float
-    start_sample: int
-    end_sample: int
-    reason: str  #: why the segment ended ("silence", "max_length", "flush", …) or the error kind
-    text: str = ""
-    language: str = ""
-    error: str = ""
-    recognition: object = None  #: what ``recognize`` returned (None for errors without recognition)
-    queue_wait_ms: float = 0.0  #: time the segment waited in the recognition queue
-    latency_ms: float = 0.0  #: from the end of the segment to this outcome
-
-
-class Listener:
-    """A wait for the next final outcome with text, or an error (listen-once)."""
-
-    def __init__(self, language: str = "") -> None:
-        self.language = language
-        self.outcome: Optional[SpeechOutcome] = None
-        self._event = threading.Event()
-
-    @property
-    def done(self) -> bool:
-        """True once an outcome was delivered."""
-        return self._event.is_set()
-
-    def wait(self, timeout: Optional[float] = None) -> Optional[SpeechOutcome]:
-        """The outcome, or None when ``timeout`` passed first."""
-        self._event.wait(timeout)
-        return self.outcome
-
-    def _deliver(self, outcome: SpeechOutcome) -> None:
-        self.outcome = outcome
-        self._event.set()
-
-
-@dataclass
-class _Job:
-    kind: str
-    segment_id: int
-    audio: Optional[np.ndarray]
-    start_sample: int
-    end_sample: int
-    stamp_s: float
-    reason: str
-    language: str
-    task: str
-    t_ready: float
-    listeners: List[Listener] = field(default_factory=list)
-
-    @property
-    def duration_s(self) -> float:
-        return (self.end_sample - self.start_sample) / TARGET_RATE
-
-
 class SpeechPipeline:
     """Streaming speech recognition around a ``recognize`` callable (see the module docstring).
 
@@ -142,10 +74,10 @@ class SpeechPipeline:
         self.clock = clock
         self._lock = threading.RLock()  # audio path state (audio input, segmenter, activity)
         self._cond = threading.Condition()  # queue state
-        self._finals: Deque[_Job] = deque()
-        self._partial: Optional[_Job] = None
+        self._finals: Deque[SegmentJob] = deque()
+        self._partial: Optional[SegmentJob] = None
         self._listeners: List[Listener] = []
-        self._busy: Optional[_Job] = None
+        self._busy: Optional[SegmentJob] = None
         self._active = False
         self._t0: Optional[float] = None
         self._running = False
@@ -235,7 +167,7 @@ class SpeechPipeline:
                     self._busy = None
                     self._cond.notify_all()
 
-    def _run_job(self, job: _Job) -> None:
+    def _run_job(self, job: SegmentJob) -> None:
         t_start = time.monotonic()
         try:
             rec = self.recognize(job.audio, job.language, job.task)
@@ -263,7 +195,7 @@ class SpeechPipeline:
             self._count("partials", 1)
         self._emit(outcome, job)
 
-    def _fail(self, job: _Job, kind: str, message: str, queue_wait_ms: float = 0.0) -> None:
+    def _fail(self, job: SegmentJob, kind: str, message: str, queue_wait_ms: float = 0.0) -> None:
         self._count("errors", 1)
         outcome = SpeechOutcome(job.segment_id, True, False, job.stamp_s, job.duration_s, job.start_sample,
                                 job.end_sample, kind, language=job.language, error=message,
@@ -271,7 +203,7 @@ class SpeechPipeline:
                                 latency_ms=(time.monotonic() - job.t_ready) * 1000.0)
         self._emit(outcome, job)
 
-    def _emit(self, outcome: SpeechOutcome, job: _Job) -> None:
+    def _emit(self, outcome: SpeechOutcome, job: SegmentJob) -> None:
         if self.on_outcome is not None:
             try:
                 self.on_outcome(outcome)
@@ -369,15 +301,15 @@ class SpeechPipeline:
             if ev.kind == SPEECH_START:
                 self._count("segments", 1)
             elif ev.kind == SEGMENT_END:
-                self._enqueue_final(_Job(FINAL, ev.segment_id, ev.audio, ev.start_sample, ev.end_sample,
+                self._enqueue_final(SegmentJob(FINAL, ev.segment_id, ev.audio, ev.start_sample, ev.end_sample,
                                          self._stamp(ev.start_sample), ev.reason, self.language, self.task, now))
             elif ev.kind == PARTIAL:
-                self._enqueue_partial(_Job(PARTIAL, ev.segment_id, ev.audio, ev.start_sample, ev.end_sample,
+                self._enqueue_partial(SegmentJob(PARTIAL, ev.segment_id, ev.audio, ev.start_sample, ev.end_sample,
                                            self._stamp(ev.start_sample), ev.reason, self.language, self.task, now))
             elif ev.kind == SEGMENT_DROPPED:
                 key = "dropped_muted" if ev.reason == "muted" else "dropped_reset"
                 self._count(key, 1)
-                job = _Job(FINAL, ev.segment_id, None, ev.start_sample, ev.end_sample,
+                job = SegmentJob(FINAL, ev.segment_id, None, ev.start_sample, ev.end_sample,
                            self._stamp(ev.start_sample), ev.reason, self.language, self.task, now)
                 with self._cond:
                     if self._partial is not None and self._partial.segment_id == ev.segment_id:
@@ -391,7 +323,7 @@ class SpeechPipeline:
                 self.on_activity(active)
 
     @staticmethod
-    def _attach(job: _Job, listeners: List[Listener]) -> None:
+    def _attach(job: SegmentJob, listeners: List[Listener]) -> None:
         """Give ``listeners`` the outcome of ``job`` (not started yet); a listener's language applies to it."""
         if not listeners:
             return
@@ -401,8 +333,8 @@ class SpeechPipeline:
                 job.language = chosen
         job.listeners.extend(listeners)
 
-    def _enqueue_final(self, job: _Job) -> None:
-        dropped: Optional[_Job] = None
+    def _enqueue_final(self, job: SegmentJob) -> None:
+        dropped: Optional[SegmentJob] = None
         with self._cond:
             if self._listeners:
                 self._attach(job, self._listeners)
@@ -422,7 +354,7 @@ class SpeechPipeline:
                        f"recognition queue full ({self.queue_size} segments waiting): the oldest waiting segment "
                        "was given up without recognition")
 
-    def _enqueue_partial(self, job: _Job) -> None:
+    def _enqueue_partial(self, job: SegmentJob) -> None:
         with self._cond:
             if self._finals:
                 self._count("partials_skipped", 1)
