@@ -33,6 +33,10 @@ device context. So every node of a process shares one :class:`InferenceExecutor`
 
 Errors of a run (bad input, device failure) are set on that run's future and counted; the executor keeps serving.
 Arrays passed as feeds must not be modified until the future is done.
+
+Handles, results, errors and statistics live in :mod:`.model_handle`, the order runs are taken in in
+:mod:`.run_queue`. Over 400 lines on purpose: what stays (the API, the worker and completion threads, the run loop)
+shares one lock and one state, and reads best in one place.
 """
 
 from __future__ import annotations
