@@ -77,6 +77,15 @@ def _one(folder: Path, patterns: Sequence[str], what: str, required: bool = True
     return ""
 
 
+def _first(places: Sequence[Path], patterns: Sequence[str], what: str) -> str:
+    """The file :func:`_one` finds in the first of ``places`` that holds one ("" when none does)."""
+    for place in places:
+        found = _one(place, patterns, what, required=False)
+        if found:
+            return found
+    return ""
+
+
 def _existing(path: str, what: str) -> str:
     path = os.path.expanduser(path)
     if not os.path.isfile(path):
@@ -114,28 +123,15 @@ def find_model_files(model_dir: PathLike = "", encoder_path: PathLike = "", deco
     if str(tokenizer_path):
         tokenizer = _existing(str(tokenizer_path), "tokenizer_path")
     else:
-        tokenizer = ""
-        for place in search:
-            tokenizer = _one(place, ("tokenizer.json", "*tokens.txt"), "tokenizer", required=False)
-            if tokenizer:
-                break
+        tokenizer = _first(search, ("tokenizer.json", "*tokens.txt"), "tokenizer")
         if not tokenizer:
             raise WhisperFilesError(f"no tokenizer.json or *tokens.txt in {[str(p) for p in search]}; "
                                     "set tokenizer_path")
     if str(config_path):
         config = _existing(str(config_path), "config_path")
     else:
-        config = ""
-        for place in search:
-            config = _one(place, ("config.json", "*_config.json"), "config", required=False)
-            if config:
-                break
-    pe = ""
-    if "loop" in Path(decoder).name:
-        for place in search:
-            pe = _one(place, ("*positional_embedding.bin",), "positional embedding", required=False)
-            if pe:
-                break
+        config = _first(search, ("config.json", "*_config.json"), "config")
+    pe = _first(search, ("*positional_embedding.bin",), "positional embedding") if "loop" in Path(decoder).name else ""
     return WhisperFiles(encoder, decoder, tokenizer, config, pe)
 
 
