@@ -34,7 +34,7 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy  # noqa: E402
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image  # noqa: E402
 
 from axcl_ros import assets  # noqa: E402
-from axcl_ros.io.audio import FORMAT_F32LE, FORMAT_S16LE  # noqa: E402
+from axcl_ros.io.audio_format import FORMAT_F32LE, FORMAT_S16LE  # noqa: E402
 from axcl_ros.io.compressed_image import array_to_compressed  # noqa: E402
 from axcl_ros.io.image import array_to_image_fields  # noqa: E402
 from axcl_ros.nodes.common import BadInputLog  # noqa: E402

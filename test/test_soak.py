@@ -248,7 +248,7 @@ def _stream_audio(pub, audio, speed, clock):
     """Publish ``audio`` as 100-ms S16 chunks, ``speed`` times faster than real time, stamped continuously."""
     from axcl_msgs.msg import AudioChunk
 
-    from axcl_ros.io.audio import FORMAT_S16LE
+    from axcl_ros.io.audio_format import FORMAT_S16LE
 
     t0 = time.perf_counter()
     for k, i in enumerate(range(0, audio.size, 1600)):

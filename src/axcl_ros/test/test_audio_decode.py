@@ -6,18 +6,10 @@ import numpy as np
 import pytest
 from scipy.signal import resample_poly
 
-from axcl_ros.io.audio import (
-    FORMAT_F32LE,
-    FORMAT_S16LE,
-    AudioFormatError,
-    AudioInput,
-    ContinuityChecker,
-    StreamResampler,
-    decode_chunk,
-    encode_chunk,
-    parse_chunk,
-    rate_ratio,
-)
+from axcl_ros.io.audio import AudioInput, decode_chunk, encode_chunk, parse_chunk
+from axcl_ros.io.audio_continuity import ContinuityChecker
+from axcl_ros.io.audio_format import FORMAT_F32LE, FORMAT_S16LE, AudioFormatError, rate_ratio
+from axcl_ros.io.resample import StreamResampler
 
 
 def _tone(freq, rate, seconds, amp=0.5):

@@ -9,16 +9,9 @@ import time
 import numpy as np
 import pytest
 
-from axcl_ros.io.audio import (
-    FORMAT_S16LE,
-    MAX_RATE,
-    MAX_RATIO_TERM,
-    MIN_RATE,
-    AudioFormatError,
-    StreamResampler,
-    check_rate,
-    decode_chunk,
-)
+from axcl_ros.io.audio import decode_chunk
+from axcl_ros.io.audio_format import FORMAT_S16LE, MAX_RATE, MAX_RATIO_TERM, MIN_RATE, AudioFormatError, check_rate
+from axcl_ros.io.resample import StreamResampler
 
 STANDARD = [8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000, 88200, 96000, 176400, 192000, 352800,
             384000]

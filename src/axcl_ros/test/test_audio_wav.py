@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from axcl_ros.io.audio import AudioFormatError
+from axcl_ros.io.audio_format import AudioFormatError
 from axcl_ros.io.wav import WavError, read_audio, read_raw_s16, read_wav, write_wav
 
 POCKETSPHINX = Path("/usr/share/pocketsphinx/test/data")

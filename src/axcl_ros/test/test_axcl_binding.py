@@ -12,20 +12,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from axcl_ros.runtime import axcl
-from axcl_ros.runtime.axcl import (
-    AxclError,
-    AxclRuntime,
-    DeviceList,
-    DeviceProperties,
-    IODims,
-    VNpuKind,
-    decode_error,
-    get_runtime,
-    open_library,
-    shutdown_runtime,
-)
+from axcl_ros.runtime import axcl_abi, axcl_library
+from axcl_ros.runtime.axcl import AxclRuntime, get_runtime, shutdown_runtime
+from axcl_ros.runtime.axcl_abi import AxclError, DeviceList, DeviceProperties, IODims, VNpuKind, decode_error
 from axcl_ros.runtime.axcl_backend import AxclBackend, InvalidDeviceError, parse_device
+from axcl_ros.runtime.axcl_library import open_library
 from axcl_ros.runtime.base import BackendUnavailableError, ModelLoadError
 from axcl_ros.testing import stub_models as sm
 from axcl_ros.testing.axcl_stub_build import stub_source
@@ -85,11 +76,11 @@ def test_parse_device():
 # ------------------------------------------------------------------------------------------------------ library loading
 def test_candidates_honour_env_file_and_dir(stub_lib, monkeypatch):
     monkeypatch.setenv("AXCL_LIB_PATH", str(stub_lib))
-    assert axcl.library_candidates() == [str(stub_lib)]
+    assert axcl_library.library_candidates() == [str(stub_lib)]
     monkeypatch.setenv("AXCL_LIB_PATH", str(stub_lib.parent))
-    assert axcl.library_candidates() == [str(stub_lib.parent / "libaxcl_rt.so")]
+    assert axcl_library.library_candidates() == [str(stub_lib.parent / "libaxcl_rt.so")]
     monkeypatch.delenv("AXCL_LIB_PATH")
-    assert "/usr/lib/axcl/libaxcl_rt.so" in axcl.library_candidates()
+    assert "/usr/lib/axcl/libaxcl_rt.so" in axcl_library.library_candidates()
 
 
 def test_missing_library_is_unavailable_with_hint(tmp_path, monkeypatch):
@@ -154,7 +145,7 @@ def test_sessions_use_device_ids_not_indices(stub, monkeypatch, tmp_path):
     ptr, n = s1.device_buffer("x")
     host = np.zeros(4, np.float32)
     with pytest.raises(AxclError, match="memory"):
-        rt.lib.check("axclrtMemcpy", host.ctypes.data, ptr, n, int(axcl.MemcpyKind.DEVICE_TO_HOST))
+        rt.lib.check("axclrtMemcpy", host.ctypes.data, ptr, n, int(axcl_abi.MemcpyKind.DEVICE_TO_HOST))
     s0.release()
     s1.release()
 
@@ -272,7 +263,7 @@ def test_stub_checks_pointer_kinds_and_ranges(stub):
     lib.check("axclrtMalloc", ctypes.byref(dev), 64, 0)
     host = np.arange(16, dtype=np.float32)
     back = np.zeros(16, np.float32)
-    kind = axcl.MemcpyKind
+    kind = axcl_abi.MemcpyKind
     lib.check("axclrtMemcpy", dev, host.ctypes.data, 64, int(kind.HOST_TO_DEVICE))
     lib.check("axclrtMemcpy", back.ctypes.data, dev, 64, int(kind.DEVICE_TO_HOST))
     assert np.array_equal(back, host)

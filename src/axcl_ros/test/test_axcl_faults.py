@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from axcl_ros.runtime.axcl import AxclError, AxclLoadError, get_runtime
+from axcl_ros.runtime.axcl import get_runtime
+from axcl_ros.runtime.axcl_abi import AxclError, AxclLoadError
 from axcl_ros.runtime.axcl_backend import AxclBackend
 from axcl_ros.runtime.base import DeviceError, ModelLoadError
 from axcl_ros.testing import stub_models as sm

@@ -202,7 +202,8 @@ def test_speech_node_on_the_card_stub(stub, tmp_path):
     from axcl_msgs.srv import Transcribe
 
     from axcl_ros import assets
-    from axcl_ros.io.audio import FORMAT_S16LE, encode_chunk
+    from axcl_ros.io.audio import encode_chunk
+    from axcl_ros.io.audio_format import FORMAT_S16LE
     from axcl_ros.models.whisper.tokenizer import WhisperTokenizer
     from axcl_ros.nodes.speech import SpeechNode
 

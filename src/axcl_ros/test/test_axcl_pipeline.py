@@ -6,7 +6,8 @@ import os
 import numpy as np
 import pytest
 
-from axcl_ros.runtime.axcl import AxclError, get_runtime
+from axcl_ros.runtime.axcl import get_runtime
+from axcl_ros.runtime.axcl_abi import AxclError
 from axcl_ros.runtime.axcl_backend import AxclBackend
 from axcl_ros.runtime.base import InputMismatchError
 from axcl_ros.testing import stub_models as sm

@@ -10,8 +10,9 @@ import sys
 import numpy as np
 import pytest
 
-from axcl_ros.runtime import axcl
-from axcl_ros.runtime.axcl import AxclError, AxclRuntime, DeviceList, decode_error, get_runtime
+from axcl_ros.runtime import axcl_library
+from axcl_ros.runtime.axcl import AxclRuntime, get_runtime
+from axcl_ros.runtime.axcl_abi import AxclError, DeviceList, decode_error
 from axcl_ros.runtime.axcl_backend import AxclBackend
 from axcl_ros.runtime.base import ModelLoadError
 from axcl_ros.testing import stub_models as sm
@@ -164,7 +165,7 @@ def test_soc_name_read_with_a_context(stub):
 def test_config_file_passed_to_axcl_init(stub, tmp_path, monkeypatch, capfd):
     cfg = tmp_path / "axcl.json"
     cfg.write_text("{}")
-    monkeypatch.setattr(axcl, "DEFAULT_CONFIGS", (str(tmp_path / "missing.json"), str(cfg)))
+    monkeypatch.setattr(axcl_library, "DEFAULT_CONFIGS", (str(tmp_path / "missing.json"), str(cfg)))
     rt = AxclRuntime()
     try:
         assert rt.config == str(cfg)

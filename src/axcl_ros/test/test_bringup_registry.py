@@ -224,7 +224,7 @@ def test_config_keys_are_declared_by_the_node_class(type_name):
 def test_card_model_names_agree_between_config_readme_and_cli():
     """config/pi5_axcl.yaml, the README and `axcl_ros models` name the same AXERA files in the same layout, and the
     fetch command the CLI prints puts each file exactly where the config looks."""
-    from axcl_ros.cli import CARD_MODELS, MODEL_ROOT
+    from axcl_ros.model_catalogue import CARD_MODELS, MODEL_ROOT
 
     pi5 = {_node_of(k): v for k, v in _sections(PKG / "config" / "pi5_axcl.yaml")}
     readme = (PKG.parents[1] / "README.md").read_text()

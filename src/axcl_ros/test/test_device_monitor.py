@@ -8,7 +8,7 @@ import time
 import pytest
 
 from axcl_ros import device_report as dr
-from axcl_ros.runtime.axcl import AxclError
+from axcl_ros.runtime.axcl_abi import AxclError
 
 STUB_IDS = "129,130"
 # what the stub reports (testing/axcl_stub/axcl_stub.c, axclrtGetDeviceProperties): 40 °C + id % 100 / 10,
@@ -79,7 +79,7 @@ def test_host_probe_reads_proc_deltas_and_thermal(tmp_path):
     for i, milli in enumerate((41000, 57500)):
         (thermal / f"thermal_zone{i}").mkdir(parents=True)
         (thermal / f"thermal_zone{i}" / "temp").write_text(f"{milli}\n")
-    probe = dr.HostProbe(str(proc), str(thermal))
+    probe = dr.CpuProbe(str(proc), str(thermal))
     (s,) = probe.sample()
     assert s.available and s.kind == "host" and s.device_id == -1 and s.name.startswith("Test CPU 9000 x")
     assert s.cpu_load_percent == pytest.approx(25.0)  # since boot: 100 busy of 400
@@ -89,7 +89,7 @@ def test_host_probe_reads_proc_deltas_and_thermal(tmp_path):
     assert s.cpu_load_percent == pytest.approx(75.0)  # delta: 150 busy of 200
     assert s.memory_used_kb == 6000000
     assert dr.evaluate(s, dr.Thresholds(memory_warn_percent=70)).level == dr.WARN
-    (bad,) = dr.HostProbe(str(tmp_path / "nope"), str(thermal)).sample()
+    (bad,) = dr.CpuProbe(str(tmp_path / "nope"), str(thermal)).sample()
     assert not bad.available and "cannot read host load" in bad.error
 
 

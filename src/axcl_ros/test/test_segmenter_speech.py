@@ -1,4 +1,4 @@
-"""models.segmenter on real speech: espeak-ng sentences and LibriVox readings, Silero VAD and energy fallback."""
+"""models.speech.segmenter on real speech: espeak-ng sentences and LibriVox readings, Silero VAD and energy fallback."""
 
 import shutil
 import subprocess
@@ -7,9 +7,10 @@ import numpy as np
 import pytest
 
 from axcl_ros import assets
-from axcl_ros.io.audio import FORMAT_S16LE, AudioInput, encode_chunk
+from axcl_ros.io.audio import AudioInput, encode_chunk
+from axcl_ros.io.audio_format import FORMAT_S16LE
 from axcl_ros.io.wav import read_wav
-from axcl_ros.models.segmenter import SEGMENT_END, SPEECH_START, SpeechSegmenter
+from axcl_ros.models.speech.segmenter import SEGMENT_END, SPEECH_START, SpeechSegmenter
 from axcl_ros.models.vad import SileroVad, create_vad
 
 SR = 16000

@@ -1,9 +1,9 @@
-"""models.segmenter state machine, driven by a scripted VAD (probability = frame mean), so bounds are exact."""
+"""models.speech.segmenter state machine, driven by a scripted VAD (probability = frame mean), so bounds are exact."""
 
 import numpy as np
 import pytest
 
-from axcl_ros.models.segmenter import (
+from axcl_ros.models.speech.segmenter import (
     PARTIAL,
     SEGMENT_DROPPED,
     SEGMENT_END,

@@ -29,7 +29,8 @@ from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy  # noqa: E
 from std_msgs.msg import Bool  # noqa: E402
 
 from axcl_ros import assets  # noqa: E402
-from axcl_ros.io.audio import FORMAT_F32LE, FORMAT_S16LE, encode_chunk  # noqa: E402
+from axcl_ros.io.audio import encode_chunk  # noqa: E402
+from axcl_ros.io.audio_format import FORMAT_F32LE, FORMAT_S16LE  # noqa: E402
 from axcl_ros.io.wav import read_wav, write_wav  # noqa: E402
 from axcl_ros.nodes.audio_capture import AudioCaptureNode  # noqa: E402
 from axcl_ros.nodes.speech import SpeechNode  # noqa: E402

@@ -11,9 +11,10 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from axcl_ros.io.audio import FORMAT_F32LE, FORMAT_S16LE, AudioFormatError, encode_chunk
-from axcl_ros.models.segmenter import SpeechSegmenter
-from axcl_ros.nodes.speech_pipeline import SpeechPipeline
+from axcl_ros.io.audio import encode_chunk
+from axcl_ros.io.audio_format import FORMAT_F32LE, FORMAT_S16LE, AudioFormatError
+from axcl_ros.models.speech.pipeline import SpeechPipeline
+from axcl_ros.models.speech.segmenter import SpeechSegmenter
 
 SR = 16000
 PAD_MS = 100
@@ -261,7 +262,7 @@ def _touch(folder, *names):
 
 
 def test_find_model_files_for_converter_and_axera_layouts(tmp_path):
-    from axcl_ros.models.whisper.service import WhisperFilesError, find_model_files
+    from axcl_ros.models.whisper.transcriber import WhisperFilesError, find_model_files
 
     conv = tmp_path / "conv"
     _touch(conv, "encoder.onnx", "decoder.onnx", "tokenizer.json", "config.json")
@@ -316,11 +317,11 @@ def axcl_stub(monkeypatch):
     assert c["loaded_models"] == 0 and c["outstanding_allocs"] == 0
 
 
-def test_whisper_service_on_the_axcl_stub_runs_every_step_on_the_executor(axcl_stub, tmp_path):
+def test_whisper_transcriber_on_the_axcl_stub_runs_every_step_on_the_executor(axcl_stub, tmp_path):
     """Schema-B axmodels: the device runner is built and driven on the executor's worker thread, one job per step."""
     from axcl_ros import assets
-    from axcl_ros.models.whisper.service import WhisperService, find_model_files
     from axcl_ros.models.whisper.tokenizer import WhisperTokenizer
+    from axcl_ros.models.whisper.transcriber import WhisperTranscriber, find_model_files
     from axcl_ros.runtime.executor import InferenceExecutor
     from axcl_ros.testing import stub_models as sm
 
@@ -335,7 +336,7 @@ def test_whisper_service_on_the_axcl_stub_runs_every_step_on_the_executor(axcl_s
     files = find_model_files(tmp_path, tokenizer_path=tokenizer)
     executor = InferenceExecutor("axcl:stub-test")
     try:
-        service = WhisperService(executor, files, backend="auto", device="0")
+        service = WhisperTranscriber.load(executor, files, backend="auto", device="0")
         assert service.backend == "axcl" and service.schema == "B" and service.model_name == "tiny"
         assert type(service._handles[-1].session.runner).__name__ == "AxclWhisperRunner"
         rec = service.transcribe(np.zeros(16000, np.float32), "en", timestamps=False)

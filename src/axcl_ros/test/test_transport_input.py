@@ -175,7 +175,7 @@ def test_audio_reliable_wav_publisher_waits_and_every_chunk_arrives(tmp_path):
     import numpy as np
     from axcl_msgs.msg import AudioChunk
 
-    from axcl_ros.io.audio import ContinuityChecker
+    from axcl_ros.io.audio_continuity import ContinuityChecker
     from axcl_ros.nodes.transport_input import TransportInput
 
     wav = tmp_path / "tone.wav"

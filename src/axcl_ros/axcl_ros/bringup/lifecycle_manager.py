@@ -2,6 +2,9 @@
 through the standard ``<node>/change_state`` and ``<node>/get_state`` services, so it manages nodes in its own
 process and in other processes alike (no bond needed).
 
+Over 400 lines on purpose: one state machine whose command worker, heartbeat and transition events share the managed
+nodes' state under one lock; split, each part would have to know the others' invariants.
+
 Parameters: ``PARAMS`` below (``ros2 param describe`` and the README show them).
 
 Why polling ``get_state`` and not bond: bond is not part of the lifecycle services, not every node (Humble's rclpy

@@ -16,7 +16,8 @@ from typing import Union
 import numpy as np
 from scipy.signal import resample_poly
 
-from .audio import TARGET_RATE, AudioFormatError, rate_ratio, to_mono
+from .audio import to_mono
+from .audio_format import TARGET_RATE, AudioFormatError, rate_ratio
 
 PathLike = Union[str, Path]
 

@@ -1,6 +1,7 @@
 """Model adapters (pre/post-processing around a runtime Session; no rclpy).
 
-Submodules: ``yolo`` (detector adapter), ``letterbox``, ``labels``. The YOLO names below are imported lazily so
+Submodules: ``yolo`` (detector adapter; ``yolo_decode``, ``detector_config``), ``letterbox``, ``labels``, ``speech``
+(segmenter, pipeline), ``whisper``. The YOLO names below are imported lazily so
 that importing another adapter package (e.g. ``models.whisper``) does not pull in OpenCV.
 """
 
@@ -10,8 +11,8 @@ import importlib
 from typing import Any
 
 _LAZY = {
-    "YoloAdapter": "yolo", "DetectorConfig": "yolo", "Detections": "yolo", "ModelLayoutError": "yolo",
-    "ModelOutputError": "yolo", "DetectorConfigError": "yolo",
+    "YoloAdapter": "yolo", "DetectorConfig": "detector_config", "Detections": "yolo",
+    "ModelLayoutError": "yolo", "ModelOutputError": "yolo", "DetectorConfigError": "detector_config",
     "LetterboxInfo": "letterbox", "letterbox": "letterbox", "unletterbox_boxes": "letterbox",
     "COCO80": "labels", "LabelsError": "labels", "load_labels": "labels", "resolve_labels": "labels",
 }

@@ -10,17 +10,14 @@ Layouts (read from the model, never configured):
     one input ``float32 [1,3,H,W]`` NCHW **RGB** /255, letterbox pad 114 (dynamic H/W → the configured size);
     one output ``float [1,4+nc,N]``: cx, cy, w, h in letterbox pixels, then sigmoided class scores.
 
-Post-processing: confidence threshold, optional class filter, the ``max_candidates`` best boxes (a cap that never
-changes the result), class-aware (one class-offset ``cv2.dnn.NMSBoxes`` call) or agnostic NMS, ``max_detections``,
-and boxes mapped back to input-image pixels.
-The AXERA decode is vectorised and thresholds the class logits first (``sigmoid(x) > t  ⇔  x > logit(t)``), so the
-DFL softmax only runs on the cells that pass.
+Post-processing: the layout's decoder (:mod:`.yolo_decode`), confidence threshold, optional class filter, the
+``max_candidates`` best boxes (a cap that never changes the result), class-aware (one class-offset
+``cv2.dnn.NMSBoxes`` call) or agnostic NMS, ``max_detections``, and boxes mapped back to input-image pixels.
+Settings: :class:`~.detector_config.DetectorConfig`.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import math
 from dataclasses import dataclass
 from typing import Any, FrozenSet, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
 
@@ -29,8 +26,10 @@ import numpy as np
 
 from ..io.image import ImageConversionError
 from ..runtime.base import TensorSpec
+from .detector_config import DetectorConfig, DetectorConfigError
 from .labels import LabelsError, LabelsLike, resolve_labels
 from .letterbox import LetterboxInfo, letterbox, letterbox_nchw, unletterbox_boxes
+from .yolo_decode import REG_MAX, decode_axera, decode_ultralytics, nms
 
 __all__ = [
     "LAYOUT_AXERA",
@@ -46,7 +45,6 @@ __all__ = [
 
 LAYOUT_AXERA = "axera"
 LAYOUT_ULTRALYTICS = "ultralytics"
-_REG_MAX = 16
 _DEFAULT_SIZE = 640
 _FLOATS = (np.dtype(np.float32), np.dtype(np.float16))
 
@@ -57,63 +55,6 @@ class ModelLayoutError(ValueError):
 
 class ModelOutputError(ValueError):
     """The outputs given to :meth:`YoloAdapter.postprocess` do not match the model's output specs."""
-
-
-class DetectorConfigError(ValueError):
-    """A :class:`DetectorConfig` value is out of range."""
-
-
-def _check_unit(name: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise DetectorConfigError(f"{name} must be a number in [0, 1], got {type(value).__name__} {value!r}")
-    value = float(value)
-    if not 0.0 <= value <= 1.0:  # also rejects NaN
-        raise DetectorConfigError(f"{name} must be in [0, 1], got {value}")
-    return value
-
-
-@dataclass(frozen=True)
-class DetectorConfig:
-    """Run-time detection settings (immutable: swap the whole object, e.g. from a parameter callback).
-
-    ``classes``: class ids to keep (``None`` or empty = all). Scores are taken over the kept classes only, so a
-    box whose best class is filtered out can still be reported under its best *kept* class.
-    ``max_candidates``: boxes passed to NMS first (highest scores first), bounding the NMS cost; the result is the
-    same as without the cap (see ``YoloAdapter._finish``).
-    """
-
-    conf_threshold: float = 0.25
-    iou_threshold: float = 0.45
-    max_detections: int = 300
-    agnostic_nms: bool = False
-    classes: Optional[FrozenSet[int]] = None
-    max_candidates: int = 1000
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "conf_threshold", _check_unit("conf_threshold", self.conf_threshold))
-        object.__setattr__(self, "iou_threshold", _check_unit("iou_threshold", self.iou_threshold))
-        for name in ("max_detections", "max_candidates"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-                raise DetectorConfigError(f"{name} must be an integer >= 1, got {value!r}")
-            object.__setattr__(self, name, int(value))
-        if not isinstance(self.agnostic_nms, (bool, np.bool_)):
-            raise DetectorConfigError(f"agnostic_nms must be a bool, got {self.agnostic_nms!r}")
-        object.__setattr__(self, "agnostic_nms", bool(self.agnostic_nms))
-        classes = self.classes
-        if classes is not None:
-            if isinstance(classes, (str, bytes)) or not isinstance(classes, Iterable):
-                raise DetectorConfigError(f"classes must be a set of class ids, got {classes!r}")
-            ids = list(classes)
-            bad = [c for c in ids if isinstance(c, bool) or not isinstance(c, (int, np.integer)) or c < 0]
-            if bad:
-                raise DetectorConfigError(f"classes must hold non-negative integer ids, got {bad}")
-            classes = frozenset(int(c) for c in ids) or None
-        object.__setattr__(self, "classes", classes)
-
-    def replace(self, **changes: Any) -> DetectorConfig:
-        """A copy with ``changes`` applied (validated)."""
-        return dataclasses.replace(self, **changes)
 
 
 @dataclass(frozen=True, eq=False)
@@ -244,13 +185,13 @@ class YoloAdapter:
                config: Optional[DetectorConfig], input_size: Any, found: str) -> YoloAdapter:
         bad = [o.describe() for o in outputs
                if len(o.shape) != 4 or o.shape[0] not in (None, 1) or np.dtype(o.dtype) not in _FLOATS
-               or o.shape[3] is None or o.shape[3] <= 4 * _REG_MAX]
+               or o.shape[3] is None or o.shape[3] <= 4 * REG_MAX]
         if bad:
             raise ModelLayoutError(f"uint8 NHWC input, but outputs {bad} are not float[1,h,w,64+nc] DFL heads: {found}")
         channels = {o.shape[3] for o in outputs}
         if len(channels) != 1:
             raise ModelLayoutError(f"DFL heads disagree on the channel count {sorted(channels)}: {found}")
-        nc = channels.pop() - 4 * _REG_MAX
+        nc = channels.pop() - 4 * REG_MAX
         size = cls._model_size((spec.shape[1], spec.shape[2]), input_size, found, 32)
         strides = []
         for i, o in enumerate(outputs):
@@ -383,58 +324,10 @@ class YoloAdapter:
         arrays = self._gather(outputs)
         cls_ids = None if config.classes is None else np.array(sorted(config.classes), np.intp)
         if self.layout == LAYOUT_AXERA:
-            boxes, scores, classes = self._decode_axera(arrays, config.conf_threshold, cls_ids)
+            boxes, scores, classes = decode_axera(arrays, self.strides, config.conf_threshold, cls_ids)
         else:
-            boxes, scores, classes = self._decode_ultralytics(arrays[0], config.conf_threshold, cls_ids)
+            boxes, scores, classes = decode_ultralytics(arrays[0], config.conf_threshold, cls_ids)
         return self._finish(boxes, scores, classes, meta, config)
-
-    def _decode_ultralytics(self, out: np.ndarray, thr: float, cls_ids: Optional[np.ndarray]):
-        pred = out[0]
-        scores = pred[4:] if cls_ids is None else pred[4:][cls_ids]
-        conf = scores.max(axis=0)
-        keep = np.flatnonzero(conf > thr)
-        cls = scores[:, keep].argmax(axis=0)
-        if cls_ids is not None:
-            cls = cls_ids[cls]
-        cx, cy, w, h = (pred[i, keep].astype(np.float32) for i in range(4))
-        boxes = np.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], axis=1)
-        return boxes, conf[keep].astype(np.float32), cls.astype(np.int32)
-
-    def _decode_axera(self, heads: List[np.ndarray], thr: float, cls_ids: Optional[np.ndarray]):
-        if thr <= 0.0:
-            logit_thr = -math.inf
-        elif thr >= 1.0:
-            logit_thr = math.inf
-        else:
-            logit_thr = math.log(thr / (1.0 - thr))
-        reg = 4 * _REG_MAX
-        bins = np.arange(_REG_MAX, dtype=np.float32)
-        all_boxes, all_scores, all_cls = [], [], []
-        for head, stride in zip(heads, self.strides):
-            gh, gw, ch = head.shape[1:]
-            flat = head.reshape(gh * gw, ch)
-            logits = flat[:, reg:] if cls_ids is None else flat[:, reg + cls_ids]
-            keep = np.flatnonzero((logits > logit_thr).any(axis=1))  # 2x faster than max() on 80+ classes
-            if keep.size == 0:
-                continue
-            sel = logits[keep]
-            cls = sel.argmax(axis=1)
-            best = sel[np.arange(keep.size), cls].astype(np.float32)
-            if cls_ids is not None:
-                cls = cls_ids[cls]
-            score = 1.0 / (1.0 + np.exp(-best))
-            dfl = flat[keep, :reg].astype(np.float32).reshape(-1, 4, _REG_MAX)
-            dfl = np.exp(dfl - dfl.max(axis=2, keepdims=True))
-            dist = (dfl @ bins) / dfl.sum(axis=2) * np.float32(stride)  # (k, 4): l, t, r, b
-            cx = ((keep % gw).astype(np.float32) + 0.5) * stride
-            cy = ((keep // gw).astype(np.float32) + 0.5) * stride
-            all_boxes.append(np.stack([cx - dist[:, 0], cy - dist[:, 1], cx + dist[:, 2], cy + dist[:, 3]], axis=1))
-            all_scores.append(score)
-            all_cls.append(cls)
-        if not all_boxes:
-            return np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros(0, np.int32)
-        return (np.concatenate(all_boxes), np.concatenate(all_scores).astype(np.float32),
-                np.concatenate(all_cls).astype(np.int32))
 
     def _finish(self, boxes: np.ndarray, scores: np.ndarray, classes: np.ndarray, meta: LetterboxInfo,
                 config: DetectorConfig) -> Detections:
@@ -465,25 +358,3 @@ class YoloAdapter:
         nonempty = (mapped[:, 2] > mapped[:, 0]) & (mapped[:, 3] > mapped[:, 1])
         idx, mapped = idx[nonempty][:config.max_detections], mapped[nonempty][:config.max_detections]
         return Detections(mapped, scores[idx], classes[idx], self.labels, meta.image_size)
-
-
-def nms(boxes: np.ndarray, scores: np.ndarray, classes: np.ndarray, iou_threshold: float,
-        agnostic: bool = False) -> np.ndarray:
-    """Greedy NMS of K×4 ``x1, y1, x2, y2`` boxes; indices of the kept boxes, best score first.
-
-    Class-aware NMS is one ``cv2.dnn.NMSBoxes`` call on boxes shifted apart by class (``class · offset`` with the
-    offset larger than any coordinate span, so boxes of different classes never overlap); bench/bench_hostpath.py
-    measures it against ``cv2.dnn.NMSBoxesBatched``.
-    """
-    if scores.size == 0:
-        return np.zeros(0, np.intp)
-    b = boxes.astype(np.float64)  # float64: the class shift must not cost precision (cv2 takes it as Rect2d)
-    if not agnostic:
-        lo = b.min()
-        b -= lo
-        b += classes.astype(np.float64)[:, None] * (b.max() + 1.0)
-    b[:, 2:] -= b[:, :2]  # x, y, w, h
-    # all candidates already passed the confidence threshold (> thr >= 0); OpenCV keeps scores > 0
-    idx = cv2.dnn.NMSBoxes(b, scores.astype(np.float32, copy=False), 0.0, float(iou_threshold))
-    idx = np.asarray(idx, dtype=np.intp).reshape(-1)
-    return idx[np.argsort(-scores[idx], kind="stable")]

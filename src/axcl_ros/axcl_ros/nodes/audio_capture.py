@@ -18,9 +18,11 @@ from typing import Any, Optional
 import numpy as np
 from axcl_msgs.msg import AudioChunk
 
-from ..io.audio import FORMAT_F32LE, FORMAT_S16LE
-from .common import QOS_CHOICES, AxclLifecycleNode, ParamSpec, make_qos
+from ..io.audio_format import FORMAT_F32LE, FORMAT_S16LE
+from ..io.stamps import seconds_to_stamp
+from .common import QOS_CHOICES, AxclLifecycleNode, make_qos
 from .model_host import run_main
+from .parameters import ParamSpec
 from .wav_publisher import encode_frames
 
 FORMATS = {"S16LE": FORMAT_S16LE, "F32LE": FORMAT_F32LE}
@@ -160,8 +162,7 @@ class AudioCaptureNode(AxclLifecycleNode):
             self._frames += block.shape[0]
             msg = AudioChunk(sample_rate=rate, channels=block.shape[1], sample_format=fmt)
             msg.data = encode_frames(block, fmt)
-            ns = int(round(stamp * 1e9))
-            msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(ns, 1_000_000_000)
+            seconds_to_stamp(stamp, msg.header.stamp)
             msg.header.frame_id = frame_id
             if self.publisher is not None:
                 self.publisher.publish(msg)

@@ -18,7 +18,8 @@ from sensor_msgs.msg import CompressedImage, Image
 
 from ..io.image_transport import TRANSPORTS, transport_topic
 from ..io.stamps import stamp_to_seconds
-from .common import ParamSpec, sibling_topic
+from .common import sibling_topic
+from .parameters import ParamSpec
 from .transport_input import (
     DEFAULT_INPUT_DEPTH,
     INPUT_QOS_CHOICES,

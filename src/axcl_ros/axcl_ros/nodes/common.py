@@ -51,11 +51,6 @@ def is_permanent_failure(exc: BaseException) -> bool:
 OUTPUT_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=5, reliability=ReliabilityPolicy.RELIABLE)
 
 
-def stamp_to_sec(stamp) -> float:
-    """``builtin_interfaces/Time`` → seconds."""
-    return stamp.sec + stamp.nanosec * 1e-9
-
-
 def sibling_topic(input_topic: str, name: str) -> str:
     """Output topic in the namespace of an input topic: ``/cam0/image_raw`` + ``detections`` → ``/cam0/detections``.
 

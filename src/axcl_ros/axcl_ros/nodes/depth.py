@@ -60,9 +60,10 @@ from ..models.depth_anything import (
 from ..models.depth_geometry import colorize, depth_to_points, scale_camera_info
 from ..runtime.registry import BACKEND_CHOICES
 from .camera_input import INPUT_QOS_PARAMS, CameraInputs, CameraStream
-from .common import OUTPUT_QOS, AxclLifecycleNode, ParamSpec, sibling_topic
+from .common import OUTPUT_QOS, AxclLifecycleNode, sibling_topic
 from .frame_pipeline import FramePipeline, FrameTimes
 from .model_host import ModelHost, run_main
+from .parameters import ParamSpec
 from .transport_input import TransportInput
 
 #: OpenCV colormaps by lower-case name (``turbo``, ``inferno``, ``viridis`` ...).

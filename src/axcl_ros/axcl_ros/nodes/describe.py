@@ -31,8 +31,9 @@ from ..models.llm.generate import GenerationResult, LlmModel
 from ..models.llm.sampling import SamplingParams
 from ..runtime.base import BackendError
 from ..runtime.registry import BACKEND_CHOICES
-from .common import OUTPUT_QOS, QOS_CHOICES, AxclLifecycleNode, ParamSpec, make_qos
+from .common import OUTPUT_QOS, QOS_CHOICES, AxclLifecycleNode, make_qos
 from .model_host import run_main
+from .parameters import ParamSpec
 
 BUSY_POLICIES = ("reject", "queue")
 #: image encodings a vision-language model can be shown (depth and other single-channel data are refused)

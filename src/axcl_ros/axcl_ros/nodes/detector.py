@@ -40,9 +40,10 @@ from ..models.yolo import DetectorConfig
 from ..models.yolo_tasks import TASKS, YoloTaskAdapter
 from ..runtime.registry import BACKEND_CHOICES
 from .camera_input import INPUT_QOS_PARAMS, CameraInputs, CameraStream
-from .common import LATCHED_QOS, OUTPUT_QOS, AxclLifecycleNode, ParamSpec
+from .common import LATCHED_QOS, OUTPUT_QOS, AxclLifecycleNode
 from .frame_pipeline import FramePipeline, FrameTimes
 from .model_host import ModelHost, run_main
+from .parameters import ParamSpec
 from .task_messages import fill_instance_masks, fill_keypoint_array
 from .tracking_stage import NAMES as TRACKING_NAMES
 from .tracking_stage import TRACKING_PARAMS, CameraTrackers, apply_track_ids, label_with_ids, tracker_config

@@ -38,17 +38,18 @@ from rclpy.parameter import Parameter
 
 from ..device_report import (
     AxclProbe,
+    CpuProbe,
     DeviceSample,
     Evaluation,
-    HostProbe,
     Thresholds,
     diagnostic_values,
     evaluate,
 )
-from .common import AxclLifecycleNode, ParamSpec
+from ..runtime.registry import backend_names
+from .common import AxclLifecycleNode
 from .model_host import run_main
+from .parameters import ParamSpec
 
-BACKENDS = ("axcl", "onnxruntime")
 THRESHOLD_PARAMS = ("temperature_warn_c", "temperature_error_c", "memory_warn_percent", "cmm_warn_percent")
 RETRY_MAX_S = 30.0
 
@@ -59,11 +60,11 @@ def _f32(value: Optional[float]) -> float:
 
 class DeviceMonitorNode(AxclLifecycleNode):
     """Lifecycle node sampling :class:`~axcl_ros.device_report.AxclProbe` (cards) or
-    :class:`~axcl_ros.device_report.HostProbe` (host CPU)."""
+    :class:`~axcl_ros.device_report.CpuProbe` (host CPU)."""
 
     PARAMS = (
         ParamSpec("backend", "axcl", "axcl = AX650N cards through libaxcl_rt.so; onnxruntime = the host CPU.",
-                  choices=BACKENDS),
+                  choices=backend_names()),
         ParamSpec("device_indices", Parameter.Type.INTEGER_ARRAY,
                   "Card indices into the AXCL device list (not PCIe ids); empty = every card."),
         ParamSpec("period_s", 1.0, "Seconds between samples.", min=0.05, max=3600.0, dynamic=True),
@@ -88,6 +89,7 @@ class DeviceMonitorNode(AxclLifecycleNode):
         self._wake = threading.Event()
         self._period = 1.0
         self._levels: Dict[str, int] = {}
+        self._threshold_changes: Dict[str, Any] = {}  # of the set-parameters call being checked
         super().__init__(node_name, **kwargs)
 
     # -- parameters ------------------------------------------------------------------------------------------------
@@ -98,14 +100,17 @@ class DeviceMonitorNode(AxclLifecycleNode):
     def _on_set_parameters(self, params) -> SetParametersResult:
         # thresholds are checked together, so warn and error limits can be moved in one call
         changes = {p.name: p.value for p in params if p.name in THRESHOLD_PARAMS}
-        if changes:
-            try:
-                problems = self._thresholds_with(changes).problems()
-            except (TypeError, ValueError) as exc:
-                problems = [str(exc)]
-            if problems:
-                return SetParametersResult(successful=False, reason="; ".join(problems))
-        return super()._on_set_parameters(params)
+        self._threshold_changes = changes
+        try:
+            return super()._on_set_parameters(params)
+        finally:
+            self._threshold_changes = {}
+
+    def _threshold_problems(self, changes: Dict[str, Any]) -> List[str]:
+        try:
+            return self._thresholds_with(changes).problems()
+        except (TypeError, ValueError) as exc:
+            return [str(exc)]
 
     def apply_dynamic_parameter(self, name: str, value: Any) -> None:
         if name in THRESHOLD_PARAMS:
@@ -116,33 +121,29 @@ class DeviceMonitorNode(AxclLifecycleNode):
             self._period = float(value)
             self._wake.set()  # the telemetry thread starts the new period now
 
-    def _checked_params(self) -> Dict[str, Any]:
-        """Every parameter, checked (overrides given at construction are not seen by the set-parameters hook)."""
-        values = {spec.name: self.param(spec.name) for spec in self.PARAMS}
-        problems = [r for spec in self.PARAMS if (r := spec.check(values[spec.name]))]
-        indices = list(values["device_indices"] or [])
-        if any(int(i) < 0 for i in indices):
-            problems.append(f"device_indices={indices}: card indices must be >= 0 (0 = first card listed)")
-        try:
-            self.thresholds = self._thresholds_with({})
-            problems += self.thresholds.problems()
-        except (TypeError, ValueError) as exc:
-            problems.append(str(exc))
-        if problems:
-            raise ValueError("bad parameters: " + "; ".join(problems))
-        values["device_indices"] = [int(i) for i in indices]
-        return values
+    def validate_parameter(self, name: str, value: Any) -> Optional[str]:
+        if name == "device_indices" and any(int(i) < 0 for i in (value or [])):
+            return f"device_indices={list(value)}: card indices must be >= 0 (0 = first card listed)"
+        if name in THRESHOLD_PARAMS:
+            # the thresholds with the other values of the same call; a set call reports every problem at the first
+            # threshold it validates, configure (which validates them one by one) each problem once
+            problems = self._threshold_problems({**self._threshold_changes, name: value})
+            if self._threshold_changes:
+                return "; ".join(problems) or None
+            return "; ".join(p for p in problems if p.startswith(f"{name}=")) or None
+        return None
 
     # -- lifecycle ---------------------------------------------------------------------------------------------------
     def configure(self) -> None:
-        values = self._checked_params()
-        period = float(values["period_s"])
-        if values["backend"] == "onnxruntime":
-            self.probe = HostProbe()
+        self.thresholds = self._thresholds_with({})  # checked with every parameter before configure
+        period = float(self.param("period_s"))
+        indices = [int(i) for i in self.param("device_indices") or []]
+        if self.param("backend") == "onnxruntime":
+            self.probe = CpuProbe()
             what = "host CPU"
         else:
-            self.probe = AxclProbe(values["device_indices"], retry_initial_s=period, retry_max_s=RETRY_MAX_S)
-            what = f"AXCL cards {values['device_indices'] or '(all)'}"
+            self.probe = AxclProbe(indices, retry_initial_s=period, retry_max_s=RETRY_MAX_S)
+            what = f"AXCL cards {indices or '(all)'}"
         self._status_pub = self.create_lifecycle_publisher(DeviceStatus, "~/status", 10)
         self._cards_pub = self.create_lifecycle_publisher(DiagnosticArray, "/diagnostics", 10)
         self._levels.clear()
@@ -194,7 +195,7 @@ class DeviceMonitorNode(AxclLifecycleNode):
         except Exception as exc:  # noqa: BLE001 - the monitor reports, it never dies
             self.counters["probe_errors"] += 1
             return [DeviceSample(index=0, available=False, error=f"sampling failed: {type(exc).__name__}: {exc}",
-                                 kind="host" if isinstance(self.probe, HostProbe) else "axcl")]
+                                 kind="host" if isinstance(self.probe, CpuProbe) else "axcl")]
 
     def sample_and_publish(self) -> None:
         """Take one sample of every device and publish ``~/status`` and ``/diagnostics``."""

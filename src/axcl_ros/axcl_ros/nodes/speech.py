@@ -11,18 +11,18 @@ Actions: ``~/listen_once`` (axcl_msgs/action/ListenOnce: the transcript of the n
 each goal holds one executor thread while it waits).
 
 Whisper encoder runs and decoder steps go through the process-wide executor of the model's device, one job each
-(:mod:`axcl_ros.models.whisper.service`); segmentation and queueing live in :mod:`.speech_pipeline`.
+(:mod:`axcl_ros.models.whisper.transcriber`, loaded with :class:`~.model_host.ModelHost` like every node's model);
+segmentation and queueing live in :mod:`axcl_ros.models.speech.pipeline`.
 """
 
 from __future__ import annotations
 
-import math
 import threading
 import time
 from typing import Any, Optional
 
 from axcl_msgs.action import ListenOnce
-from axcl_msgs.msg import AudioChunk, InferenceTiming, Transcript, TranscriptSegment
+from axcl_msgs.msg import AudioChunk, Transcript
 from axcl_msgs.srv import Transcribe
 from diagnostic_msgs.msg import DiagnosticStatus
 from rclpy.action import ActionServer, CancelResponse, GoalResponse
@@ -31,17 +31,21 @@ from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from std_msgs.msg import Bool
 
 from .. import assets
-from ..io.audio import AudioFormatError, AudioInput, decode_chunk
-from ..models.segmenter import MAX_SEGMENT_LIMIT_S, SpeechSegmenter
+from ..io.audio import AudioInput, decode_chunk
+from ..io.audio_format import AudioFormatError
+from ..io.stamps import stamp_to_seconds
+from ..models.speech.outcome import SpeechOutcome
+from ..models.speech.pipeline import SpeechPipeline
+from ..models.speech.segmenter import MAX_SEGMENT_LIMIT_S, SpeechSegmenter
 from ..models.vad import EnergyVad, create_vad
-from ..runtime.executor import get_executor
-from ..runtime.registry import resolve_backend
-from .common import LATCHED_QOS, AxclLifecycleNode, ParamSpec
-from .model_host import executor_key, run_main
-from .speech_pipeline import SpeechOutcome, SpeechPipeline
+from ..runtime.registry import BACKEND_CHOICES
+from .common import LATCHED_QOS, AxclLifecycleNode
+from .model_host import ModelHost, run_main
+from .parameters import ParamSpec
+from .speech_listen import ListenOnceServer
+from .transcript_messages import transcript_message
 from .transport_input import INPUT_QOS_CHOICES, PROFILE_HINT, TransportInput
 
-BACKENDS = ("auto", "axcl", "onnxruntime")
 TASKS = ("transcribe", "translate")
 TRANSCRIPT_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=50, reliability=ReliabilityPolicy.RELIABLE)
 MUTE_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10, reliability=ReliabilityPolicy.RELIABLE)
@@ -50,14 +54,7 @@ MUTE_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10, reliability=Rel
 AUDIO_QUEUE_DEPTH = 1000
 
 
-def sec_to_time(seconds: float, msg) -> Any:
-    """Write ``seconds`` into a ``builtin_interfaces/Time`` message and return it."""
-    ns = int(round(max(0.0, seconds) * 1e9))
-    msg.sec, msg.nanosec = divmod(ns, 1_000_000_000)
-    return msg
-
-
-class SpeechNode(AxclLifecycleNode):
+class SpeechNode(ListenOnceServer, AxclLifecycleNode):
     """Lifecycle node: VAD segmentation + Whisper recognition with exact per-segment accounting."""
 
     PARAMS = (
@@ -70,7 +67,7 @@ class SpeechNode(AxclLifecycleNode):
         ParamSpec("tokenizer_path", "", "tokenizer.json (Hugging Face) or AXERA tokens.txt (overrides model_dir)."),
         ParamSpec("config_path", "", "AXERA-style config json (optional; found in model_dir when empty)."),
         ParamSpec("backend", "auto", "Inference backend; auto = axcl for .axmodel files, else onnxruntime.",
-                  choices=BACKENDS),
+                  choices=BACKEND_CHOICES),
         ParamSpec("device", "", "Backend device: '' or 'cpu', 'cuda:0' (onnxruntime), card index '0' (axcl)."),
         ParamSpec("language", "en", "Language code, or 'auto' to detect (multilingual models).", dynamic=True),
         ParamSpec("task", "transcribe", "transcribe, or translate to English (multilingual models).",
@@ -115,13 +112,18 @@ class SpeechNode(AxclLifecycleNode):
 
     # -- lifecycle ---------------------------------------------------------------------------------------
     def configure(self) -> None:
-        from ..models.whisper.service import WhisperService, find_model_files
+        from ..models.whisper.transcriber import WhisperTranscriber, find_model_files
 
         files = find_model_files(self.param("model_dir"), self.param("encoder_path"), self.param("decoder_path"),
                                  self.param("tokenizer_path"), self.param("config_path"))
         backend, device = self.param("backend"), self.param("device")
-        chosen = resolve_backend(backend, files.encoder).name
-        self.whisper = WhisperService(get_executor(executor_key(chosen, device)), files, backend, device)
+        encoder = ModelHost.load(self, files.encoder, backend, device, what="encoder_path")
+        try:
+            decoder = ModelHost.load(self, files.decoder, backend, device, what="decoder_path")
+        except BaseException:
+            encoder.release()
+            raise
+        self.whisper = WhisperTranscriber(encoder.handle, decoder.handle, files, device)
         reason = self._language_problem(self.param("language"), self.param("task"))
         if reason:
             raise ValueError(reason)
@@ -132,7 +134,7 @@ class SpeechNode(AxclLifecycleNode):
             max_segment_s=float(self.param("max_segment_s")),
             partial_interval_s=float(self.param("partial_period_s")),
             split_search_s=min(3.0, float(self.param("max_segment_s")) / 2))
-        self.pipeline = SpeechPipeline(self._recognize, segmenter, audio_input=AudioInput(nonfinite="reject"),
+        self.pipeline = SpeechPipeline(self._transcribe_segment, segmenter, audio_input=AudioInput(nonfinite="reject"),
                                        queue_size=int(self.param("queue_size")), language=self.param("language"),
                                        task=self.param("task"),
                                        on_outcome=self.guard("transcript output", self._publish_outcome),
@@ -264,7 +266,7 @@ class SpeechNode(AxclLifecycleNode):
         self.get_logger().info(f"{name} set to {value!r}")
 
     # -- data path -----------------------------------------------------------------------------------------
-    def _recognize(self, audio, language: str, task: str):
+    def _transcribe_segment(self, audio, language: str, task: str):
         return self.whisper.transcribe(audio, language or "en", task, timestamps=bool(self.param("timestamps")))
 
     def _on_audio(self, msg: AudioChunk) -> None:
@@ -301,34 +303,7 @@ class SpeechNode(AxclLifecycleNode):
     def _publish_outcome(self, outcome: SpeechOutcome) -> None:
         pub = self._pubs.get("transcript")
         if pub is not None:
-            pub.publish(self._transcript(outcome))
-
-    def _transcript(self, outcome: SpeechOutcome) -> Transcript:
-        msg = Transcript(segment_id=int(outcome.segment_id), is_final=outcome.is_final, success=outcome.success,
-                         error=outcome.error, text=outcome.text, language=outcome.language,
-                         duration=float(outcome.duration_s))
-        sec_to_time(outcome.stamp_s, msg.header.stamp)
-        msg.header.frame_id = self._frame_id
-        rec = outcome.recognition
-        if rec is not None:
-            msg.segments = [TranscriptSegment(start=float(s.start), end=float(s.end), text=s.text,
-                                              avg_logprob=float(s.avg_logprob),
-                                              no_speech_prob=float(s.no_speech_prob)) for s in rec.result.segments]
-            msg.timing = self._timing(rec, outcome.queue_wait_ms, outcome.latency_ms)
-        else:
-            msg.timing = self._timing(None, outcome.queue_wait_ms, outcome.latency_ms)
-        return msg
-
-    def _timing(self, rec, queue_ms: float, total_ms: float) -> InferenceTiming:
-        w = self.whisper
-        timing = InferenceTiming(model=w.model_name if w else "", backend=w.backend if w else "",
-                                 device=w.device if w else "", queue_ms=float(queue_ms), total_ms=float(total_ms))
-        if rec is not None:
-            timing.preprocess_ms = float(rec.mel_ms)
-            timing.queue_ms = float(queue_ms + rec.queue_ms)
-            timing.inference_ms = float(rec.run_ms)
-            timing.postprocess_ms = float(rec.host_ms)
-        return timing
+            pub.publish(transcript_message(outcome, self._frame_id, self.whisper))
 
     # -- one-shot service ------------------------------------------------------------------------------------
     def _on_transcribe(self, request, response):
@@ -350,7 +325,7 @@ class SpeechNode(AxclLifecycleNode):
         if problem:
             response.success, response.message = False, problem
             return response
-        outcome = SpeechOutcome(0, True, False, _stamp_s(audio_msg.header.stamp), audio.size / 16000.0, 0,
+        outcome = SpeechOutcome(0, True, False, stamp_to_seconds(audio_msg.header.stamp), audio.size / 16000.0, 0,
                                 audio.size, "service", language=language)
         try:
             rec = whisper.transcribe(audio, language, self.param("task"), timestamps=bool(self.param("timestamps")))
@@ -361,90 +336,12 @@ class SpeechNode(AxclLifecycleNode):
                 True, rec.result.text, rec.result.language, rec
         outcome.latency_ms = (time.perf_counter() - t0) * 1000.0
         self._frame_id = self._frame_id or audio_msg.header.frame_id
-        response.transcript = self._transcript(outcome)
+        response.transcript = transcript_message(outcome, self._frame_id, self.whisper)
         response.transcript.header.frame_id = audio_msg.header.frame_id
         response.success = outcome.success
         response.message = outcome.error or f"{len(outcome.text.split())} words"
         self.counters["service_calls"] += 1
         return response
-
-    # -- listen-once action ------------------------------------------------------------------------------------
-    def _on_goal(self, goal) -> GoalResponse:
-        if not self._active or self.pipeline is None:
-            self.get_logger().warning("listen_once rejected: the node is not active")
-            return GoalResponse.REJECT
-        if not math.isfinite(goal.timeout) or goal.timeout < 0:
-            self.get_logger().warning(f"listen_once rejected: timeout={goal.timeout} must be >= 0")
-            return GoalResponse.REJECT
-        problem = self._language_problem(goal.language or self.param("language"), self.param("task"))
-        if problem:
-            self.get_logger().warning(f"listen_once rejected: {problem}")
-            return GoalResponse.REJECT
-        with self._listen_lock:
-            if self._listening:
-                self.get_logger().warning("listen_once rejected: another goal is listening")
-                return GoalResponse.REJECT
-            self._listening += 1
-        return GoalResponse.ACCEPT
-
-    def _execute_listen(self, goal_handle):
-        try:
-            return self._listen(goal_handle)
-        finally:
-            with self._listen_lock:
-                self._listening -= 1
-
-    @staticmethod
-    def _aborted_listen(goal_handle):
-        """Result of a listen_once goal whose execution raised (counted by the callback boundary)."""
-        try:
-            goal_handle.abort()
-        except Exception:  # noqa: BLE001 - the goal may already be finished
-            pass
-        return ListenOnce.Result()
-
-    def _listen(self, goal_handle):
-        goal = goal_handle.request
-        timeout = float(goal.timeout) if goal.timeout > 0 else float(self.param("listen_timeout_s"))
-        result = ListenOnce.Result()
-        pipeline = self.pipeline
-        if pipeline is None:
-            goal_handle.abort()
-            result.message = "the speech node is not configured"
-            return result
-        listener = pipeline.listen((goal.language or "").strip().lower())
-        t0 = time.monotonic()
-        feedback = ListenOnce.Feedback()
-        last_active, last_feedback = None, 0.0
-        while True:
-            outcome = listener.wait(0.05)
-            elapsed = time.monotonic() - t0
-            if outcome is not None:
-                break
-            if goal_handle.is_cancel_requested:
-                pipeline.cancel(listener)
-                goal_handle.canceled()
-                result.message = "canceled"
-                return result
-            if elapsed >= timeout or not self._active:
-                pipeline.cancel(listener)
-                goal_handle.abort()
-                result.message = (f"no speech within {timeout:g} s" if self._active else
-                                  "the speech node was deactivated")
-                return result
-            active = pipeline.speech_active
-            if active != last_active or elapsed - last_feedback >= 0.25:  # on change, else 4 per second
-                feedback.speech_active, feedback.elapsed = active, float(elapsed)
-                goal_handle.publish_feedback(feedback)
-                last_active, last_feedback = active, elapsed
-        result.transcript = self._transcript(outcome)
-        result.success = outcome.success
-        result.message = outcome.error or "ok"
-        if outcome.success:
-            goal_handle.succeed()
-        else:
-            goal_handle.abort()
-        return result
 
     # -- diagnostics -------------------------------------------------------------------------------------------
     def diagnostic_values(self) -> dict:
@@ -472,10 +369,6 @@ class SpeechNode(AxclLifecycleNode):
         if level == DiagnosticStatus.OK and self.vad is not None and self.vad.kind != "silero":
             return DiagnosticStatus.WARN, f"energy VAD in use ({self.vad.reason})"
         return level, message
-
-
-def _stamp_s(stamp) -> float:
-    return float(stamp.sec) + float(stamp.nanosec) * 1e-9
 
 
 def main(args=None) -> None:

@@ -21,12 +21,13 @@ from typing import Optional
 
 import numpy as np
 from axcl_msgs.msg import AudioChunk
-from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
 from rclpy.node import Node
 
-from ..io.audio import FORMAT_F32LE, FORMAT_S16LE
+from ..io.audio_format import FORMAT_F32LE, FORMAT_S16LE
+from ..io.stamps import NS_PER_S, nanoseconds_to_stamp
 from ..io.wav import read_audio
 from .common import make_qos
+from .parameters import ParamSpec
 
 FORMATS = {"S16LE": FORMAT_S16LE, "F32LE": FORMAT_F32LE}
 
@@ -41,16 +42,6 @@ def encode_frames(frames: np.ndarray, sample_format: int) -> bytes:
     raise ValueError(f"sample_format={sample_format!r}: expected {FORMAT_S16LE} (S16LE) or {FORMAT_F32LE} (F32LE)")
 
 
-def _desc(text: str, lo: Optional[float] = None, hi: Optional[float] = None, integer: bool = False):
-    d = ParameterDescriptor(description=text)
-    if lo is not None:
-        if integer:
-            d.integer_range = [IntegerRange(from_value=int(lo), to_value=int(hi), step=1)]
-        else:
-            d.floating_point_range = [FloatingPointRange(from_value=float(lo), to_value=float(hi), step=0.0)]
-    return d
-
-
 class WavPublisherNode(Node):
     """Publishes one audio file as timed AudioChunk messages (see the module docstring).
 
@@ -59,26 +50,29 @@ class WavPublisherNode(Node):
     ``sample_rate``, ``channels``, ``duration_s``.
     """
 
+    #: a plain node (no lifecycle): every parameter is read at start
+    PARAMS = (
+        ParamSpec("wav_path", "", "WAV file (PCM 8/16/24/32, float 32/64) or headerless S16 raw file."),
+        ParamSpec("topic", "audio", "AudioChunk output topic."),
+        ParamSpec("chunk_ms", 100, "Chunk length in milliseconds.", min=5, max=2000),
+        ParamSpec("rate", 1.0, "Playback speed: 1 = real time, 4 = four times faster.", min=0.01, max=1000.0),
+        ParamSpec("loop", False, "Start again at the end (the stamps go on continuously)."),
+        ParamSpec("sample_format", "S16LE", "Encoding of the published samples: S16LE or F32LE."),
+        ParamSpec("frame_id", "microphone", "header.frame_id of the chunks."),
+        ParamSpec("raw_sample_rate", 16000, "Sample rate of headerless (raw S16 mono) files.", min=1000, max=384000),
+        ParamSpec("start_delay_s", 0.0, "Wait this long before the first chunk.", min=0.0, max=3600.0),
+        ParamSpec("wait_for_subscribers", 1, "Start once this many subscriptions are matched (0 = do not wait: chunks "
+                  "published before discovery completes are lost).", min=0, max=1000),
+        ParamSpec("wait_timeout_s", 10.0, "Start anyway after waiting this long for subscribers.", min=0.0, max=3600.0),
+        ParamSpec("autostart", True, "Start playing on its own (else call start())."),
+        ParamSpec("exit_when_done", False, "main(): exit the process after the last chunk."),
+        ParamSpec("qos", "reliable", "Output QoS: reliable or sensor_data."),
+    )
+
     def __init__(self, node_name: str = "wav_publisher", **kwargs) -> None:
         super().__init__(node_name, **kwargs)
-        p = self.declare_parameter
-        p("wav_path", "", _desc("WAV file (PCM 8/16/24/32, float 32/64) or headerless S16 raw file."))
-        p("topic", "audio", _desc("AudioChunk output topic."))
-        p("chunk_ms", 100, _desc("Chunk length in milliseconds.", 5, 2000, integer=True))
-        p("rate", 1.0, _desc("Playback speed: 1 = real time, 4 = four times faster.", 0.01, 1000.0))
-        p("loop", False, _desc("Start again at the end (the stamps go on continuously)."))
-        p("sample_format", "S16LE", _desc("Encoding of the published samples: S16LE or F32LE."))
-        p("frame_id", "microphone", _desc("header.frame_id of the chunks."))
-        p("raw_sample_rate", 16000, _desc("Sample rate of headerless (raw S16 mono) files.", 1000, 384000,
-                                          integer=True))
-        p("start_delay_s", 0.0, _desc("Wait this long before the first chunk.", 0.0, 3600.0))
-        p("wait_for_subscribers", 1, _desc("Start once this many subscriptions are matched (0 = do not wait: chunks "
-                                           "published before discovery completes are lost).",
-                                           0, 1000, integer=True))
-        p("wait_timeout_s", 10.0, _desc("Start anyway after waiting this long for subscribers.", 0.0, 3600.0))
-        p("autostart", True, _desc("Start playing on its own (else call start())."))
-        p("exit_when_done", False, _desc("main(): exit the process after the last chunk."))
-        p("qos", "reliable", _desc("Output QoS: reliable or sensor_data."))
+        for spec in self.PARAMS:
+            self.declare_parameter(spec.name, spec.default, spec.descriptor("start"))
 
         def get(name):
             return self.get_parameter(name).value
@@ -156,7 +150,8 @@ class WavPublisherNode(Node):
                 if not self._ready(now):
                     return
                 self._t_start = now
-                self.start_stamp_s = self.get_clock().now().nanoseconds * 1e-9
+                self._start_ns = self.get_clock().now().nanoseconds
+                self.start_stamp_s = self._start_ns * 1e-9
             # chunks whose first sample is due by now, at `rate` x real time
             due_frames = (now - self._t_start) * self.rate * self.sample_rate
             while self.frames_published <= due_frames and not self.done.is_set():
@@ -172,8 +167,7 @@ class WavPublisherNode(Node):
             frames = self.samples[start:start + self.chunk_frames]
         msg = AudioChunk(sample_rate=self.sample_rate, channels=self.channels, sample_format=self.sample_format)
         msg.data = encode_frames(frames, self.sample_format)
-        ns = int(round(self.start_stamp_s * 1e9)) + start * 1_000_000_000 // self.sample_rate
-        msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(ns, 1_000_000_000)
+        nanoseconds_to_stamp(self._start_ns + start * NS_PER_S // self.sample_rate, msg.header.stamp)
         msg.header.frame_id = self.frame_id
         self.publisher.publish(msg)
         self.chunks_published += 1

@@ -128,13 +128,6 @@ class Session(abc.ABC):
                 return s
         raise KeyError(name)
 
-    def output_spec(self, name: str) -> TensorSpec:
-        """The output spec called ``name``."""
-        for s in self.outputs:
-            if s.name == name:
-                return s
-        raise KeyError(name)
-
     def __enter__(self) -> Session:
         return self
 

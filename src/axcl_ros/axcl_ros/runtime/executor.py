@@ -33,6 +33,10 @@ device context. So every node of a process shares one :class:`InferenceExecutor`
 
 Errors of a run (bad input, device failure) are set on that run's future and counted; the executor keeps serving.
 Arrays passed as feeds must not be modified until the future is done.
+
+Handles, results, errors and statistics live in :mod:`.model_handle`, the order runs are taken in in
+:mod:`.run_queue`. Over 400 lines on purpose: what stays (the API, the worker and completion threads, the run loop)
+shares one lock and one state, and reads best in one place.
 """
 
 from __future__ import annotations
@@ -46,14 +50,24 @@ import threading
 import time
 from collections import deque
 from concurrent.futures import CancelledError, Future, InvalidStateError
-from dataclasses import dataclass
 from typing import Callable, Deque, Dict, Hashable, List, Mapping, Optional, Sequence, Set, Tuple
 
 import numpy as np
 
-from .base import BackendError, InputMismatchError, Session, TensorSpec, check_feeds
+from .base import BackendError, InputMismatchError, Session, check_feeds
+from .model_handle import (
+    ExecutorShutdownError,
+    ModelHandle,
+    ModelReleasedError,
+    ModelStats,
+    RunResult,
+    StreamStats,
+    error_text,
+)
 from .registry import AUTO, resolve_backend
+from .run_queue import CallJob, RunJob, RunQueue
 
+#: the executor's API; the handle, result and error classes live in :mod:`.model_handle`
 __all__ = [
     "CancelledError", "ExecutorShutdownError", "InferenceExecutor", "ModelHandle", "ModelReleasedError",
     "RunResult", "get_executor", "shutdown_all",
@@ -62,145 +76,7 @@ __all__ = [
 _log = logging.getLogger(__name__)
 
 
-class ExecutorShutdownError(BackendError):
-    """The executor is shut down: set on futures pending at shutdown, raised by calls made after it."""
-
-
-class ModelReleasedError(BackendError):
-    """The model handle was unloaded: raised by ``submit``, set on its futures still pending at unload."""
-
-
-@dataclass(frozen=True)
-class RunResult:
-    """Outputs of one submission plus its timing.
-
-    Attributes:
-        outputs: ``{output name: array}``; arrays belong to the caller (never overwritten by later runs).
-        queue_wait_ms: time from ``submit`` until the worker started the run.
-        run_ms: time the backend's ``run`` took (host → device → host for device backends).
-        sequence: executor-wide submission number (dropped submissions consume numbers too).
-        model: name of the model handle.
-        stream: the submission's stream, or ``None`` for FIFO submissions.
-    """
-
-    outputs: Dict[str, np.ndarray]
-    queue_wait_ms: float
-    run_ms: float
-    sequence: int
-    model: str
-    stream: Optional[Hashable] = None
-
-
-class ModelHandle:
-    """A model loaded in an executor. Pass it to :meth:`InferenceExecutor.submit`; call :meth:`release` when done."""
-
-    def __init__(self, executor: InferenceExecutor, session: Session, name: str, handle_id: int) -> None:
-        self._executor = executor
-        self._session: Optional[Session] = session
-        self.name = name
-        self.id = handle_id
-        self.backend = session.backend_name
-        self.device = session.device
-        self.path = session.path
-        self._inputs = tuple(session.inputs)
-        self._outputs = tuple(session.outputs)
-        self._released = False
-
-    @property
-    def session(self) -> Session:
-        """The backend session (for its specs; run it through the executor, never directly)."""
-        if self._session is None:
-            raise ModelReleasedError(f"model {self.name!r} was unloaded")
-        return self._session
-
-    @property
-    def inputs(self) -> Sequence[TensorSpec]:
-        """Input specs of the model."""
-        return self._inputs
-
-    @property
-    def outputs(self) -> Sequence[TensorSpec]:
-        """Output specs of the model."""
-        return self._outputs
-
-    @property
-    def released(self) -> bool:
-        """True once :meth:`release` (or the executor's shutdown) has been asked for."""
-        return self._released
-
-    def release(self, timeout: Optional[float] = None) -> None:
-        """Unload the model from its executor (idempotent)."""
-        self._executor.unload(self, timeout=timeout)
-
-    def __enter__(self) -> ModelHandle:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.release()
-
-    def __repr__(self) -> str:
-        state = "released" if self._released else "loaded"
-        return f"<ModelHandle {self.name!r} {self.backend}:{self.device or 'default'} {state}>"
-
-
-class _ModelStats:
-    __slots__ = ("submitted", "count", "errors", "drops", "cancelled", "ran", "wait_sum", "wait_max",
-                 "run_sum", "run_max", "last_error")
-
-    def __init__(self) -> None:
-        self.submitted = self.count = self.errors = self.drops = self.cancelled = self.ran = 0
-        self.wait_sum = self.wait_max = self.run_sum = self.run_max = 0.0
-        self.last_error = ""
-
-    def as_dict(self) -> dict:
-        ran = max(self.ran, 1)
-        return {
-            "submitted": self.submitted, "count": self.count, "errors": self.errors, "drops": self.drops,
-            "cancelled": self.cancelled,
-            "queue_wait_ms_mean": self.wait_sum / ran, "queue_wait_ms_max": self.wait_max,
-            "run_ms_mean": self.run_sum / ran, "run_ms_max": self.run_max, "last_error": self.last_error,
-        }
-
-
-class _StreamStats:
-    __slots__ = ("submitted", "count", "errors", "drops")
-
-    def __init__(self) -> None:
-        self.submitted = self.count = self.errors = self.drops = 0
-
-    def as_dict(self) -> dict:
-        return {"submitted": self.submitted, "count": self.count, "errors": self.errors, "drops": self.drops}
-
-
-class _RunJob:
-    __slots__ = ("handle", "feeds", "output_names", "future", "stream", "sequence", "t_submit")
-
-    def __init__(self, handle, feeds, output_names, future, stream, sequence) -> None:
-        self.handle = handle
-        self.feeds = feeds
-        self.output_names = output_names
-        self.future = future
-        self.stream = stream
-        self.sequence = sequence
-        self.t_submit = time.perf_counter()
-
-
-class _CallJob:
-    """A control job (load/unload/release-all) run on the worker; its future is resolved there directly."""
-
-    __slots__ = ("fn", "future")
-
-    def __init__(self, fn: Callable[[], object]) -> None:
-        self.fn = fn
-        self.future: Future = Future()
-
-
-_FIFO = ("<fifo>",)  # lane key of the FIFO queue (stream lanes are (stream, handle id))
 _STOP = object()
-
-
-def _error_text(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {exc}"
 
 
 class InferenceExecutor:
@@ -222,22 +98,19 @@ class InferenceExecutor:
         self.policy = policy
         self.pipeline_depth = max(1, int(pipeline_depth))
         self._no_pipeline: Set[int] = set()  # handles whose pipelined path failed: serial from then on
-        self._fifo_passed: Set[tuple] = set()  # streams_first: stream lanes that already ran ahead of the FIFO head
         self.on_thread_start = on_thread_start
         self._lock = threading.Lock()
         self._cond = threading.Condition(self._lock)
-        self._control: Deque[_CallJob] = deque()
-        self._fifo: Deque[_RunJob] = deque()
-        self._slots: Dict[Tuple[Hashable, int], _RunJob] = {}
-        self._ring: Deque[tuple] = deque()
+        self._control: Deque[CallJob] = deque()
+        self._queue = RunQueue(policy)
         self._handles: Dict[int, ModelHandle] = {}
-        self._model_stats: Dict[int, _ModelStats] = {}
-        self._stream_stats: Dict[Hashable, _StreamStats] = {}
+        self._model_stats: Dict[int, ModelStats] = {}
+        self._stream_stats: Dict[Hashable, StreamStats] = {}
         self._ids = itertools.count(1)
         self._sequence = itertools.count(1)
         self._closed = False
         self._stopping = False
-        self._running: Optional[_RunJob] = None
+        self._running: Optional[RunJob] = None
         self._thread_error: Optional[BaseException] = None
         self._prepared: Set[Tuple[str, str]] = set()
         self._completions: queue.SimpleQueue = queue.SimpleQueue()
@@ -295,7 +168,7 @@ class InferenceExecutor:
                     raise ExecutorShutdownError(f"executor {self.key!r} shut down while loading {name!r}")
                 handle = ModelHandle(self, session, self._unique_name(name), next(self._ids))
                 self._handles[handle.id] = handle
-                self._model_stats[handle.id] = _ModelStats()
+                self._model_stats[handle.id] = ModelStats()
             return handle
 
         return self._call(create, timeout, f"load {name!r}")
@@ -310,10 +183,10 @@ class InferenceExecutor:
             if handle._released:
                 return
             handle._released = True
-            pending = self._remove_pending(lambda job: job.handle is handle)
+            pending = self._queue.remove(lambda job: job.handle is handle)
             job = None
             if not self._closed:
-                job = _CallJob(lambda: self._release_handle(handle))
+                job = CallJob(lambda: self._release_handle(handle))
                 self._control.append(job)
                 self._cond.notify()
         self._fail(pending, ModelReleasedError(f"model {handle.name!r} was unloaded before this run started"))
@@ -339,7 +212,7 @@ class InferenceExecutor:
             mstats.submitted += 1
             sstats = None
             if stream is not None:
-                sstats = self._stream_stats.setdefault(stream, _StreamStats())
+                sstats = self._stream_stats.setdefault(stream, StreamStats())
                 sstats.submitted += 1
         try:
             check_feeds(handle.inputs, feeds)
@@ -351,33 +224,23 @@ class InferenceExecutor:
         except InputMismatchError as exc:
             with self._lock:
                 mstats.errors += 1
-                mstats.last_error = _error_text(exc)
+                mstats.last_error = error_text(exc)
                 if sstats is not None:
                     sstats.errors += 1
             future.set_running_or_notify_cancel()
             future.set_exception(exc)
             return future
 
-        job = _RunJob(handle, dict(feeds), names, future, stream, sequence)
-        replaced: Optional[_RunJob] = None
+        job = RunJob(handle, dict(feeds), names, future, stream, sequence)
+        replaced: Optional[RunJob] = None
         with self._lock:
             self._check_open(handle)
-            if stream is None:
-                self._fifo.append(job)
-                if len(self._fifo) == 1:
-                    self._fifo_passed.clear()
-                    self._ring.append(_FIFO)
-            else:
-                lane = (stream, handle.id)
-                replaced = self._slots.get(lane)
-                self._slots[lane] = job
-                if replaced is None:
-                    self._ring.append(lane)
-                elif replaced.future.cancelled():  # the caller cancelled it already: not a drop
-                    mstats.cancelled += 1
-                else:
-                    mstats.drops += 1
-                    sstats.drops += 1
+            replaced = self._queue.put(job)
+            if replaced is not None and replaced.future.cancelled():  # the caller cancelled it already: not a drop
+                mstats.cancelled += 1
+            elif replaced is not None:
+                mstats.drops += 1
+                sstats.drops += 1
             self._cond.notify()
         if replaced is not None:
             replaced.feeds = None
@@ -398,7 +261,7 @@ class InferenceExecutor:
     def pending(self) -> int:
         """Number of submissions queued and not started."""
         with self._lock:
-            return len(self._fifo) + len(self._slots)
+            return len(self._queue)
 
     def models(self) -> List[ModelHandle]:
         """Handles of the models currently loaded."""
@@ -422,7 +285,7 @@ class InferenceExecutor:
                 models[handle.name] = entry
             streams = {str(s): st.as_dict() for s, st in self._stream_stats.items()}
             running = self._running.handle.name if self._running is not None else ""
-            return {"executor": self.key, "pending": len(self._fifo) + len(self._slots), "running": running,
+            return {"executor": self.key, "pending": len(self._queue), "running": running,
                     "shutdown": self._closed, "models": models, "streams": streams}
 
     def shutdown(self, timeout: Optional[float] = 5.0) -> bool:
@@ -434,11 +297,11 @@ class InferenceExecutor:
         """
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._lock:
-            pending: List[_RunJob] = []
+            pending: List[RunJob] = []
             if not self._closed:
                 self._closed = True
-                pending = self._remove_pending(lambda job: True)
-                self._control.append(_CallJob(self._release_all))
+                pending = self._queue.remove(lambda job: True)
+                self._control.append(CallJob(self._release_all))
                 self._stopping = True
                 self._cond.notify()
         self._fail(pending, ExecutorShutdownError(f"executor {self.key!r} shut down before this run started"))
@@ -475,19 +338,8 @@ class InferenceExecutor:
                 return candidate
         raise AssertionError("unreachable")
 
-    def _remove_pending(self, predicate: Callable[[_RunJob], bool]) -> List[_RunJob]:  # lock held
-        removed = [job for job in self._fifo if predicate(job)]
-        if removed:
-            self._fifo = deque(job for job in self._fifo if not predicate(job))
-        for lane, job in list(self._slots.items()):
-            if predicate(job):
-                removed.append(self._slots.pop(lane))
-        self._ring = deque(lane for lane in self._ring
-                           if (lane is _FIFO and self._fifo) or lane in self._slots)
-        return removed
-
     @staticmethod
-    def _fail(jobs: Sequence[_RunJob], exc: BaseException) -> None:
+    def _fail(jobs: Sequence[RunJob], exc: BaseException) -> None:
         for job in jobs:
             job.feeds = None
             if job.future.set_running_or_notify_cancel():
@@ -499,7 +351,7 @@ class InferenceExecutor:
     def _call(self, fn: Callable[[], object], timeout: Optional[float], what: str):
         if threading.current_thread() is self._worker:
             raise RuntimeError(f"cannot {what} from the executor's worker thread (it would wait for itself)")
-        job = _CallJob(fn)
+        job = CallJob(fn)
         with self._lock:
             if self._closed:
                 raise ExecutorShutdownError(f"executor {self.key!r} is shut down; cannot {what}")
@@ -508,7 +360,7 @@ class InferenceExecutor:
         return job.future.result(timeout)
 
     def _thread_error_for(self, what: str) -> BackendError:
-        err = BackendError(f"executor {self.key!r}: on_thread_start failed ({_error_text(self._thread_error)}); "
+        err = BackendError(f"executor {self.key!r}: on_thread_start failed ({error_text(self._thread_error)}); "
                            f"cannot {what}")
         err.__cause__ = self._thread_error
         return err
@@ -524,7 +376,7 @@ class InferenceExecutor:
             except Exception as exc:  # a failing release must not stop the others
                 _log.warning("executor %r: releasing %r failed: %s", self.key, handle.name, exc)
                 if stats is not None:
-                    stats.last_error = _error_text(exc)
+                    stats.last_error = error_text(exc)
 
     def _release_all(self) -> None:  # worker thread
         with self._lock:
@@ -534,28 +386,6 @@ class InferenceExecutor:
         for handle in handles:
             self._release_handle(handle)
 
-    def _next_job(self):  # lock held; ring not empty
-        if self.policy == "streams_first" and _FIFO in self._ring and len(self._ring) > 1:
-            ahead = next((lane for lane in self._ring if lane is not _FIFO and lane not in self._fifo_passed), None)
-            if ahead is not None:  # each stream lane may run once ahead of the FIFO head
-                self._ring.remove(ahead)
-                self._fifo_passed.add(ahead)
-                return self._slots.pop(ahead)
-            self._ring.remove(_FIFO)
-            job = self._fifo.popleft()
-            self._fifo_passed.clear()
-            if self._fifo:
-                self._ring.append(_FIFO)
-            return job
-        lane = self._ring.popleft()
-        if lane is _FIFO:
-            job = self._fifo.popleft()
-            self._fifo_passed.clear()
-            if self._fifo:
-                self._ring.append(_FIFO)
-            return job
-        return self._slots.pop(lane)
-
     def _worker_main(self) -> None:
         if self.on_thread_start is not None:
             try:
@@ -564,14 +394,14 @@ class InferenceExecutor:
                 _log.error("executor %r: on_thread_start failed: %s", self.key, exc)
                 self._thread_error = exc
         while True:
-            more: List[_RunJob] = []
+            more: List[RunJob] = []
             with self._cond:
-                while not self._control and not self._ring and not self._stopping:
+                while not self._control and not self._queue.has_work and not self._stopping:
                     self._cond.wait()
                 if self._control:
                     job = self._control.popleft()
-                elif self._ring:
-                    job = self._next_job()
+                elif self._queue.has_work:
+                    job = self._queue.take()
                     if not job.future.set_running_or_notify_cancel():  # cancelled by its caller
                         self._model_stats[job.handle.id].cancelled += 1
                         continue
@@ -579,7 +409,7 @@ class InferenceExecutor:
                     more = self._more_for_pipeline(job)
                 else:
                     break
-            if isinstance(job, _CallJob):
+            if isinstance(job, CallJob):
                 try:
                     job.future.set_result(job.fn())
                 except BaseException as exc:
@@ -590,33 +420,25 @@ class InferenceExecutor:
                 self._execute(job)
         self._completions.put(_STOP)  # after every result this thread queued: the completion thread ends last
 
-    def _more_for_pipeline(self, job: _RunJob) -> List[_RunJob]:  # lock held
+    def _more_for_pipeline(self, job: RunJob) -> List[RunJob]:  # lock held
         """Other pending stream submissions of ``job``'s model to launch together with it (see module docstring)."""
         session = job.handle._session
         if (self.pipeline_depth < 2 or job.stream is None or self._thread_error is not None or session is None
                 or job.handle.id in self._no_pipeline or getattr(session, "supports_pipelining", False) is not True
                 or any(s.name not in job.feeds for s in job.handle.inputs)):
             return []
-        more: List[_RunJob] = []
-        for lane in list(self._ring):
-            if len(more) + 1 >= self.pipeline_depth:
-                break
-            if lane is _FIFO or lane[1] != job.handle.id:
-                continue
-            nxt = self._slots[lane]
-            if any(s.name not in nxt.feeds for s in job.handle.inputs):
-                continue
-            self._ring.remove(lane)
-            del self._slots[lane]
-            if self._fifo:
-                self._fifo_passed.add(lane)
+        more: List[RunJob] = []
+        inputs = job.handle.inputs
+        for nxt in self._queue.take_same_model(job.handle.id, lambda j: all(s.name in j.feeds for s in inputs)):
             if not nxt.future.set_running_or_notify_cancel():
                 self._model_stats[job.handle.id].cancelled += 1
                 continue
             more.append(nxt)
+            if len(more) + 1 >= self.pipeline_depth:
+                break
         return more
 
-    def _execute_pipelined(self, jobs: List[_RunJob]) -> None:  # worker thread
+    def _execute_pipelined(self, jobs: List[RunJob]) -> None:  # worker thread
         """Launch every job on the session's IO sets, then collect them in order."""
         session = jobs[0].handle._session
         launched = []
@@ -645,7 +467,7 @@ class InferenceExecutor:
             else:
                 self._finish(job, t_start, outputs, None)
 
-    def _execute(self, job: _RunJob) -> None:  # worker thread
+    def _execute(self, job: RunJob) -> None:  # worker thread
         handle = job.handle
         t_start = time.perf_counter()
         outputs = None
@@ -663,7 +485,7 @@ class InferenceExecutor:
             error = exc
         self._finish(job, t_start, outputs, error)
 
-    def _finish(self, job: _RunJob, t_start: float, outputs: Optional[Dict[str, np.ndarray]],
+    def _finish(self, job: RunJob, t_start: float, outputs: Optional[Dict[str, np.ndarray]],
                 error: Optional[Exception]) -> None:  # worker thread: stats and completion of one run
         handle = job.handle
         ok = error is None
@@ -685,7 +507,7 @@ class InferenceExecutor:
                     mstats.count += 1
                 else:
                     mstats.errors += 1
-                    mstats.last_error = _error_text(error)
+                    mstats.last_error = error_text(error)
             if sstats is not None:
                 if ok:
                     sstats.count += 1

@@ -32,7 +32,7 @@ class UnknownBackendError(BackendUnavailableError, ValueError):
 
 def backend_names() -> Tuple[str, ...]:
     """Names accepted by :func:`get_backend` (``auto`` is accepted by :func:`resolve_backend` too)."""
-    return tuple(_BACKENDS)
+    return tuple(sorted(_BACKENDS))
 
 
 def _import_backend_class(name: str):

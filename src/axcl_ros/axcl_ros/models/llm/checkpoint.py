@@ -78,11 +78,6 @@ class Checkpoint:
             raise CheckpointError(f"checkpoint {self.name!r} has no tensor {name!r}") from None
 
     @property
-    def has_bias(self) -> bool:
-        """True when the attention projections carry biases (qwen2)."""
-        return "model.layers.0.self_attn.q_proj.bias" in self.weights
-
-    @property
     def lm_head(self) -> np.ndarray:
         """The output projection ``[vocab, hidden]`` (the token embedding when tied)."""
         return self.weights.get("lm_head.weight", self.weight("model.embed_tokens.weight"))

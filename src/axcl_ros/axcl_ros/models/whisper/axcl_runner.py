@@ -18,7 +18,8 @@ from typing import List, Optional, Union
 
 import numpy as np
 
-from ...runtime.axcl_backend import AxclBackend, AxclSession
+from ...runtime.axcl_backend import AxclBackend
+from ...runtime.axcl_session import AxclSession
 from .runner import WhisperInputError, WhisperModelError
 
 __all__ = ["AxclWhisperRunner"]

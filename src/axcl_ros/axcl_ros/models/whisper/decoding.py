@@ -58,11 +58,6 @@ class Timing:
     decode_ms: float = 0.0
     n_tokens: int = 0  #: decoder steps run (prompt + generated)
 
-    @property
-    def ms_per_step(self) -> float:
-        """Mean decoder time per step."""
-        return self.decode_ms / self.n_tokens if self.n_tokens else 0.0
-
 
 @dataclass
 class TranscriptionResult:

@@ -29,7 +29,8 @@ from typing import List, Optional
 
 import numpy as np
 
-from .vad import FRAME_SAMPLES, SAMPLE_RATE
+from ..vad import FRAME_SAMPLES, SAMPLE_RATE
+from .sample_tape import SampleTape
 
 SPEECH_START = "speech_start"
 PARTIAL = "partial"
@@ -80,50 +81,6 @@ def _smooth(x: np.ndarray, width: int = 3) -> np.ndarray:
         return x
     half = width // 2
     return np.convolve(np.pad(x, half, mode="edge"), np.full(width, 1.0 / width), mode="valid")
-
-
-class _Tape:
-    """Samples on an absolute clock, appended at the end and trimmed at the front (amortised O(1))."""
-
-    def __init__(self) -> None:
-        self._data = np.zeros(1 << 15, dtype=np.float32)
-        self._lo = 0  # index in _data of absolute sample `start`
-        self._hi = 0
-        self.start = 0
-
-    @property
-    def end(self) -> int:
-        return self.start + self._hi - self._lo
-
-    def append(self, x: np.ndarray) -> None:
-        n = x.size
-        if self._hi + n > self._data.size:
-            keep = self._data[self._lo:self._hi]
-            size = self._data.size
-            while keep.size + n > size // 2:
-                size *= 2
-            data = np.zeros(size, dtype=np.float32)
-            data[: keep.size] = keep
-            self._data, self._lo, self._hi = data, 0, keep.size
-        self._data[self._hi:self._hi + n] = x
-        self._hi += n
-
-    def get(self, a: int, b: int) -> np.ndarray:
-        """Copy of absolute samples ``[a, b)`` (must be held)."""
-        if a < self.start or b > self.end or a > b:
-            raise IndexError(f"samples [{a}, {b}) not held (holding [{self.start}, {self.end}))")
-        return self._data[self._lo + a - self.start:self._lo + b - self.start].copy()
-
-    def trim(self, a: int) -> None:
-        """Forget samples before absolute index ``a``."""
-        a = min(max(a, self.start), self.end)
-        self._lo += a - self.start
-        self.start = a
-
-    def restart(self, position: int) -> None:
-        """Drop everything; the next appended sample is absolute ``position``."""
-        self._lo = self._hi = 0
-        self.start = position
 
 
 class SpeechSegmenter:
@@ -180,7 +137,7 @@ class SpeechSegmenter:
         self.partial_interval = int(round(partial_interval_s * SAMPLE_RATE))
         self.split_search = int(round(split_search_s * SAMPLE_RATE))
         self.mute_policy = mute_policy
-        self._tape = _Tape()
+        self._tape = SampleTape()
         self._frames: deque = deque(maxlen=self.split_search // FRAME_SAMPLES + 1)  # (start, prob, energy)
         self.stats = {
             "samples": 0, "frames": 0, "speech_frames": 0, "segments": 0, "splits": 0, "partials": 0,

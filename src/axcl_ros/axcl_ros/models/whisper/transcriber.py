@@ -4,7 +4,7 @@
   ``tokenizer.json``/``config.json``, or AXERA's ``{t}-encoder.axmodel``, ``{t}-decoder.axmodel`` (schema B) or
   ``{t}-decoder-loop.axmodel`` + ``{t}-positional_embedding.bin`` (schema A), ``{t}-tokens.txt``,
   ``{t}_config.json``) and explicit file paths into a :class:`WhisperFiles`.
-* :class:`WhisperService` loads the encoder and decoder on an
+* :class:`WhisperTranscriber` loads the encoder and decoder on an
   :class:`~axcl_ros.runtime.executor.InferenceExecutor` and builds the runner **on the executor's worker thread**
   (:class:`RunnerSession`), so the AXCL runner's device calls stay on the thread that holds the device context.
   Every encoder run and every decoder step is then one executor job submitted by :class:`ExecutorRunner`: other
@@ -20,7 +20,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Mapping, Optional, Sequence, Union
+from typing import List, Mapping, Optional, Sequence, Union
 
 import numpy as np
 
@@ -31,9 +31,12 @@ from .runner import SchemaARunner, SessionWhisperRunner, WhisperModelError
 from .tokenizer import WhisperTokenizer
 
 __all__ = ["WhisperFilesError", "WhisperFiles", "find_model_files", "RunnerSession", "ExecutorRunner",
-           "Recognition", "WhisperService"]
+           "Recognition", "WhisperTranscriber"]
 
 PathLike = Union[str, Path]
+
+#: :class:`RunnerSession` calls, passed as its ``op`` input
+OP_ENCODE, OP_STEP, OP_RESET = 0, 1, 2
 
 #: seconds one encoder run or decoder step may take (queue wait included) before the call fails
 STEP_TIMEOUT_S = 120.0
@@ -74,6 +77,15 @@ def _one(folder: Path, patterns: Sequence[str], what: str, required: bool = True
     return ""
 
 
+def _first(places: Sequence[Path], patterns: Sequence[str], what: str) -> str:
+    """The file :func:`_one` finds in the first of ``places`` that holds one ("" when none does)."""
+    for place in places:
+        found = _one(place, patterns, what, required=False)
+        if found:
+            return found
+    return ""
+
+
 def _existing(path: str, what: str) -> str:
     path = os.path.expanduser(path)
     if not os.path.isfile(path):
@@ -111,28 +123,15 @@ def find_model_files(model_dir: PathLike = "", encoder_path: PathLike = "", deco
     if str(tokenizer_path):
         tokenizer = _existing(str(tokenizer_path), "tokenizer_path")
     else:
-        tokenizer = ""
-        for place in search:
-            tokenizer = _one(place, ("tokenizer.json", "*tokens.txt"), "tokenizer", required=False)
-            if tokenizer:
-                break
+        tokenizer = _first(search, ("tokenizer.json", "*tokens.txt"), "tokenizer")
         if not tokenizer:
             raise WhisperFilesError(f"no tokenizer.json or *tokens.txt in {[str(p) for p in search]}; "
                                     "set tokenizer_path")
     if str(config_path):
         config = _existing(str(config_path), "config_path")
     else:
-        config = ""
-        for place in search:
-            config = _one(place, ("config.json", "*_config.json"), "config", required=False)
-            if config:
-                break
-    pe = ""
-    if "loop" in Path(decoder).name:
-        for place in search:
-            pe = _one(place, ("*positional_embedding.bin",), "positional embedding", required=False)
-            if pe:
-                break
+        config = _first(search, ("config.json", "*_config.json"), "config")
+    pe = _first(search, ("*positional_embedding.bin",), "positional embedding") if "loop" in Path(decoder).name else ""
     return WhisperFiles(encoder, decoder, tokenizer, config, pe)
 
 
@@ -140,10 +139,11 @@ def find_model_files(model_dir: PathLike = "", encoder_path: PathLike = "", deco
 class RunnerSession(Session):
     """A :class:`~.runner.WhisperRunner` presented as a session, so that the executor's worker thread runs it.
 
-    Inputs ``mel f32[b, n_mels, n_frames]``, ``token i32[t]``, ``offset i32[t]``; output ``logits f32[V]``. One run
-    does one thing, chosen by the sizes: ``b == 1`` → ``encode(mel)``; ``t == 1`` → ``step(token, offset)``
-    (returns the logits); all empty → ``reset()``. :meth:`release` only drops the runner (the encoder and decoder
-    sessions belong to their own executor handles).
+    Inputs ``op i32[1]``, ``mel f32[b, n_mels, n_frames]``, ``token i32[t]``, ``offset i32[t]``; output
+    ``logits f32[V]``. ``op`` names the call: :data:`OP_ENCODE` → ``encode(mel)``, :data:`OP_STEP` →
+    ``step(token[0], offset[0])`` (returns the logits), :data:`OP_RESET` → ``reset()``; the inputs the call does not
+    use are empty. :meth:`release` only drops the runner (the encoder and decoder sessions belong to their own
+    executor handles).
     """
 
     backend_name = "host"
@@ -154,24 +154,27 @@ class RunnerSession(Session):
         self.path = path
         self.device = device
         self.n_frames = int(getattr(runner, "n_frames", 3000))
-        self._inputs = [TensorSpec("mel", (None, int(runner.n_mels), self.n_frames), np.dtype(np.float32)),
+        self._inputs = [TensorSpec("op", (1,), np.dtype(np.int32)),
+                        TensorSpec("mel", (None, int(runner.n_mels), self.n_frames), np.dtype(np.float32)),
                         TensorSpec("token", (None,), np.dtype(np.int32)),
                         TensorSpec("offset", (None,), np.dtype(np.int32))]
         self._outputs = [TensorSpec("logits", (int(runner.n_vocab),), np.dtype(np.float32))]
 
     def run(self, feeds: Mapping[str, np.ndarray], output_names: Optional[Sequence[str]] = None) -> dict:
-        """Encode, step or reset (see the class docstring)."""
+        """Encode, step or reset, as ``feeds["op"]`` says (see the class docstring)."""
         runner = self.runner
         if runner is None:
             raise WhisperModelError("the Whisper runner was released")
-        mel, token, offset = feeds["mel"], feeds["token"], feeds["offset"]
-        if mel.shape[0] == 1:
-            runner.encode(mel)
+        op = int(feeds["op"][0])
+        if op == OP_ENCODE:
+            runner.encode(feeds["mel"])
             return {}
-        if token.size == 1 and offset.size == 1:
-            return {"logits": runner.step(int(token[0]), int(offset[0]))}
-        runner.reset()
-        return {}
+        if op == OP_STEP:
+            return {"logits": runner.step(int(feeds["token"][0]), int(feeds["offset"][0]))}
+        if op == OP_RESET:
+            runner.reset()
+            return {}
+        raise WhisperModelError(f"unknown runner op {op}")
 
     def release(self) -> None:
         """Drop the runner (idempotent)."""
@@ -199,7 +202,10 @@ class ExecutorRunner:
         self.run_ms = 0.0
         self.calls = 0
 
-    def _call(self, feeds: Dict[str, np.ndarray], outputs: Sequence[str]) -> dict:
+    def _call(self, op: int, outputs: Sequence[str] = (), mel: Optional[np.ndarray] = None,
+              token: Optional[np.ndarray] = None, offset: Optional[np.ndarray] = None) -> dict:
+        feeds = {"op": np.array([op], np.int32), "mel": self._no_mel if mel is None else mel,
+                 "token": self._none if token is None else token, "offset": self._none if offset is None else offset}
         result = self.executor.submit(self.handle, feeds, output_names=outputs).result(self.timeout)
         self.queue_ms += result.queue_wait_ms
         self.run_ms += result.run_ms
@@ -209,16 +215,16 @@ class ExecutorRunner:
     def encode(self, mel: np.ndarray) -> None:
         """Run the encoder (one executor job)."""
         mel = np.ascontiguousarray(mel if mel.ndim == 3 else mel[None], dtype=np.float32)
-        self._call({"mel": mel, "token": self._none, "offset": self._none}, ())
+        self._call(OP_ENCODE, mel=mel)
 
     def reset(self) -> None:
         """Reset the decoder state (one executor job)."""
-        self._call({"mel": self._no_mel, "token": self._none, "offset": self._none}, ())
+        self._call(OP_RESET)
 
     def step(self, token: int, offset: int) -> np.ndarray:
         """One decoder step (one executor job); returns the logits."""
-        feeds = {"mel": self._no_mel, "token": np.array([token], np.int32), "offset": np.array([offset], np.int32)}
-        return self._call(feeds, ("logits",))["logits"]
+        return self._call(OP_STEP, ("logits",), token=np.array([token], np.int32),
+                          offset=np.array([offset], np.int32))["logits"]
 
     def take_times(self) -> tuple:
         """``(queue_ms, run_ms, calls)`` since the last call, then zero them."""
@@ -248,42 +254,40 @@ class Recognition:
         return self.total_ms / 1000.0 / d if d > 0 else 0.0
 
 
-class WhisperService:
+class WhisperTranscriber:
     """A Whisper model on the shared executor; :meth:`transcribe` is thread safe (calls are serialised).
 
-    Loads ``files.encoder`` and ``files.decoder`` with ``backend`` (``auto`` picks ``axcl`` for ``.axmodel``) on
-    ``device``, detects schema A/B from the decoder's tensor names, builds the runner on the worker thread
+    Takes the loaded encoder and decoder handles (of one executor) (the speech node loads them with
+    :class:`~axcl_ros.nodes.model_host.ModelHost`, like every node; :meth:`load` does it without ROS), detects
+    schema A/B from the decoder's tensor names, builds the runner on the worker thread
     (:class:`~.axcl_runner.AxclWhisperRunner` for schema B on AXCL, else the host-buffer runners) and the tokenizer.
-    Raises :class:`WhisperFilesError`, :class:`WhisperModelError`, tokenizer/config errors or the backend's load
-    errors; everything loaded so far is released on failure.
+    From then on it owns the handles (:meth:`release` unloads them). Raises :class:`WhisperFilesError`,
+    :class:`WhisperModelError` or tokenizer/config errors; the handles are released on failure.
     """
 
-    def __init__(self, executor, files: WhisperFiles, backend: str = "auto", device: str = "",
+    def __init__(self, encoder, decoder, files: WhisperFiles, device: str = "",
                  step_timeout: float = STEP_TIMEOUT_S) -> None:
-        from ...runtime.registry import resolve_backend
-
+        executor = encoder.executor
         self.executor = executor
         self.files = files
+        self.backend = encoder.backend
         self.device = device or "default"
         self._lock = threading.Lock()
-        self._handles: List = []
-        chosen = resolve_backend(backend, files.encoder)
-        self.backend = chosen.name
+        self._handles: List = [encoder, decoder]
         stem = Path(files.encoder).stem
         self.model_name = stem[: -len("encoder")].rstrip("-_") or Path(files.encoder).parent.name or "whisper"
         try:
-            enc = executor.load(files.encoder, backend=self.backend, device=device, name=f"{self.model_name}-encoder")
-            self._handles.append(enc)
-            dec = executor.load(files.decoder, backend=resolve_backend(backend, files.decoder).name, device=device,
-                                name=f"{self.model_name}-decoder")
-            self._handles.append(dec)
-            self.schema = "A" if any(s.name == "in_n_layer_self_k_cache" for s in dec.inputs) else "B"
+            if decoder.executor is not executor:
+                raise WhisperModelError(f"the encoder ({encoder.executor.key}) and the decoder "
+                                        f"({decoder.executor.key}) must run on one executor: give them the same "
+                                        "backend")
+            self.schema = "A" if any(s.name == "in_n_layer_self_k_cache" for s in decoder.inputs) else "B"
             if self.schema == "A" and not files.positional_embedding:
                 raise WhisperFilesError(f"{files.decoder} is a schema-A decoder-loop model; it needs the "
                                         "*positional_embedding.bin file next to it")
-            runner_handle = executor.load_session(lambda: RunnerSession(self._make_runner(enc, dec), files.decoder,
-                                                                        device),
-                                                  name=f"{self.model_name}-decode")
+            runner_handle = executor.load_session(
+                lambda: RunnerSession(self._make_runner(encoder, decoder), files.decoder, device),
+                name=f"{self.model_name}-decode")
             self._handles.append(runner_handle)
             self.runner = ExecutorRunner(executor, runner_handle, step_timeout)
             self.config = load_config(files.config) if files.config else None
@@ -294,6 +298,22 @@ class WhisperService:
         except BaseException:
             self.release()
             raise
+
+    @classmethod
+    def load(cls, executor, files: WhisperFiles, backend: str = "auto", device: str = "",
+             step_timeout: float = STEP_TIMEOUT_S) -> WhisperTranscriber:
+        """Load ``files.encoder`` and ``files.decoder`` with ``backend`` (``auto`` picks ``axcl`` for
+        ``.axmodel``) on ``device`` of ``executor``; raises the backend's load errors (nothing stays loaded)."""
+        from ...runtime.registry import resolve_backend
+
+        encoder = executor.load(files.encoder, backend=resolve_backend(backend, files.encoder).name, device=device)
+        try:
+            decoder = executor.load(files.decoder, backend=resolve_backend(backend, files.decoder).name,
+                                    device=device)
+        except BaseException:
+            encoder.release()
+            raise
+        return cls(encoder, decoder, files, device, step_timeout)
 
     def _make_runner(self, enc, dec):
         """Build the runner on the worker thread (device calls stay there)."""

@@ -1,7 +1,7 @@
 """The speech node's logic without rclpy: audio chunks → 16 kHz mono → VAD segments → bounded recognition queue.
 
 :class:`SpeechPipeline` owns an :class:`~axcl_ros.io.audio.AudioInput` (format checks, resampling, sample clock,
-stamp continuity), a :class:`~axcl_ros.models.segmenter.SpeechSegmenter` and one worker thread that recognises
+stamp continuity), a :class:`~axcl_ros.models.speech.segmenter.SpeechSegmenter` and one worker thread that recognises
 segments with a ``recognize(audio, language, task)`` callable (the Whisper service). Results come out as
 :class:`SpeechOutcome` objects through ``on_outcome``; speech activity changes through ``on_activity``.
 
@@ -29,87 +29,22 @@ import logging
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass, field
 from typing import Callable, Deque, List, Optional
 
-import numpy as np
-
-from ..io.audio import TARGET_RATE, AudioInput, ContinuityEvent
-from ..models.segmenter import PARTIAL, SEGMENT_DROPPED, SEGMENT_END, SPEECH_START, SegmentEvent, SpeechSegmenter
-
-FINAL = "final"
+from ...io.audio import AudioInput
+from ...io.audio_continuity import ContinuityEvent
+from ...io.audio_format import TARGET_RATE
+from ...io.stamps import stamp_to_seconds
+from .outcome import FINAL, Listener, SegmentJob, SpeechOutcome
+from .segmenter import PARTIAL, SEGMENT_DROPPED, SEGMENT_END, SPEECH_START, SegmentEvent, SpeechSegmenter
 
 _log = logging.getLogger(__name__)
-
-
-@dataclass
-class SpeechOutcome:
-    """The result for one segment (final) or for the audio of an open segment so far (partial)."""
-
-    segment_id: int
-    is_final: bool
-    success: bool
-    stamp_s: float  #: time of the segment's first sample (speech start, padding included)
-    duration_s: float
-    start_sample: int
-    end_sample: int
-    reason: str  #: why the segment ended ("silence", "max_length", "flush", …) or the error kind
-    text: str = ""
-    language: str = ""
-    error: str = ""
-    recognition: object = None  #: what ``recognize`` returned (None for errors without recognition)
-    queue_wait_ms: float = 0.0  #: time the segment waited in the recognition queue
-    latency_ms: float = 0.0  #: from the end of the segment to this outcome
-
-
-class Listener:
-    """A wait for the next final outcome with text, or an error (listen-once)."""
-
-    def __init__(self, language: str = "") -> None:
-        self.language = language
-        self.outcome: Optional[SpeechOutcome] = None
-        self._event = threading.Event()
-
-    @property
-    def done(self) -> bool:
-        """True once an outcome was delivered."""
-        return self._event.is_set()
-
-    def wait(self, timeout: Optional[float] = None) -> Optional[SpeechOutcome]:
-        """The outcome, or None when ``timeout`` passed first."""
-        self._event.wait(timeout)
-        return self.outcome
-
-    def _deliver(self, outcome: SpeechOutcome) -> None:
-        self.outcome = outcome
-        self._event.set()
-
-
-@dataclass
-class _Job:
-    kind: str
-    segment_id: int
-    audio: Optional[np.ndarray]
-    start_sample: int
-    end_sample: int
-    stamp_s: float
-    reason: str
-    language: str
-    task: str
-    t_ready: float
-    listeners: List[Listener] = field(default_factory=list)
-
-    @property
-    def duration_s(self) -> float:
-        return (self.end_sample - self.start_sample) / TARGET_RATE
-
-
 class SpeechPipeline:
     """Streaming speech recognition around a ``recognize`` callable (see the module docstring).
 
     Args:
         recognize: ``recognize(audio_f32_16k, language, task)`` → an object with ``.result.text`` and
-            ``.result.language`` (a :class:`~axcl_ros.models.whisper.service.Recognition`); may raise.
+            ``.result.language`` (a :class:`~axcl_ros.models.whisper.transcriber.Recognition`); may raise.
         segmenter: the VAD segmenter (its clock must start with this pipeline's audio).
         audio_input: converter for incoming chunks (default: NaN/Inf chunks are rejected).
         queue_size: segments that may wait for recognition (>= 1).
@@ -139,10 +74,10 @@ class SpeechPipeline:
         self.clock = clock
         self._lock = threading.RLock()  # audio path state (audio input, segmenter, activity)
         self._cond = threading.Condition()  # queue state
-        self._finals: Deque[_Job] = deque()
-        self._partial: Optional[_Job] = None
+        self._finals: Deque[SegmentJob] = deque()
+        self._partial: Optional[SegmentJob] = None
         self._listeners: List[Listener] = []
-        self._busy: Optional[_Job] = None
+        self._busy: Optional[SegmentJob] = None
         self._active = False
         self._t0: Optional[float] = None
         self._running = False
@@ -223,7 +158,7 @@ class SpeechPipeline:
                     job, self._partial = self._partial, None
                 self._busy = job
             try:
-                self._recognise(job)
+                self._run_job(job)
             except Exception:  # noqa: BLE001 - the worker must survive anything
                 _log.exception("speech pipeline: unexpected error while handling segment %d", job.segment_id)
                 self._count("worker_errors", 1)
@@ -232,7 +167,7 @@ class SpeechPipeline:
                     self._busy = None
                     self._cond.notify_all()
 
-    def _recognise(self, job: _Job) -> None:
+    def _run_job(self, job: SegmentJob) -> None:
         t_start = time.monotonic()
         try:
             rec = self.recognize(job.audio, job.language, job.task)
@@ -260,7 +195,7 @@ class SpeechPipeline:
             self._count("partials", 1)
         self._emit(outcome, job)
 
-    def _fail(self, job: _Job, kind: str, message: str, queue_wait_ms: float = 0.0) -> None:
+    def _fail(self, job: SegmentJob, kind: str, message: str, queue_wait_ms: float = 0.0) -> None:
         self._count("errors", 1)
         outcome = SpeechOutcome(job.segment_id, True, False, job.stamp_s, job.duration_s, job.start_sample,
                                 job.end_sample, kind, language=job.language, error=message,
@@ -268,7 +203,7 @@ class SpeechPipeline:
                                 latency_ms=(time.monotonic() - job.t_ready) * 1000.0)
         self._emit(outcome, job)
 
-    def _emit(self, outcome: SpeechOutcome, job: _Job) -> None:
+    def _emit(self, outcome: SpeechOutcome, job: SegmentJob) -> None:
         if self.on_outcome is not None:
             try:
                 self.on_outcome(outcome)
@@ -329,9 +264,8 @@ class SpeechPipeline:
 
     def push_msg(self, msg) -> Optional[ContinuityEvent]:
         """:meth:`push` for an ``axcl_msgs/AudioChunk``-like message (``header.stamp`` of 0 = unstamped)."""
-        stamp = msg.header.stamp
         return self.push(msg.data, msg.sample_format, msg.channels, msg.sample_rate,
-                         float(stamp.sec) + float(stamp.nanosec) * 1e-9)
+                         stamp_to_seconds(msg.header.stamp))
 
     def set_muted(self, muted: bool) -> None:
         """Mute (recognition suppressed; an open segment is discarded and reported) or unmute."""
@@ -367,15 +301,15 @@ class SpeechPipeline:
             if ev.kind == SPEECH_START:
                 self._count("segments", 1)
             elif ev.kind == SEGMENT_END:
-                self._enqueue_final(_Job(FINAL, ev.segment_id, ev.audio, ev.start_sample, ev.end_sample,
+                self._enqueue_final(SegmentJob(FINAL, ev.segment_id, ev.audio, ev.start_sample, ev.end_sample,
                                          self._stamp(ev.start_sample), ev.reason, self.language, self.task, now))
             elif ev.kind == PARTIAL:
-                self._enqueue_partial(_Job(PARTIAL, ev.segment_id, ev.audio, ev.start_sample, ev.end_sample,
+                self._enqueue_partial(SegmentJob(PARTIAL, ev.segment_id, ev.audio, ev.start_sample, ev.end_sample,
                                            self._stamp(ev.start_sample), ev.reason, self.language, self.task, now))
             elif ev.kind == SEGMENT_DROPPED:
                 key = "dropped_muted" if ev.reason == "muted" else "dropped_reset"
                 self._count(key, 1)
-                job = _Job(FINAL, ev.segment_id, None, ev.start_sample, ev.end_sample,
+                job = SegmentJob(FINAL, ev.segment_id, None, ev.start_sample, ev.end_sample,
                            self._stamp(ev.start_sample), ev.reason, self.language, self.task, now)
                 with self._cond:
                     if self._partial is not None and self._partial.segment_id == ev.segment_id:
@@ -389,7 +323,7 @@ class SpeechPipeline:
                 self.on_activity(active)
 
     @staticmethod
-    def _attach(job: _Job, listeners: List[Listener]) -> None:
+    def _attach(job: SegmentJob, listeners: List[Listener]) -> None:
         """Give ``listeners`` the outcome of ``job`` (not started yet); a listener's language applies to it."""
         if not listeners:
             return
@@ -399,8 +333,8 @@ class SpeechPipeline:
                 job.language = chosen
         job.listeners.extend(listeners)
 
-    def _enqueue_final(self, job: _Job) -> None:
-        dropped: Optional[_Job] = None
+    def _enqueue_final(self, job: SegmentJob) -> None:
+        dropped: Optional[SegmentJob] = None
         with self._cond:
             if self._listeners:
                 self._attach(job, self._listeners)
@@ -420,7 +354,7 @@ class SpeechPipeline:
                        f"recognition queue full ({self.queue_size} segments waiting): the oldest waiting segment "
                        "was given up without recognition")
 
-    def _enqueue_partial(self, job: _Job) -> None:
+    def _enqueue_partial(self, job: SegmentJob) -> None:
         with self._cond:
             if self._finals:
                 self._count("partials_skipped", 1)

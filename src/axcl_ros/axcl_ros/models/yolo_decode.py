@@ -1,0 +1,95 @@
+"""The two YOLO output layouts decoded to candidate boxes, and the NMS that selects among them (pure numpy/OpenCV).
+
+* :func:`decode_axera`: AXERA's per-stride heads ``[1,h,w,4·16+nc]`` (DFL logits, then class logits); thresholds the
+  class logits first (``sigmoid(x) > t  ⇔  x > logit(t)``), so the DFL softmax only runs on the cells that pass.
+* :func:`decode_ultralytics`: ``[1,4+nc,N]`` (cx, cy, w, h in letterbox pixels, then sigmoided class scores).
+
+Both return ``(boxes x1 y1 x2 y2 in letterbox pixels, scores, class ids)``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import List, Optional, Sequence, Tuple
+
+import cv2
+import numpy as np
+
+#: DFL bins per box side in the AXERA layout
+REG_MAX = 16
+
+Candidates = Tuple[np.ndarray, np.ndarray, np.ndarray]
+
+
+def decode_ultralytics(out: np.ndarray, thr: float, cls_ids: Optional[np.ndarray]) -> Candidates:
+    """Candidates of the Ultralytics layout above ``thr`` (scores over the classes ``cls_ids``, or all)."""
+    pred = out[0]
+    scores = pred[4:] if cls_ids is None else pred[4:][cls_ids]
+    conf = scores.max(axis=0)
+    keep = np.flatnonzero(conf > thr)
+    cls = scores[:, keep].argmax(axis=0)
+    if cls_ids is not None:
+        cls = cls_ids[cls]
+    cx, cy, w, h = (pred[i, keep].astype(np.float32) for i in range(4))
+    boxes = np.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], axis=1)
+    return boxes, conf[keep].astype(np.float32), cls.astype(np.int32)
+
+def decode_axera(heads: List[np.ndarray], strides: Sequence[int], thr: float,
+                 cls_ids: Optional[np.ndarray]) -> Candidates:
+    """Candidates of the AXERA layout (one head per stride) above ``thr`` (scores over ``cls_ids``, or all)."""
+    if thr <= 0.0:
+        logit_thr = -math.inf
+    elif thr >= 1.0:
+        logit_thr = math.inf
+    else:
+        logit_thr = math.log(thr / (1.0 - thr))
+    reg = 4 * REG_MAX
+    bins = np.arange(REG_MAX, dtype=np.float32)
+    all_boxes, all_scores, all_cls = [], [], []
+    for head, stride in zip(heads, strides):
+        gh, gw, ch = head.shape[1:]
+        flat = head.reshape(gh * gw, ch)
+        logits = flat[:, reg:] if cls_ids is None else flat[:, reg + cls_ids]
+        keep = np.flatnonzero((logits > logit_thr).any(axis=1))  # 2x faster than max() on 80+ classes
+        if keep.size == 0:
+            continue
+        sel = logits[keep]
+        cls = sel.argmax(axis=1)
+        best = sel[np.arange(keep.size), cls].astype(np.float32)
+        if cls_ids is not None:
+            cls = cls_ids[cls]
+        score = 1.0 / (1.0 + np.exp(-best))
+        dfl = flat[keep, :reg].astype(np.float32).reshape(-1, 4, REG_MAX)
+        dfl = np.exp(dfl - dfl.max(axis=2, keepdims=True))
+        dist = (dfl @ bins) / dfl.sum(axis=2) * np.float32(stride)  # (k, 4): l, t, r, b
+        cx = ((keep % gw).astype(np.float32) + 0.5) * stride
+        cy = ((keep // gw).astype(np.float32) + 0.5) * stride
+        all_boxes.append(np.stack([cx - dist[:, 0], cy - dist[:, 1], cx + dist[:, 2], cy + dist[:, 3]], axis=1))
+        all_scores.append(score)
+        all_cls.append(cls)
+    if not all_boxes:
+        return np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros(0, np.int32)
+    return (np.concatenate(all_boxes), np.concatenate(all_scores).astype(np.float32),
+            np.concatenate(all_cls).astype(np.int32))
+
+
+def nms(boxes: np.ndarray, scores: np.ndarray, classes: np.ndarray, iou_threshold: float,
+        agnostic: bool = False) -> np.ndarray:
+    """Greedy NMS of K×4 ``x1, y1, x2, y2`` boxes; indices of the kept boxes, best score first.
+
+    Class-aware NMS is one ``cv2.dnn.NMSBoxes`` call on boxes shifted apart by class (``class · offset`` with the
+    offset larger than any coordinate span, so boxes of different classes never overlap); bench/bench_hostpath.py
+    measures it against ``cv2.dnn.NMSBoxesBatched``.
+    """
+    if scores.size == 0:
+        return np.zeros(0, np.intp)
+    b = boxes.astype(np.float64)  # float64: the class shift must not cost precision (cv2 takes it as Rect2d)
+    if not agnostic:
+        lo = b.min()
+        b -= lo
+        b += classes.astype(np.float64)[:, None] * (b.max() + 1.0)
+    b[:, 2:] -= b[:, :2]  # x, y, w, h
+    # all candidates already passed the confidence threshold (> thr >= 0); OpenCV keeps scores > 0
+    idx = cv2.dnn.NMSBoxes(b, scores.astype(np.float32, copy=False), 0.0, float(iou_threshold))
+    idx = np.asarray(idx, dtype=np.intp).reshape(-1)
+    return idx[np.argsort(-scores[idx], kind="stable")]
