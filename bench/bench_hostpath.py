@@ -188,8 +188,8 @@ def run(quick: bool = False) -> List[Row]:
     from axcl_ros.models.yolo import YoloAdapter
     from axcl_ros.nodes.detection_messages import vision_msgs_types
     from axcl_ros.runtime.onnxruntime_backend import OnnxRuntimeBackend
-    from axcl_ros.testing.depth_models import build_axera_probe
-    from axcl_ros.testing.yolo_models import axera_from_ultralytics_onnx
+    from axcl_ros_testing.depth_models import build_axera_probe
+    from axcl_ros_testing.yolo_models import axera_from_ultralytics_onnx
 
     blocks, per_block = (7, 5) if quick else (15, 10)
     frames = _frames()

@@ -120,8 +120,8 @@ def _bytes_rows() -> List[Row]:
     from axcl_ros.models.whisper.runner import SessionWhisperRunner
     from axcl_ros.runtime.axcl import shutdown_runtime
     from axcl_ros.runtime.axcl_backend import AxclBackend
-    from axcl_ros.testing import stub_models as sm
-    from axcl_ros.testing.axcl_stub_build import StubControl
+    from axcl_ros_testing import stub_models as sm
+    from axcl_ros_testing.axcl_stub_build import StubControl
 
     seq = tuple(range(100, 124))  # 24 text tokens
     mel = np.random.default_rng(0).standard_normal((80, 3000)).astype(np.float32)

@@ -21,9 +21,9 @@ from std_msgs.msg import Bool  # noqa: E402
 
 from axcl_ros import assets  # noqa: E402
 from axcl_ros.io.image import array_to_image_fields  # noqa: E402
-from axcl_ros.testing.depth_models import build_onnx_probe  # noqa: E402
-from axcl_ros.testing.lifecycle_client import LifecycleClient  # noqa: E402
-from axcl_ros.testing.ros_graph import RosGraph, RosProcess  # noqa: E402
+from axcl_ros_testing.depth_models import build_onnx_probe  # noqa: E402
+from axcl_ros_testing.lifecycle_client import LifecycleClient  # noqa: E402
+from axcl_ros_testing.ros_graph import RosGraph, RosProcess  # noqa: E402
 
 pytestmark = [pytest.mark.ros, pytest.mark.realweights]
 QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)

@@ -14,7 +14,7 @@ from axcl_ros.runtime import axcl
 from axcl_ros.runtime.axcl import AxclError, AxclRuntime, DeviceList, decode_error, get_runtime
 from axcl_ros.runtime.axcl_backend import AxclBackend
 from axcl_ros.runtime.base import ModelLoadError
-from axcl_ros.testing import stub_models as sm
+from axcl_ros_testing import stub_models as sm
 
 NO_CONTEXT = 0x80300284
 

@@ -8,7 +8,7 @@ import pytest
 from axcl_ros.runtime.axcl import AxclError, get_runtime
 from axcl_ros.runtime.axcl_backend import AxclBackend, AxclSession
 from axcl_ros.runtime.base import DeviceError, InputMismatchError, ModelLoadError
-from axcl_ros.testing import stub_models as sm
+from axcl_ros_testing import stub_models as sm
 
 
 @pytest.fixture(scope="module")

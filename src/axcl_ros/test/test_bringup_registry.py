@@ -24,7 +24,7 @@ from axcl_ros.bringup.node_registry import (
 
 PKG = Path(__file__).resolve().parents[1]
 CONFIGS = sorted((PKG / "config").glob("*.yaml"))
-DUMMY = "axcl_ros.testing.dummy_nodes:DummyLifecycleNode"
+DUMMY = "axcl_ros_testing.dummy_nodes:DummyLifecycleNode"
 
 
 # -- registry --------------------------------------------------------------------------------------------------------
@@ -39,7 +39,7 @@ def test_registry_names_the_six_node_classes():
 def test_load_node_class_module_colon_class():
     pytest.importorskip("rclpy")
     cls = load_node_class(DUMMY)
-    assert cls.__name__ == "DummyLifecycleNode" and cls.__module__ == "axcl_ros.testing.dummy_nodes"
+    assert cls.__name__ == "DummyLifecycleNode" and cls.__module__ == "axcl_ros_testing.dummy_nodes"
 
 
 def test_load_node_class_by_short_name_when_the_module_exists():

@@ -22,8 +22,8 @@ from sensor_msgs.msg import CompressedImage, Image  # noqa: E402
 from axcl_ros import assets  # noqa: E402
 from axcl_ros.io.image import array_to_compressed, array_to_image_fields  # noqa: E402
 from axcl_ros.nodes.detector import DetectorNode  # noqa: E402
-from axcl_ros.testing.lifecycle_client import LifecycleClient  # noqa: E402
-from axcl_ros.testing.ros_graph import RosGraph  # noqa: E402
+from axcl_ros_testing.lifecycle_client import LifecycleClient  # noqa: E402
+from axcl_ros_testing.ros_graph import RosGraph  # noqa: E402
 
 pytestmark = [pytest.mark.ros, pytest.mark.realweights]
 

@@ -24,9 +24,9 @@ from axcl_ros.io.image import array_to_image_fields  # noqa: E402
 from axcl_ros.models.tracking import TrackerConfig  # noqa: E402
 from axcl_ros.nodes.detector import DetectorNode  # noqa: E402
 from axcl_ros.nodes.tracking_stage import CameraTrackers, apply_track_ids, label_with_ids  # noqa: E402
-from axcl_ros.testing import stub_models as sm  # noqa: E402
-from axcl_ros.testing.lifecycle_client import LifecycleClient  # noqa: E402
-from axcl_ros.testing.ros_graph import RosGraph  # noqa: E402
+from axcl_ros_testing import stub_models as sm  # noqa: E402
+from axcl_ros_testing.lifecycle_client import LifecycleClient  # noqa: E402
+from axcl_ros_testing.ros_graph import RosGraph  # noqa: E402
 
 QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
 

@@ -14,7 +14,7 @@ import pytest
 from axcl_ros import assets
 from axcl_ros.models.letterbox import letterbox
 from axcl_ros.models.yolo import LAYOUT_AXERA, LAYOUT_ULTRALYTICS, DetectorConfig, YoloAdapter
-from axcl_ros.testing import yolo_models as ym
+from axcl_ros_testing import yolo_models as ym
 
 pytestmark = pytest.mark.realweights
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 
-from . import assets
+from axcl_ros import assets
 
 
 def _say(text: str) -> None:
@@ -14,7 +14,7 @@ def _say(text: str) -> None:
 
 def describe_step(vlm_dir: str = "", prompt: str = "Describe the image in one sentence.") -> None:
     """Run the step; never raises (the demo's other results stand on their own)."""
-    from .models.llm.generate import LlmModel
+    from axcl_ros.models.llm.generate import LlmModel
 
     try:
         if vlm_dir:
@@ -31,7 +31,7 @@ def describe_step(vlm_dir: str = "", prompt: str = "Describe the image in one se
             return
         _say("no vision-language weights on this machine (none ship in a PyPI or Debian package), so no image is "
              "described; pass --vlm-dir <folder> (README, 'describe')")
-        from .models.llm.export_onnx import cached_conversion
+        from axcl_ros.models.llm.export_onnx import cached_conversion
 
         folder = cached_conversion(str(assets.smollm2_135m_gguf()))
         model = LlmModel(folder, threads=2)

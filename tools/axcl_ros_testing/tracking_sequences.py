@@ -20,7 +20,7 @@ from typing import Dict, List, Sequence, Tuple
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-from ..models.tracking import iou_matrix
+from axcl_ros.models.tracking import iou_matrix
 
 
 @dataclass
@@ -184,8 +184,9 @@ def real_photo_crossing(frames: int = 34) -> List[Frame]:
     faces only. Ground truth: the face box inside each pasted crop, present while at most half hidden."""
     import cv2
 
-    from .. import assets
-    from ..models.yolo import YoloAdapter
+    from axcl_ros import assets
+    from axcl_ros.models.yolo import YoloAdapter
+
     from . import yolo_models as ym
 
     sess = ym.ort_session(assets.nudenet_yolov8n_onnx(), threads=2)

@@ -16,7 +16,7 @@ from typing import Any, Dict, Iterator, Optional
 
 import numpy as np
 
-from ..io.image import DEFAULT_MAX_PIXELS, array_to_compressed
+from axcl_ros.io.image import DEFAULT_MAX_PIXELS, array_to_compressed
 
 # encodings to_bgr8 converts (written out here, not imported, so the oracle does not follow the code under test)
 CONVERTIBLE = {  # encoding: (element bytes, channels, kind)
