@@ -31,9 +31,9 @@ SIZES = {"640x480": (480, 640), "1920x1080": (1080, 1920)}
 
 
 def _frames():
-    from axcl_ros import assets
+    from axcl_ros_testing.sample_inputs import skimage_image
 
-    rgb = assets.skimage_image("astronaut")
+    rgb = skimage_image("astronaut")
     square = np.ascontiguousarray(rgb[:, :, ::-1])
     out = {}
     for name, (h, w) in SIZES.items():

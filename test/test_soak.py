@@ -231,9 +231,10 @@ def _speech_audio():
     """Ten LibriVox utterances (the five of pocketsphinx-testdata, twice) separated by 2 s of silence, 16 kHz."""
     from axcl_ros import assets
     from axcl_ros.io.wav import read_wav
+    from axcl_ros_testing.sample_inputs import librivox_utterances
 
     try:
-        utts = assets.librivox_utterances()
+        utts = librivox_utterances()
     except assets.AssetNotFoundError as exc:
         pytest.skip(str(exc))
     gap = np.zeros(32000, np.float32)

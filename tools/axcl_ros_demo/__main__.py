@@ -24,6 +24,7 @@ import numpy as np
 
 from axcl_ros import assets
 from axcl_ros.transport_profile import apply_transport_profile
+from axcl_ros_testing.sample_inputs import librivox_utterances, skimage_image
 
 
 def _say(text: str) -> None:
@@ -75,7 +76,7 @@ def sample_images() -> list:
     """(name, BGR image) pairs from scikit-image's bundled photos."""
     out = []
     for name in ("astronaut", "coffee", "chelsea", "rocket"):
-        rgb = assets.skimage_image(name)
+        rgb = skimage_image(name)
         out.append((name, np.ascontiguousarray(rgb[:, :, ::-1])))
     return out
 
@@ -83,7 +84,7 @@ def sample_images() -> list:
 def speech_samples(limit: int = 3) -> list:
     """[(wav path, reference text)] real recordings, or [] with a reason printed."""
     try:
-        return assets.librivox_utterances()[:limit]
+        return librivox_utterances()[:limit]
     except assets.AssetNotFoundError as exc:
         _say(f"speech input: {exc}")
         return []

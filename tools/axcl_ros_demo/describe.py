@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 
 from axcl_ros import assets
+from axcl_ros_testing.sample_inputs import skimage_image
 
 
 def _say(text: str) -> None:
@@ -23,7 +24,7 @@ def describe_step(vlm_dir: str = "", prompt: str = "Describe the image in one se
                 if not model.has_vision:
                     _say(f"{vlm_dir} has no vision encoder (vision.onnx / *_vit*.axmodel); nothing to describe")
                     return
-                r = model.generate(prompt, image=assets.skimage_image("astronaut"), max_new_tokens=48)
+                r = model.generate(prompt, image=skimage_image("astronaut"), max_new_tokens=48)
                 _say(f"astronaut.png -> {r.text!r} (encode {r.image_encode_ms:.0f} ms, first token "
                      f"{r.time_to_first_token_ms:.0f} ms, {r.tokens_per_s:.1f} tokens/s)")
             finally:

@@ -188,13 +188,14 @@ def real_photo_crossing(frames: int = 34) -> List[Frame]:
     from axcl_ros.models.yolo import YoloAdapter
 
     from . import yolo_models as ym
+    from .sample_inputs import skimage_image
 
     sess = ym.ort_session(assets.nudenet_yolov8n_onnx(), threads=2)
     adapter = YoloAdapter.from_specs(*ym.ort_specs(sess), labels=assets.NUDENET_LABELS, input_size=320)
     adapter.config = adapter.config.replace(conf_threshold=0.1)
-    astronaut = np.ascontiguousarray(assets.skimage_image("astronaut")[:, :, ::-1])
+    astronaut = np.ascontiguousarray(skimage_image("astronaut")[:, :, ::-1])
     head = astronaut[40:240, 120:320]
-    scene = cv2.resize(np.ascontiguousarray(assets.skimage_image("coffee")[:, :, ::-1]), (960, 640))
+    scene = cv2.resize(np.ascontiguousarray(skimage_image("coffee")[:, :, ::-1]), (960, 640))
     out = []
     for k in range(frames):
         frame = scene[0:480, 4 * k:4 * k + 640].copy()        # the camera pans right over the scene

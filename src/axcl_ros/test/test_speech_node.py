@@ -36,6 +36,7 @@ from axcl_ros.nodes.speech import SpeechNode  # noqa: E402
 from axcl_ros.nodes.wav_publisher import WavPublisherNode  # noqa: E402
 from axcl_ros_testing.lifecycle_client import LifecycleClient  # noqa: E402
 from axcl_ros_testing.ros_graph import RosGraph  # noqa: E402
+from axcl_ros_testing.sample_inputs import librivox_utterances  # noqa: E402
 
 pytestmark = [pytest.mark.ros, pytest.mark.realweights]
 
@@ -85,7 +86,7 @@ def audio_dir(tmp_path_factory):
     subprocess.run(["sox", str(d / "long_raw.wav"), "-r", "16000", "-c", "1", "-b", "16", str(d / "long.wav"),
                     "pad", "0.5", "0.5"], check=True)
     try:
-        utts = {p.stem[-4:]: (p, ref) for p, ref in assets.librivox_utterances()}
+        utts = {p.stem[-4:]: (p, ref) for p, ref in librivox_utterances()}
     except assets.AssetNotFoundError:
         utts = {}
     refs = []
