@@ -164,7 +164,8 @@ def run(args) -> int:
 
 def main(argv=None) -> int:
     """Entry point of ``make demo``."""
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(prog="python -m axcl_ros_demo", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default="out/demo", help="folder for PNGs, logs and the parameter file")
     parser.add_argument("--depth-model", default="", help="Depth Anything V2 model (.onnx or .axmodel), optional")
     parser.add_argument("--vlm-dir", default="", help="vision-language model folder for the describe step, optional")
