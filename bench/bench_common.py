@@ -21,8 +21,10 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 SRC = ROOT / "src" / "axcl_ros"
-if str(SRC) not in sys.path:  # the source tree, as pytest.ini does for the tests
-    sys.path.insert(0, str(SRC))
+TOOLS = ROOT / "tools"  # the test helpers (axcl_ros_testing), not installed with the package
+for _path in (TOOLS, SRC):  # the source tree and the helpers, as pytest.ini does for the tests
+    if str(_path) not in sys.path:
+        sys.path.insert(0, str(_path))
 
 
 @dataclass
@@ -163,7 +165,7 @@ def ros_available() -> Optional[str]:
 def stub_library() -> Optional[str]:
     """Build (or reuse) the AXCL stub runtime and point ``AXCL_LIB_PATH`` at it; None when it cannot be built."""
     try:
-        from axcl_ros.testing.axcl_stub_build import build_stub
+        from axcl_ros_testing.axcl_stub_build import build_stub
     except ImportError:
         return None
     try:

@@ -32,8 +32,8 @@ class DetectorRig:
         from rclpy.parameter import Parameter
 
         from axcl_ros.nodes.detector import DetectorNode
-        from axcl_ros.testing.lifecycle_client import LifecycleClient
-        from axcl_ros.testing.ros_graph import RosGraph
+        from axcl_ros_testing.lifecycle_client import LifecycleClient
+        from axcl_ros_testing.ros_graph import RosGraph
 
         self.topics = list(topics)
         self.graph = RosGraph(threads=4)
@@ -109,7 +109,7 @@ def transport_delivery(fps: float, seconds: float, qos: str) -> Dict[str, int]:
     from sensor_msgs.msg import Image
 
     from axcl_ros.nodes.common import make_qos
-    from axcl_ros.testing.ros_graph import RosGraph
+    from axcl_ros_testing.ros_graph import RosGraph
 
     topic = f"/bare_{qos}/image_raw"
     got = [0]
@@ -129,7 +129,7 @@ def camera_counts(node) -> List[Dict[str, int]]:
 
 def yolo_stub_model(folder, delay_ms: float, size: int = 640) -> str:
     """A YOLO11-signature AXCL stub model whose execute takes ``delay_ms`` (a sleep, like waiting for the card)."""
-    from axcl_ros.testing import stub_models as sm
+    from axcl_ros_testing import stub_models as sm
 
     return str(sm.yolo11_stub(f"{folder}/yolo11_stub_{int(delay_ms)}ms.axmodel", size=size,
                               delay_us=int(delay_ms * 1000)))

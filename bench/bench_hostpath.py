@@ -31,9 +31,9 @@ SIZES = {"640x480": (480, 640), "1920x1080": (1080, 1920)}
 
 
 def _frames():
-    from axcl_ros import assets
+    from axcl_ros_testing.sample_inputs import skimage_image
 
-    rgb = assets.skimage_image("astronaut")
+    rgb = skimage_image("astronaut")
     square = np.ascontiguousarray(rgb[:, :, ::-1])
     out = {}
     for name, (h, w) in SIZES.items():
@@ -189,8 +189,8 @@ def run(quick: bool = False) -> List[Row]:
     from axcl_ros.models.depth_anything import DepthAnythingAdapter
     from axcl_ros.models.yolo import YoloAdapter
     from axcl_ros.runtime.onnxruntime_backend import OnnxRuntimeBackend
-    from axcl_ros.testing.depth_models import build_axera_probe
-    from axcl_ros.testing.yolo_models import axera_from_ultralytics_onnx
+    from axcl_ros_testing.depth_models import build_axera_probe
+    from axcl_ros_testing.yolo_models import axera_from_ultralytics_onnx
 
     blocks, per_block = (7, 5) if quick else (15, 10)
     frames = _frames()

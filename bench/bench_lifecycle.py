@@ -26,7 +26,7 @@ def _change(client, transition: str, timeout: float = 120.0) -> bool:
     """One ``change_state`` call, waited for with an event (no polling granularity in the measurement)."""
     from lifecycle_msgs.srv import ChangeState
 
-    from axcl_ros.testing.lifecycle_client import TRANSITIONS as IDS
+    from axcl_ros_testing.lifecycle_client import TRANSITIONS as IDS
 
     req = ChangeState.Request()
     req.transition.id = IDS[transition]
@@ -42,7 +42,7 @@ def _cycle(make: Callable, name: str, cycles: int) -> Dict[str, float]:
     from bench_harness import close_ros
     from lifecycle_msgs.srv import ChangeState
 
-    from axcl_ros.testing.ros_graph import RosGraph
+    from axcl_ros_testing.ros_graph import RosGraph
 
     times: Dict[str, List[float]] = {t: [] for t in TRANSITIONS}
     with RosGraph() as graph:
@@ -70,7 +70,7 @@ def _params(**kw):
 def _nodes(tmp: Path) -> List[Tuple[str, str, Optional[Callable], str]]:
     """(label, node name, factory(graph, name), note) per node; factory None = skipped with note."""
     from axcl_ros import assets
-    from axcl_ros.testing.dummy_nodes import DummyLifecycleNode
+    from axcl_ros_testing.dummy_nodes import DummyLifecycleNode
 
     out: List[Tuple[str, str, Optional[Callable], str]] = [
         ("no-op lifecycle node (baseline)", "lc_dummy",
@@ -89,7 +89,7 @@ def _nodes(tmp: Path) -> List[Tuple[str, str, Optional[Callable], str]]:
         out.append(("detector, onnxruntime", "lc_detector", None, f"skipped: {exc}"))
 
     from axcl_ros.nodes.depth import DepthNode
-    from axcl_ros.testing.depth_models import build_onnx_probe
+    from axcl_ros_testing.depth_models import build_onnx_probe
 
     probe = str(build_onnx_probe(tmp / "da2_probe.onnx", 518, 518))
     out.append(("depth, DA-V2-signature probe onnxruntime", "lc_depth",
@@ -97,7 +97,7 @@ def _nodes(tmp: Path) -> List[Tuple[str, str, Optional[Callable], str]]:
                 "tiny probe model: measures the node, not a 100 MB model load"))
 
     if stub_library() is not None:
-        from axcl_ros.testing import stub_models as sm
+        from axcl_ros_testing import stub_models as sm
 
         yolo = str(sm.yolo11_stub(tmp / "yolo11.axmodel"))
         out.append(("detector, YOLO11 signature on the AXCL stub", "lc_detector_axcl",

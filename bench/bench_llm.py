@@ -5,7 +5,7 @@ kept busy; and against Hugging Face transformers when a Python with it is given.
 Ours: ``axcl_ros convert-llm --keep-quantization`` ONNX (one file per layer, AXERA's per-layer contract; the GGUF's
 Q4_1 blocks kept as ``MatMulNBits`` codes, float32 arithmetic; ``AXCL_BENCH_LLM_WEIGHTS=float32`` for the float32
 conversion) run by the host loop on onnxruntime with 2 intra-op threads, KV cache on the host. Baseline:
-:class:`axcl_ros.testing.llm_models.NumpyLlama` (the same decoder in numpy float32 with its own KV cache; BLAS
+:class:`axcl_ros_testing.llm_models.NumpyLlama` (the same decoder in numpy float32 with its own KV cache; BLAS
 limited to 2 threads). Both generate the same greedy tokens for the same ChatML prompts (checked), TTFT = prompt
 embedding + prefill + first token; decode rate = the tokens after the first divided by their time. Prompts
 alternate ours / numpy. "busy" runs the same with a second process spinning on one core.
@@ -116,7 +116,7 @@ def run(quick: bool = False) -> List[Row]:
     from axcl_ros.models.llm.checkpoint import read_gguf
     from axcl_ros.models.llm.export_onnx import cached_conversion
     from axcl_ros.models.llm.generate import LlmModel
-    from axcl_ros.testing.llm_models import NumpyLlama
+    from axcl_ros_testing.llm_models import NumpyLlama
 
     try:
         gguf_path = str(assets.smollm2_135m_gguf())

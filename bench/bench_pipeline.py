@@ -93,7 +93,7 @@ def run(quick: bool = False) -> List[Row]:
                        "AXCL_STUB_D2H_MBPS": str(D2H_MBPS), "AXCL_STUB_XFER_LATENCY_US": str(LAT_US)})
     from axcl_ros.runtime.axcl import shutdown_runtime
     from axcl_ros.runtime.axcl_backend import AxclBackend
-    from axcl_ros.testing import stub_models as sm
+    from axcl_ros_testing import stub_models as sm
 
     frames = 30 if quick else 120
     link = _link_ms()

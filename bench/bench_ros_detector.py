@@ -55,11 +55,11 @@ def _proc_status(pid: int) -> Dict[str, float]:
 def _frames(folder: Path) -> Dict[str, str]:
     import cv2
 
-    from axcl_ros import assets
+    from axcl_ros_testing.sample_inputs import skimage_image
 
     grey = np.full((480, 640, 3), 96, np.uint8)
     photo = grey.copy()
-    rgb = assets.skimage_image("astronaut")
+    rgb = skimage_image("astronaut")
     photo[:, 80:560] = cv2.resize(np.ascontiguousarray(rgb[:, :, ::-1]), (480, 480))
     paths = {}
     for name, img in (("grey", grey), ("photo", photo)):

@@ -1,7 +1,7 @@
 """Segmentation and pose host post-processing per frame against detection-only post-processing, same run.
 
 A 640×480 frame letterboxed to 640×640; the raw outputs of a segmentation model with 10 planted instances (and of a
-pose model with 10 persons) are made once by ``axcl_ros.testing.yolo_task_models`` in both layouts (Ultralytics
+pose model with 10 persons) are made once by ``axcl_ros_testing.yolo_task_models`` in both layouts (Ultralytics
 ``[1,116,8400]`` + ``[1,32,160,160]``; AXERA 3 DFL heads + 3 coefficient heads + ``[1,160,160,32]``). Measured,
 block by block alternately: the detector's ``postprocess`` on the detection part of the same outputs (baseline),
 and the task adapter's ``postprocess`` (the same detection decode + matching + 10 masks or keypoints).
@@ -34,7 +34,7 @@ def _boxes(n: int = 10):
 def run(quick: bool = False) -> List[Row]:
     from axcl_ros.models.yolo_tasks import YoloTaskAdapter
     from axcl_ros.runtime.base import TensorSpec
-    from axcl_ros.testing.yolo_task_models import pose_outputs, seg_outputs
+    from axcl_ros_testing.yolo_task_models import pose_outputs, seg_outputs
 
     boxes = _boxes()
     frame = np.full((480, 640, 3), 100, np.uint8)

@@ -1,7 +1,7 @@
 """Tracker host cost per frame and identity F1 on the test sequences.
 
 Tracker: ``ByteTracker.update`` per frame on a 200-frame sequence of 30 objects that wander inside the view, cross
-and occlude one another (``axcl_ros.testing.tracking_sequences``; detections with jitter, misses, low-score occluded
+and occlude one another (``axcl_ros_testing.tracking_sequences``; detections with jitter, misses, low-score occluded
 objects, false positives), measured quiet and with one core kept busy by another process. The floor, measured block
 by block in the same run, is the least an association tracker does per frame: one 30×30 IoU matrix and one optimal
 assignment (``scipy.optimize.linear_sum_assignment``). Goal (issue #15): ≤ 0.3 ms per frame for 30 objects.
@@ -61,7 +61,7 @@ def _floor(frames):
 
 def run(quick: bool = False) -> List[Row]:
     from axcl_ros.models.tracking import ByteTracker
-    from axcl_ros.testing.tracking_sequences import identity_metrics, make_sequence, real_photo_crossing
+    from axcl_ros_testing.tracking_sequences import identity_metrics, make_sequence, real_photo_crossing
 
     frames = make_sequence(**DENSE)
     per_frame = float(np.mean([len(f.det_scores) for f in frames]))

@@ -1,6 +1,6 @@
 """Transport: camera frames and audio chunks from another process, Fast DDS defaults vs the shipped profile.
 
-A camera driver stand-in (``axcl_ros.testing.camera_publisher``) publishes ``bgr8`` frames at 30 fps from its own
+A camera driver stand-in (``axcl_ros_testing.camera_publisher``) publishes ``bgr8`` frames at 30 fps from its own
 process, best effort or reliable; a subscriber in a third process counts what arrives and the latency from
 ``header.stamp`` (send time) to the callback. Rows per size / publisher QoS: Fast DDS defaults, the shipped profile
 (``config/fastdds_camera.xml``) on both sides, on the subscriber only and on the publisher only. The subscriber is a
@@ -112,7 +112,7 @@ def _case(size: str, qos: str, profile: str, frames: int, *, ours: bool = False,
             sub_argv.append("--audio")
         spinner = (subprocess.Popen([sys.executable, "-c", "while True: pass"]) if busy else None)
         sub = subprocess.Popen(sub_argv, env=_env(sub_profile), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        procs = [subprocess.Popen([sys.executable, "-m", "axcl_ros.testing.camera_publisher", "--topic", topic,
+        procs = [subprocess.Popen([sys.executable, "-m", "axcl_ros_testing.camera_publisher", "--topic", topic,
                                    "--frames", str(frames), "--fps", "30", "--width", str(w), "--height", str(h),
                                    "--qos", qos], env=_env(pub_profile), stdout=subprocess.DEVNULL,
                                   stderr=subprocess.DEVNULL)]

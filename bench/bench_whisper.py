@@ -55,6 +55,7 @@ def _rtf_rows(quick: bool) -> List[Row]:
     from axcl_ros.models.whisper.runner import SessionWhisperRunner
     from axcl_ros.models.whisper.tokenizer import WhisperTokenizer
     from axcl_ros.runtime.onnxruntime_backend import OnnxRuntimeBackend
+    from axcl_ros_testing.sample_inputs import librivox_utterances
 
     try:
         import faster_whisper
@@ -62,7 +63,7 @@ def _rtf_rows(quick: bool) -> List[Row]:
         return [Row(TOPIC, "RTF", None, note=f"skipped: faster-whisper not installed ({exc})")]
     try:
         src = assets.whisper_tiny_en_ct2()
-        utts = assets.librivox_utterances()
+        utts = librivox_utterances()
     except assets.AssetNotFoundError as exc:
         return [Row(TOPIC, "RTF", None, note=f"skipped: {exc}")]
     audio = [_read_wav(p) for p, _ in utts]
@@ -120,8 +121,8 @@ def _bytes_rows() -> List[Row]:
     from axcl_ros.models.whisper.runner import SessionWhisperRunner
     from axcl_ros.runtime.axcl import shutdown_runtime
     from axcl_ros.runtime.axcl_backend import AxclBackend
-    from axcl_ros.testing import stub_models as sm
-    from axcl_ros.testing.axcl_stub_build import StubControl
+    from axcl_ros_testing import stub_models as sm
+    from axcl_ros_testing.axcl_stub_build import StubControl
 
     seq = tuple(range(100, 124))  # 24 text tokens
     mel = np.random.default_rng(0).standard_normal((80, 3000)).astype(np.float32)

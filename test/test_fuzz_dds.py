@@ -1,12 +1,12 @@
 """Fuzz suite through real DDS (#18): generated malformed Image, CompressedImage, CameraInfo and AudioChunk messages,
-published from another process (``axcl_ros.testing.fuzz_sender``), each bad one followed by a good one.
+published from another process (``axcl_ros_testing.fuzz_sender``), each bad one followed by a good one.
 
 For every kind: the node stays active; every good message is answered (a detection with its stamp, the camera model
 taken, the audio chunk accepted); the node's rejection counter rises by exactly the number of bad messages and its
 callback-error counter not at all (every bad input is caught by validation, not by the last-resort guard); resident
 memory does not grow between the first third and the end.
 
-Cases are seeded (``testing/fuzz.py``, seed 18): the same messages on every machine. Counts: ``AXCL_FUZZ_SCALE``
+Cases are seeded (``axcl_ros_testing.fuzz``, seed 18): the same messages on every machine. Counts: ``AXCL_FUZZ_SCALE``
 multiplies them (1 in ``make test``; ``make fuzz`` runs 10x, for seeds 18, 1, 2 and 3: ``AXCL_FUZZ_SEEDS``).
 """
 
@@ -28,11 +28,11 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy  # noqa: E402
 from axcl_ros import assets  # noqa: E402
 from axcl_ros.nodes.depth import DepthNode  # noqa: E402
 from axcl_ros.nodes.detector import DetectorNode  # noqa: E402
-from axcl_ros.testing.depth_models import build_onnx_probe  # noqa: E402
-from axcl_ros.testing.fuzz import DDS_IMAGE_CAP, sequence  # noqa: E402
-from axcl_ros.testing.lifecycle_client import LifecycleClient  # noqa: E402
-from axcl_ros.testing.ros_graph import RosGraph  # noqa: E402
-from axcl_ros.testing.yolo_models import ultralytics_yolo_model  # noqa: E402
+from axcl_ros_testing.depth_models import build_onnx_probe  # noqa: E402
+from axcl_ros_testing.fuzz import DDS_IMAGE_CAP, sequence  # noqa: E402
+from axcl_ros_testing.lifecycle_client import LifecycleClient  # noqa: E402
+from axcl_ros_testing.ros_graph import RosGraph  # noqa: E402
+from axcl_ros_testing.yolo_models import ultralytics_yolo_model  # noqa: E402
 
 pytestmark = [pytest.mark.ros]
 
@@ -58,7 +58,7 @@ class Sender:
     """The publishing process; ``send(i)`` returns once it has published case ``i``."""
 
     def __init__(self, kind, seed, count, topic):
-        self.proc = subprocess.Popen([sys.executable, "-m", "axcl_ros.testing.fuzz_sender", kind, str(seed),
+        self.proc = subprocess.Popen([sys.executable, "-m", "axcl_ros_testing.fuzz_sender", kind, str(seed),
                                       str(count), topic], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                      stderr=subprocess.DEVNULL, text=True, bufsize=1)
         line = self.proc.stdout.readline()

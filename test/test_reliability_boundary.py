@@ -34,10 +34,10 @@ from axcl_ros.io.image import array_to_image_fields  # noqa: E402
 from axcl_ros.nodes.depth import DepthNode  # noqa: E402
 from axcl_ros.nodes.detector import DetectorNode  # noqa: E402
 from axcl_ros.nodes.frame_pipeline import FrameTimes  # noqa: E402
-from axcl_ros.testing.depth_models import build_onnx_probe  # noqa: E402
-from axcl_ros.testing.lifecycle_client import LifecycleClient  # noqa: E402
-from axcl_ros.testing.ros_graph import RosGraph, RosProcess  # noqa: E402
-from axcl_ros.testing.yolo_models import ultralytics_yolo_model  # noqa: E402
+from axcl_ros_testing.depth_models import build_onnx_probe  # noqa: E402
+from axcl_ros_testing.lifecycle_client import LifecycleClient  # noqa: E402
+from axcl_ros_testing.ros_graph import RosGraph, RosProcess  # noqa: E402
+from axcl_ros_testing.yolo_models import ultralytics_yolo_model  # noqa: E402
 
 pytestmark = [pytest.mark.ros]
 
@@ -207,7 +207,7 @@ def test_node_starts_when_the_log_directory_cannot_be_created(models, tmp_path):
 
 
 @pytest.mark.parametrize("argv, service", [
-    (["-m", "axcl_ros.bringup.host", "--nodes", "bd_logdir_host_a:axcl_ros.testing.dummy_nodes:DummyLifecycleNode",
+    (["-m", "axcl_ros.bringup.host", "--nodes", "bd_logdir_host_a:axcl_ros_testing.dummy_nodes:DummyLifecycleNode",
       "--autostart", "false", "--ros-args", "-r", "__ns:=/bd_logdir_host"],
      "/bd_logdir_host/bd_logdir_host_a/get_state"),
     (["-m", "axcl_ros.bringup.lifecycle_manager", "--ros-args", "-r", "__node:=bd_logdir_mgr", "-p",

@@ -16,7 +16,7 @@ import pytest
 
 rclpy = pytest.importorskip("rclpy", reason="ROS tests need the workspace: run through `make test`")
 pytest.importorskip("axcl_msgs.msg", reason="axcl_msgs not built: run through `make test`")
-build = pytest.importorskip("axcl_ros.testing.axcl_stub_build", reason="the AXCL stub builder is not available")
+build = pytest.importorskip("axcl_ros_testing.axcl_stub_build", reason="the AXCL stub builder is not available")
 
 from axcl_msgs.msg import DetectionArray  # noqa: E402
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus  # noqa: E402
@@ -29,9 +29,9 @@ from axcl_ros.nodes.depth import DepthNode  # noqa: E402
 from axcl_ros.nodes.detector import DetectorNode  # noqa: E402
 from axcl_ros.runtime.axcl import get_runtime, shutdown_runtime  # noqa: E402
 from axcl_ros.runtime.executor import shutdown_all  # noqa: E402
-from axcl_ros.testing import stub_models as sm  # noqa: E402
-from axcl_ros.testing.lifecycle_client import LifecycleClient  # noqa: E402
-from axcl_ros.testing.ros_graph import RosGraph  # noqa: E402
+from axcl_ros_testing import stub_models as sm  # noqa: E402
+from axcl_ros_testing.lifecycle_client import LifecycleClient  # noqa: E402
+from axcl_ros_testing.ros_graph import RosGraph  # noqa: E402
 
 pytestmark = [pytest.mark.ros]
 

@@ -36,10 +36,10 @@ from sensor_msgs.msg import Image  # noqa: E402
 from axcl_ros.io.image import array_to_image_fields  # noqa: E402
 from axcl_ros.nodes.depth import DepthNode  # noqa: E402
 from axcl_ros.nodes.detector import DetectorNode  # noqa: E402
-from axcl_ros.testing.depth_models import build_onnx_probe  # noqa: E402
-from axcl_ros.testing.lifecycle_client import LifecycleClient  # noqa: E402
-from axcl_ros.testing.ros_graph import RosGraph, RosProcess  # noqa: E402
-from axcl_ros.testing.yolo_models import ultralytics_yolo_model  # noqa: E402
+from axcl_ros_testing.depth_models import build_onnx_probe  # noqa: E402
+from axcl_ros_testing.lifecycle_client import LifecycleClient  # noqa: E402
+from axcl_ros_testing.ros_graph import RosGraph, RosProcess  # noqa: E402
+from axcl_ros_testing.yolo_models import ultralytics_yolo_model  # noqa: E402
 
 pytestmark = [pytest.mark.ros]
 

@@ -40,10 +40,11 @@ from axcl_ros.io.image import array_to_image_fields  # noqa: E402
 from axcl_ros.nodes.common import BadInputLog  # noqa: E402
 from axcl_ros.nodes.depth import DepthNode  # noqa: E402
 from axcl_ros.nodes.detector import DetectorNode  # noqa: E402
-from axcl_ros.testing.depth_models import build_onnx_probe  # noqa: E402
-from axcl_ros.testing.lifecycle_client import LifecycleClient  # noqa: E402
-from axcl_ros.testing.ros_graph import RosGraph  # noqa: E402
-from axcl_ros.testing.yolo_models import classifier_model, ultralytics_yolo_model  # noqa: E402
+from axcl_ros_testing.depth_models import build_onnx_probe  # noqa: E402
+from axcl_ros_testing.lifecycle_client import LifecycleClient  # noqa: E402
+from axcl_ros_testing.ros_graph import RosGraph  # noqa: E402
+from axcl_ros_testing.sample_inputs import librivox_utterances  # noqa: E402
+from axcl_ros_testing.yolo_models import classifier_model, ultralytics_yolo_model  # noqa: E402
 
 pytestmark = [pytest.mark.ros]
 
@@ -375,7 +376,7 @@ def test_speech_rejects_bad_audio_chunk(rig, speech, case, fields, hint):
 def test_speech_still_transcribes_after_bad_chunks(rig, speech):
     """After every bad chunk above, a real utterance still yields one successful final transcript."""
     try:
-        wav, ref = min(assets.librivox_utterances(), key=lambda u: u[0].stat().st_size)
+        wav, ref = min(librivox_utterances(), key=lambda u: u[0].stat().st_size)
     except assets.AssetNotFoundError as exc:
         pytest.skip(str(exc))
     from axcl_ros.io.wav import read_wav

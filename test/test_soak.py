@@ -24,15 +24,15 @@ import pytest
 
 rclpy = pytest.importorskip("rclpy", reason="ROS tests need the workspace: run through `make test`")
 pytest.importorskip("axcl_msgs.msg", reason="axcl_msgs not built: run through `make test`")
-build = pytest.importorskip("axcl_ros.testing.axcl_stub_build", reason="the AXCL stub builder is not available")
+build = pytest.importorskip("axcl_ros_testing.axcl_stub_build", reason="the AXCL stub builder is not available")
 
 from axcl_msgs.msg import DetectionArray  # noqa: E402
 from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data  # noqa: E402
 from sensor_msgs.msg import Image  # noqa: E402
 
 from axcl_ros.io.image import array_to_image_fields  # noqa: E402
-from axcl_ros.testing import stub_models as sm  # noqa: E402
-from axcl_ros.testing.ros_graph import RosGraph, RosProcess  # noqa: E402
+from axcl_ros_testing import stub_models as sm  # noqa: E402
+from axcl_ros_testing.ros_graph import RosGraph, RosProcess  # noqa: E402
 
 pytestmark = [pytest.mark.ros]
 
@@ -231,9 +231,10 @@ def _speech_audio():
     """Ten LibriVox utterances (the five of pocketsphinx-testdata, twice) separated by 2 s of silence, 16 kHz."""
     from axcl_ros import assets
     from axcl_ros.io.wav import read_wav
+    from axcl_ros_testing.sample_inputs import librivox_utterances
 
     try:
-        utts = assets.librivox_utterances()
+        utts = librivox_utterances()
     except assets.AssetNotFoundError as exc:
         pytest.skip(str(exc))
     gap = np.zeros(32000, np.float32)
@@ -283,7 +284,7 @@ def test_speech_stream_one_final_transcript_per_segment(tmp_path):
 
     from axcl_ros import assets
     from axcl_ros.nodes.speech import SpeechNode
-    from axcl_ros.testing.lifecycle_client import LifecycleClient
+    from axcl_ros_testing.lifecycle_client import LifecycleClient
 
     try:
         from axcl_ros.models.whisper.export_onnx import cached_conversion

@@ -21,9 +21,10 @@ from std_msgs.msg import Bool  # noqa: E402
 
 from axcl_ros import assets  # noqa: E402
 from axcl_ros.io.image import array_to_image_fields  # noqa: E402
-from axcl_ros.testing.depth_models import build_onnx_probe  # noqa: E402
-from axcl_ros.testing.lifecycle_client import LifecycleClient  # noqa: E402
-from axcl_ros.testing.ros_graph import RosGraph, RosProcess  # noqa: E402
+from axcl_ros_testing.depth_models import build_onnx_probe  # noqa: E402
+from axcl_ros_testing.lifecycle_client import LifecycleClient  # noqa: E402
+from axcl_ros_testing.ros_graph import RosGraph, RosProcess  # noqa: E402
+from axcl_ros_testing.sample_inputs import skimage_image  # noqa: E402
 
 pytestmark = [pytest.mark.ros, pytest.mark.realweights]
 QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
@@ -66,7 +67,7 @@ def _camera_info(width, height):
 
 
 def test_composed_pipeline_through_the_lifecycle_manager(tmp_path):
-    bgr = np.ascontiguousarray(assets.skimage_image("astronaut")[:, :, ::-1])
+    bgr = np.ascontiguousarray(skimage_image("astronaut")[:, :, ::-1])
     params = _params(tmp_path)
     host = RosProcess([sys.executable, "-m", "axcl_ros.bringup.host", "--ros-args", "--params-file", str(params)],
                       timeout=180, log_path=str(tmp_path / "host.log"))

@@ -7,8 +7,9 @@ PACKAGE = "axcl_ros"
 setup(
     name=PACKAGE,
     version="0.1.0",
-    packages=find_packages(exclude=["test"]),
-    package_data={"axcl_ros.testing": ["axcl_stub/*.c"], "axcl_ros.models": ["labels/*.txt"]},
+    # the runtime package only: test helpers, the AXCL stub and the demo live in tools/ at the repository root and
+    # are never installed (test/test_package_contents.py checks the built install tree)
+    packages=find_packages(include=[PACKAGE, f"{PACKAGE}.*"]),
     data_files=[
         ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),
         (f"share/{PACKAGE}", ["package.xml"]),

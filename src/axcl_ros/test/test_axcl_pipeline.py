@@ -10,7 +10,7 @@ from axcl_ros.runtime.axcl import get_runtime
 from axcl_ros.runtime.axcl_abi import AxclError
 from axcl_ros.runtime.axcl_backend import AxclBackend
 from axcl_ros.runtime.base import InputMismatchError
-from axcl_ros.testing import stub_models as sm
+from axcl_ros_testing import stub_models as sm
 
 
 def _frames(n, shape=(16,), seed=0):

@@ -15,7 +15,7 @@ from axcl_ros.runtime.axcl import AxclRuntime, get_runtime
 from axcl_ros.runtime.axcl_abi import AxclError, DeviceList, decode_error
 from axcl_ros.runtime.axcl_backend import AxclBackend
 from axcl_ros.runtime.base import ModelLoadError
-from axcl_ros.testing import stub_models as sm
+from axcl_ros_testing import stub_models as sm
 
 NO_CONTEXT = 0x80300284
 

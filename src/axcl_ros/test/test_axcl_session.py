@@ -10,7 +10,7 @@ from axcl_ros.runtime.axcl_abi import AxclError
 from axcl_ros.runtime.axcl_backend import AxclBackend
 from axcl_ros.runtime.axcl_session import AxclSession
 from axcl_ros.runtime.base import DeviceError, InputMismatchError, ModelLoadError
-from axcl_ros.testing import stub_models as sm
+from axcl_ros_testing import stub_models as sm
 
 
 @pytest.fixture(scope="module")

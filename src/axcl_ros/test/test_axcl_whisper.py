@@ -10,7 +10,7 @@ from axcl_ros.models.whisper.runner import SessionWhisperRunner, WhisperInputErr
 from axcl_ros.models.whisper.tokenizer import WhisperTokenizer
 from axcl_ros.runtime.axcl_backend import AxclBackend
 from axcl_ros.runtime.base import DeviceError
-from axcl_ros.testing import stub_models as sm
+from axcl_ros_testing import stub_models as sm
 
 
 @pytest.fixture(scope="module")

@@ -23,13 +23,13 @@ from std_msgs.msg import Bool, Float64MultiArray  # noqa: E402
 
 from axcl_ros.bringup.host import PerceptionHost, build_parser  # noqa: E402
 from axcl_ros.bringup.node_registry import declared_parameters  # noqa: E402
-from axcl_ros.testing.dummy_nodes import LATCHED, DummyLifecycleNode  # noqa: E402
-from axcl_ros.testing.lifecycle_client import LifecycleClient  # noqa: E402
-from axcl_ros.testing.ros_graph import RosGraph, RosProcess  # noqa: E402
+from axcl_ros_testing.dummy_nodes import LATCHED, DummyLifecycleNode  # noqa: E402
+from axcl_ros_testing.lifecycle_client import LifecycleClient  # noqa: E402
+from axcl_ros_testing.ros_graph import RosGraph, RosProcess  # noqa: E402
 
 pytestmark = pytest.mark.ros
 R = ManageNodes.Request
-DUMMY = "axcl_ros.testing.dummy_nodes:DummyLifecycleNode"
+DUMMY = "axcl_ros_testing.dummy_nodes:DummyLifecycleNode"
 SRC = str(Path(__file__).resolve().parents[1])
 ENV = {"PYTHONUNBUFFERED": "1", "PYTHONPATH": os.pathsep.join([SRC] + sys.path)}
 

@@ -15,9 +15,9 @@ from std_msgs.msg import Bool  # noqa: E402
 
 from axcl_ros.bringup.lifecycle_manager import LifecycleManager  # noqa: E402
 from axcl_ros.bringup.node_registry import declared_parameters  # noqa: E402
-from axcl_ros.testing.dummy_nodes import LATCHED, DummyLifecycleNode  # noqa: E402
-from axcl_ros.testing.lifecycle_client import LifecycleClient  # noqa: E402
-from axcl_ros.testing.ros_graph import RosGraph  # noqa: E402
+from axcl_ros_testing.dummy_nodes import LATCHED, DummyLifecycleNode  # noqa: E402
+from axcl_ros_testing.lifecycle_client import LifecycleClient  # noqa: E402
+from axcl_ros_testing.ros_graph import RosGraph  # noqa: E402
 
 pytestmark = pytest.mark.ros
 R = ManageNodes.Request

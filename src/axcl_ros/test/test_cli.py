@@ -14,7 +14,7 @@ from axcl_ros import device_report as dr
 
 @pytest.fixture(scope="module")
 def stub_model(tmp_path_factory):
-    from axcl_ros.testing.stub_models import yolo11_stub
+    from axcl_ros_testing.stub_models import yolo11_stub
 
     return str(yolo11_stub(tmp_path_factory.mktemp("models") / "yolo11_stub.axmodel", size=64, cores=1))
 

@@ -7,7 +7,7 @@ pytest.importorskip("rclpy")
 from axcl_msgs.msg import DetectionArray  # noqa: E402
 from diagnostic_msgs.msg import DiagnosticStatus, KeyValue  # noqa: E402
 
-from axcl_ros.demo_report import DemoObserver  # noqa: E402
+from axcl_ros_demo.report import DemoObserver  # noqa: E402
 
 
 def _observer(sent: int, det: dict, speech: dict, audio_sent: int = 0) -> DemoObserver:

@@ -16,7 +16,7 @@ from axcl_ros.models.depth_anything import (
 )
 from axcl_ros.runtime.base import TensorSpec
 from axcl_ros.runtime.onnxruntime_backend import OnnxRuntimeBackend
-from axcl_ros.testing.depth_models import (
+from axcl_ros_testing.depth_models import (
     IMAGENET_MEAN,
     IMAGENET_STD,
     build_axera_probe,

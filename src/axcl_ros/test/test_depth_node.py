@@ -21,9 +21,9 @@ from axcl_ros.io.image import array_to_image_fields  # noqa: E402
 from axcl_ros.models.depth_geometry import PointFieldSpec, pointcloud2_dtype  # noqa: E402
 from axcl_ros.nodes import depth as depth_module  # noqa: E402
 from axcl_ros.nodes.depth import DepthNode  # noqa: E402
-from axcl_ros.testing.depth_models import build_axera_probe, build_onnx_probe  # noqa: E402
-from axcl_ros.testing.lifecycle_client import LifecycleClient  # noqa: E402
-from axcl_ros.testing.ros_graph import RosGraph  # noqa: E402
+from axcl_ros_testing.depth_models import build_axera_probe, build_onnx_probe  # noqa: E402
+from axcl_ros_testing.lifecycle_client import LifecycleClient  # noqa: E402
+from axcl_ros_testing.ros_graph import RosGraph  # noqa: E402
 
 pytestmark = [pytest.mark.ros]
 

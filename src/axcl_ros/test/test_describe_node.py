@@ -29,9 +29,9 @@ from axcl_ros.io.image import array_to_image_fields  # noqa: E402
 from axcl_ros.models.llm.export_onnx import convert_checkpoint  # noqa: E402
 from axcl_ros.models.llm.generate import LlmModel  # noqa: E402
 from axcl_ros.nodes.describe import DescribeNode  # noqa: E402
-from axcl_ros.testing.lifecycle_client import LifecycleClient  # noqa: E402
-from axcl_ros.testing.llm_models import write_tiny_checkpoint, write_vision_encoder  # noqa: E402
-from axcl_ros.testing.ros_graph import RosGraph  # noqa: E402
+from axcl_ros_testing.lifecycle_client import LifecycleClient  # noqa: E402
+from axcl_ros_testing.llm_models import write_tiny_checkpoint, write_vision_encoder  # noqa: E402
+from axcl_ros_testing.ros_graph import RosGraph  # noqa: E402
 
 pytestmark = [pytest.mark.ros]
 QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)

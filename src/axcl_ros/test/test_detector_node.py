@@ -23,8 +23,9 @@ from axcl_ros import assets  # noqa: E402
 from axcl_ros.io.compressed_image import array_to_compressed  # noqa: E402
 from axcl_ros.io.image import array_to_image_fields  # noqa: E402
 from axcl_ros.nodes.detector import DetectorNode  # noqa: E402
-from axcl_ros.testing.lifecycle_client import LifecycleClient  # noqa: E402
-from axcl_ros.testing.ros_graph import RosGraph  # noqa: E402
+from axcl_ros_testing.lifecycle_client import LifecycleClient  # noqa: E402
+from axcl_ros_testing.ros_graph import RosGraph  # noqa: E402
+from axcl_ros_testing.sample_inputs import skimage_image  # noqa: E402
 
 pytestmark = [pytest.mark.ros, pytest.mark.realweights]
 
@@ -52,7 +53,7 @@ def _box(det):
 
 @pytest.fixture(scope="module")
 def astronaut_bgr():
-    return np.ascontiguousarray(assets.skimage_image("astronaut")[:, :, ::-1])
+    return np.ascontiguousarray(skimage_image("astronaut")[:, :, ::-1])
 
 
 @pytest.fixture()

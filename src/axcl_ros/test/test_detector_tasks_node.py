@@ -15,9 +15,9 @@ from sensor_msgs.msg import Image  # noqa: E402
 
 from axcl_ros.io.image import array_to_image_fields, image_msg_to_array  # noqa: E402
 from axcl_ros.nodes.detector import DetectorNode  # noqa: E402
-from axcl_ros.testing.lifecycle_client import LifecycleClient  # noqa: E402
-from axcl_ros.testing.ros_graph import RosGraph  # noqa: E402
-from axcl_ros.testing.yolo_task_models import pose_outputs, seg_outputs, task_model  # noqa: E402
+from axcl_ros_testing.lifecycle_client import LifecycleClient  # noqa: E402
+from axcl_ros_testing.ros_graph import RosGraph  # noqa: E402
+from axcl_ros_testing.yolo_task_models import pose_outputs, seg_outputs, task_model  # noqa: E402
 
 pytestmark = pytest.mark.ros
 QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
@@ -107,8 +107,8 @@ def test_segmentation_model_without_prototypes_fails_configure(tmp_path):
 @pytest.mark.parametrize("task", ["segment", "pose"])
 def test_segmentation_and_pose_on_the_axcl_stub(stub, tmp_path, task):
     from axcl_ros.models.letterbox import letterbox
-    from axcl_ros.testing import stub_models as sm
-    from axcl_ros.testing.yolo_task_models import yolo11_task_stub
+    from axcl_ros_testing import stub_models as sm
+    from axcl_ros_testing.yolo_task_models import yolo11_task_stub
 
     model = yolo11_task_stub(tmp_path / f"yolo11n-{task}.axmodel", task)
     frame = np.full((480, 640, 3), 100, np.uint8)

@@ -24,9 +24,10 @@ from axcl_ros.io.image import array_to_image_fields  # noqa: E402
 from axcl_ros.models.tracking import TrackerConfig  # noqa: E402
 from axcl_ros.nodes.detector import DetectorNode  # noqa: E402
 from axcl_ros.nodes.tracking_stage import CameraTrackers, apply_track_ids, label_with_ids  # noqa: E402
-from axcl_ros.testing import stub_models as sm  # noqa: E402
-from axcl_ros.testing.lifecycle_client import LifecycleClient  # noqa: E402
-from axcl_ros.testing.ros_graph import RosGraph  # noqa: E402
+from axcl_ros_testing import stub_models as sm  # noqa: E402
+from axcl_ros_testing.lifecycle_client import LifecycleClient  # noqa: E402
+from axcl_ros_testing.ros_graph import RosGraph  # noqa: E402
+from axcl_ros_testing.sample_inputs import skimage_image  # noqa: E402
 
 QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
 
@@ -40,7 +41,7 @@ def _image_msg(bgr, stamp: float, frame="camera_optical"):
 
 def _panned_frames(n: int = 10):
     """The astronaut (512x512) on a 640x480 canvas, panned 8 px and zoomed ~1.5% per frame."""
-    rgb = assets.skimage_image("astronaut")
+    rgb = skimage_image("astronaut")
     bgr = np.ascontiguousarray(rgb[:, :, ::-1])
     frames = []
     for k in range(n):

@@ -11,7 +11,7 @@ from axcl_ros import device_report as dr
 from axcl_ros.runtime.axcl_abi import AxclError
 
 STUB_IDS = "129,130"
-# what the stub reports (testing/axcl_stub/axcl_stub.c, axclrtGetDeviceProperties): 40 °C + id % 100 / 10,
+# what the stub reports (axcl_ros_testing/axcl_stub/axcl_stub.c, axclrtGetDeviceProperties): 40 °C + id % 100 / 10,
 # 945 MiB memory with 600 MiB free, 7040 MiB CMM, CPU load 12.34 %
 STUB_TEMP = {129: 42.9, 130: 43.0}
 STUB_MEM_TOTAL_KB, STUB_MEM_USED_KB, STUB_CMM_TOTAL_KB = 945 * 1024, 345 * 1024, 7040 * 1024
@@ -183,7 +183,7 @@ def test_axcl_probe_on_stub_two_cards_and_bad_index(stub_env):
 def ros():
     pytest.importorskip("rclpy", reason="ROS tests need the workspace: run through `make test`")
     pytest.importorskip("axcl_msgs.msg", reason="axcl_msgs not built: run through `make test`")
-    from axcl_ros.testing.ros_graph import RosGraph
+    from axcl_ros_testing.ros_graph import RosGraph
 
     with RosGraph() as g:
         yield g
@@ -244,7 +244,7 @@ def _monitor(graph, name, **params):
 
 @pytest.mark.ros
 def test_monitor_ok_warn_lost_and_recovered(ros, stub_env):
-    from axcl_ros.testing.lifecycle_client import LifecycleClient
+    from axcl_ros_testing.lifecycle_client import LifecycleClient
 
     node = _monitor(ros, "mon_stub")
     ears = _Listener(ros, "mon_stub")
@@ -309,7 +309,7 @@ def test_monitor_samples_on_its_own_thread_with_its_own_period(ros, stub_env, mo
     ROS executor's threads (nor on a device's inference worker), only on the node's telemetry thread."""
     import threading
 
-    from axcl_ros.testing.lifecycle_client import LifecycleClient
+    from axcl_ros_testing.lifecycle_client import LifecycleClient
 
     monkeypatch.setenv("AXCL_STUB_PROPERTIES_US", "200000")
     node = _monitor(ros, "mon_thread", period_s=0.3)
@@ -337,7 +337,7 @@ def test_monitor_samples_on_its_own_thread_with_its_own_period(ros, stub_env, mo
 
 @pytest.mark.ros
 def test_monitor_without_library_configures_and_reports_error(ros, stub_env):
-    from axcl_ros.testing.lifecycle_client import LifecycleClient
+    from axcl_ros_testing.lifecycle_client import LifecycleClient
 
     os.environ["AXCL_LIB_PATH"] = "/nonexistent"
     node = _monitor(ros, "mon_nolib")
@@ -358,7 +358,7 @@ def test_monitor_without_library_configures_and_reports_error(ros, stub_env):
 
 @pytest.mark.ros
 def test_monitor_configure_fails_only_for_bad_parameters(ros, stub_env):
-    from axcl_ros.testing.lifecycle_client import LifecycleClient
+    from axcl_ros_testing.lifecycle_client import LifecycleClient
 
     node = _monitor(ros, "mon_bad", temperature_warn_c=99.0, device_indices=[0, -1])
     lc = LifecycleClient(ros, ros.node("mon_bad_client"))
@@ -371,7 +371,7 @@ def test_monitor_configure_fails_only_for_bad_parameters(ros, stub_env):
 
 @pytest.mark.ros
 def test_monitor_selected_cards_and_host_backend(ros, stub_env):
-    from axcl_ros.testing.lifecycle_client import LifecycleClient
+    from axcl_ros_testing.lifecycle_client import LifecycleClient
 
     cards = _monitor(ros, "mon_sel", device_indices=[1, 5])
     host = _monitor(ros, "mon_host", backend="onnxruntime")
@@ -404,8 +404,8 @@ def test_monitor_executable_runs_and_stops_on_sigint(ros, stub_env, tmp_path):
 
     from axcl_msgs.msg import DeviceStatus
 
-    from axcl_ros.testing.lifecycle_client import LifecycleClient
-    from axcl_ros.testing.ros_graph import RosProcess
+    from axcl_ros_testing.lifecycle_client import LifecycleClient
+    from axcl_ros_testing.ros_graph import RosProcess
 
     argv = [sys.executable, "-m", "axcl_ros.nodes.device_monitor", "--ros-args", "-r", "__node:=mon_proc",
             "-p", "period_s:=0.2", "-p", "device_indices:=[1]"]

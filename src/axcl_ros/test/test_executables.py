@@ -12,8 +12,8 @@ import pytest
 rclpy = pytest.importorskip("rclpy", reason="ROS tests need the workspace: run through `make test`")
 pytest.importorskip("axcl_msgs.msg", reason="axcl_msgs not built: run through `make test`")
 
-from axcl_ros.testing.lifecycle_client import LifecycleClient  # noqa: E402
-from axcl_ros.testing.ros_graph import RosGraph, RosProcess  # noqa: E402
+from axcl_ros_testing.lifecycle_client import LifecycleClient  # noqa: E402
+from axcl_ros_testing.ros_graph import RosGraph, RosProcess  # noqa: E402
 
 pytestmark = pytest.mark.ros
 NODES = {"detector": "model_path", "depth": "model_path", "speech": "model_dir", "device_monitor": "period_s",

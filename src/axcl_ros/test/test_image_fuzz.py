@@ -22,7 +22,7 @@ from axcl_ros.io.image import (
     image_msg_to_array,
     to_bgr8,
 )
-from axcl_ros.testing.fuzz import compressed_cases, image_cases
+from axcl_ros_testing.fuzz import compressed_cases, image_cases
 
 
 def _raw(encoding, height, width, step, big=0, fill=None):

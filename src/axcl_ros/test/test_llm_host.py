@@ -22,7 +22,7 @@ from axcl_ros.models.llm.generate import (
 from axcl_ros.models.llm.layers import causal_mask
 from axcl_ros.models.llm.sampling import Sampler, SamplingParams
 from axcl_ros.models.llm.tokenizer import PromptError
-from axcl_ros.testing.llm_models import NumpyLlama, write_tiny_checkpoint, write_vision_encoder
+from axcl_ros_testing.llm_models import NumpyLlama, write_tiny_checkpoint, write_vision_encoder
 
 PROMPT = "the robot sees a red cup on the kitchen table"
 
@@ -327,7 +327,7 @@ def test_convert_llm_command(tmp_path, capsys):
 
 
 def test_demo_describe_step_describes_an_image_with_given_weights(vlm, capsys):
-    from axcl_ros.demo_describe import describe_step
+    from axcl_ros_demo.describe import describe_step
 
     describe_step(vlm[1])
     out = capsys.readouterr().out
@@ -341,7 +341,7 @@ def test_demo_describe_step_describes_an_image_with_given_weights(vlm, capsys):
 def test_gguf_checkpoints_match_numpy_with_and_without_kept_blocks(tmp_path, quant):
     pytest.importorskip("gguf")
     from axcl_ros.models.llm.checkpoint import read_gguf
-    from axcl_ros.testing.llm_models import write_tiny_gguf
+    from axcl_ros_testing.llm_models import write_tiny_gguf
 
     hf = write_tiny_checkpoint(str(tmp_path / "hf"), "llama", hidden=64, heads=4, kv_heads=2, intermediate=128,
                                tie=False)

@@ -10,7 +10,7 @@ from axcl_msgs.srv import Detect, Transcribe  # noqa: E402
 from rclpy.action import ActionClient, ActionServer  # noqa: E402
 from rclpy.qos import QoSProfile, ReliabilityPolicy  # noqa: E402
 
-from axcl_ros.testing.ros_graph import RosGraph  # noqa: E402
+from axcl_ros_testing.ros_graph import RosGraph  # noqa: E402
 
 pytestmark = pytest.mark.ros
 

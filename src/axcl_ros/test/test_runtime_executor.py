@@ -29,7 +29,7 @@ from axcl_ros.runtime.executor import (
     get_executor,
     shutdown_all,
 )
-from axcl_ros.testing import onnx_builders as ob
+from axcl_ros_testing import onnx_builders as ob
 
 T = 5.0  # generous timeout for waits that normally take milliseconds
 

@@ -16,7 +16,7 @@ from axcl_ros.runtime.base import (
     ModelLoadError,
 )
 from axcl_ros.runtime.onnxruntime_backend import OnnxRuntimeBackend, OnnxRuntimeSession, parse_device
-from axcl_ros.testing import onnx_builders as ob
+from axcl_ros_testing import onnx_builders as ob
 
 HAS_CUDA = "CUDAExecutionProvider" in ort.get_available_providers()
 

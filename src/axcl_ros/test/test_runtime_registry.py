@@ -11,7 +11,7 @@ import pytest
 from axcl_ros.runtime import registry
 from axcl_ros.runtime.base import Backend, BackendUnavailableError, ModelLoadError
 from axcl_ros.runtime.onnxruntime_backend import OnnxRuntimeBackend
-from axcl_ros.testing import onnx_builders as ob
+from axcl_ros_testing import onnx_builders as ob
 
 AXCL_MODULE = "axcl_ros.runtime.axcl_backend"
 

@@ -12,6 +12,7 @@ from axcl_ros.io.audio_format import FORMAT_S16LE
 from axcl_ros.io.wav import read_wav
 from axcl_ros.models.speech.segmenter import SEGMENT_END, SPEECH_START, SpeechSegmenter
 from axcl_ros.models.vad import SileroVad, create_vad
+from axcl_ros_testing.sample_inputs import librivox_utterances
 
 SR = 16000
 SENTENCE_A = "The quick brown fox jumps over the lazy dog."
@@ -62,7 +63,7 @@ def silero_path():
 def reading():
     """LibriVox utterances back to back (and the first two again): > 30 s of fluent reading."""
     try:
-        utts = assets.librivox_utterances()
+        utts = librivox_utterances()
     except assets.AssetNotFoundError as exc:
         pytest.skip(str(exc))
     parts = [read_wav(path).mono() for path, _ in utts]

@@ -35,8 +35,9 @@ from axcl_ros.io.wav import read_wav, write_wav  # noqa: E402
 from axcl_ros.nodes.audio_capture import AudioCaptureNode  # noqa: E402
 from axcl_ros.nodes.speech import SpeechNode  # noqa: E402
 from axcl_ros.nodes.wav_publisher import WavPublisherNode  # noqa: E402
-from axcl_ros.testing.lifecycle_client import LifecycleClient  # noqa: E402
-from axcl_ros.testing.ros_graph import RosGraph  # noqa: E402
+from axcl_ros_testing.lifecycle_client import LifecycleClient  # noqa: E402
+from axcl_ros_testing.ros_graph import RosGraph  # noqa: E402
+from axcl_ros_testing.sample_inputs import librivox_utterances  # noqa: E402
 
 pytestmark = [pytest.mark.ros, pytest.mark.realweights]
 
@@ -86,7 +87,7 @@ def audio_dir(tmp_path_factory):
     subprocess.run(["sox", str(d / "long_raw.wav"), "-r", "16000", "-c", "1", "-b", "16", str(d / "long.wav"),
                     "pad", "0.5", "0.5"], check=True)
     try:
-        utts = {p.stem[-4:]: (p, ref) for p, ref in assets.librivox_utterances()}
+        utts = {p.stem[-4:]: (p, ref) for p, ref in librivox_utterances()}
     except assets.AssetNotFoundError:
         utts = {}
     refs = []
@@ -453,7 +454,7 @@ def test_wav_publisher_stamps_are_continuous_and_it_loops(graph, audio_dir):
 
 
 def test_wav_publisher_main_exits_when_done(audio_dir, tmp_path):
-    from axcl_ros.testing.ros_graph import RosProcess
+    from axcl_ros_testing.ros_graph import RosProcess
 
     argv = [sys.executable, "-m", "axcl_ros.nodes.wav_publisher", "--ros-args", "-r", "__node:=wav_exit",
             "-p", f"wav_path:={audio_dir / 'silence.wav'}", "-p", "rate:=10.0", "-p", "exit_when_done:=true",

@@ -298,7 +298,7 @@ def test_find_model_files_for_converter_and_axera_layouts(tmp_path):
 @pytest.fixture
 def axcl_stub(monkeypatch):
     from axcl_ros.runtime.axcl import shutdown_runtime
-    from axcl_ros.testing.axcl_stub_build import StubBuildError, StubControl, build_stub
+    from axcl_ros_testing.axcl_stub_build import StubBuildError, StubControl, build_stub
 
     try:
         lib = build_stub()
@@ -323,7 +323,7 @@ def test_whisper_transcriber_on_the_axcl_stub_runs_every_step_on_the_executor(ax
     from axcl_ros.models.whisper.tokenizer import WhisperTokenizer
     from axcl_ros.models.whisper.transcriber import WhisperTranscriber, find_model_files
     from axcl_ros.runtime.executor import InferenceExecutor
-    from axcl_ros.testing import stub_models as sm
+    from axcl_ros_testing import stub_models as sm
 
     try:
         tokenizer = assets.whisper_tiny_en_ct2() / "tokenizer.json"

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from axcl_ros.models.tracking import ByteTracker, TrackerConfig, TrackerConfigError, iou_matrix, kalman
-from axcl_ros.testing.tracking_sequences import identity_metrics, make_sequence
+from axcl_ros_testing.tracking_sequences import identity_metrics, make_sequence
 
 
 def _run(tracker, frames):

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from axcl_ros.models.tracking import ByteTracker
-from axcl_ros.testing.tracking_sequences import identity_metrics, real_photo_crossing
+from axcl_ros_testing.tracking_sequences import identity_metrics, real_photo_crossing
 
 pytestmark = pytest.mark.realweights
 def test_faces_keep_their_identity_through_a_full_occlusion():

@@ -18,7 +18,6 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy  # noqa: E402
 from sensor_msgs.msg import Image  # noqa: E402
 
 from axcl_ros.nodes.camera_input import CameraInputs, StampGaps  # noqa: E402
-from axcl_ros.testing.ros_graph import RosGraph  # noqa: E402
 from axcl_ros.transport_profile import (  # noqa: E402
     APPLIED_MARK,
     PROFILE_VARS,
@@ -26,6 +25,7 @@ from axcl_ros.transport_profile import (  # noqa: E402
     shell_exports,
     shipped_profile,
 )
+from axcl_ros_testing.ros_graph import RosGraph  # noqa: E402
 
 FRAMES = 45
 
@@ -38,7 +38,7 @@ def _env(profile: bool) -> dict:
 
 
 def _publish(topic: str, qos: str, profile: bool, frames: int = FRAMES, fps: int = 30) -> subprocess.Popen:
-    argv = [sys.executable, "-m", "axcl_ros.testing.camera_publisher", "--topic", topic, "--frames", str(frames),
+    argv = [sys.executable, "-m", "axcl_ros_testing.camera_publisher", "--topic", topic, "--frames", str(frames),
             "--fps", str(fps), "--qos", qos]
     return subprocess.Popen(argv, env=_env(profile), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
@@ -224,7 +224,7 @@ def test_detector_accounts_every_frame_on_diagnostics(tmp_path, profile):
 
     from axcl_ros import assets
     from axcl_ros.nodes.detector import DetectorNode
-    from axcl_ros.testing.lifecycle_client import LifecycleClient
+    from axcl_ros_testing.lifecycle_client import LifecycleClient
 
     labels = tmp_path / "labels.txt"
     labels.write_text("\n".join(assets.NUDENET_LABELS) + "\n")

@@ -7,6 +7,7 @@ import pytest
 
 from axcl_ros import assets
 from axcl_ros.models.whisper.mel import N_FRAMES, MelError, log_mel_spectrogram, mel_filters
+from axcl_ros_testing.sample_inputs import librivox_utterances
 
 fw_fe = pytest.importorskip("faster_whisper.feature_extractor")
 
@@ -20,7 +21,7 @@ def _read_wav(path):
 @pytest.fixture(scope="module")
 def speech():
     try:
-        wav, _ = assets.librivox_utterances()[0]
+        wav, _ = librivox_utterances()[0]
     except assets.AssetNotFoundError as exc:
         pytest.skip(str(exc))
     return _read_wav(wav)

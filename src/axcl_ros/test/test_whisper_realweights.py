@@ -20,6 +20,7 @@ from axcl_ros.models.whisper.mel import log_mel_spectrogram
 from axcl_ros.models.whisper.runner import SessionWhisperRunner
 from axcl_ros.models.whisper.tokenizer import WhisperTokenizer
 from axcl_ros.runtime.onnxruntime_backend import OnnxRuntimeBackend
+from axcl_ros_testing.sample_inputs import librivox_utterances
 
 pytestmark = pytest.mark.realweights
 faster_whisper = pytest.importorskip("faster_whisper")
@@ -88,7 +89,7 @@ class Model:
 
 @pytest.fixture(scope="module")
 def utterances():
-    return [(read_wav(p), ref) for p, ref in _asset(assets.librivox_utterances)]
+    return [(read_wav(p), ref) for p, ref in _asset(librivox_utterances)]
 
 
 @pytest.fixture(scope="module")

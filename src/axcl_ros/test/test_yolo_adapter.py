@@ -19,7 +19,7 @@ from axcl_ros.models.yolo import (
     ModelOutputError,
     YoloAdapter,
 )
-from axcl_ros.testing import yolo_models as ym
+from axcl_ros_testing import yolo_models as ym
 
 SIZE = (640, 640)
 # planted boxes in letterbox pixels (a 640x480 image letterboxed to 640x640 has 80 rows of padding on top)

@@ -13,7 +13,7 @@ from axcl_ros.models.yolo import (
     YoloAdapter,
 )
 from axcl_ros.runtime.base import TensorSpec
-from axcl_ros.testing import yolo_models as ym
+from axcl_ros_testing import yolo_models as ym
 
 U8, F32 = np.dtype(np.uint8), np.dtype(np.float32)
 

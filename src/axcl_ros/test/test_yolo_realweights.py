@@ -14,7 +14,8 @@ import pytest
 from axcl_ros import assets
 from axcl_ros.models.letterbox import letterbox
 from axcl_ros.models.yolo import LAYOUT_AXERA, LAYOUT_ULTRALYTICS, DetectorConfig, YoloAdapter
-from axcl_ros.testing import yolo_models as ym
+from axcl_ros_testing import yolo_models as ym
+from axcl_ros_testing.sample_inputs import skimage_image
 
 pytestmark = pytest.mark.realweights
 
@@ -48,7 +49,7 @@ def nudenet(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def astronaut_bgr():
-    return np.ascontiguousarray(assets.skimage_image("astronaut")[..., ::-1])
+    return np.ascontiguousarray(skimage_image("astronaut")[..., ::-1])
 
 
 def _detect(session, adapter, image, config=None):
@@ -97,7 +98,7 @@ def test_axera_decode_equals_ultralytics_decode_on_the_same_tensor(nudenet, astr
         image = np.zeros((512, 800, 3), np.uint8)
         image[:, 150:662] = astronaut_bgr
     else:
-        image = np.ascontiguousarray(assets.skimage_image(name)[..., ::-1])
+        image = np.ascontiguousarray(skimage_image(name)[..., ::-1])
     boxed, meta = letterbox(image, (SIZE, SIZE), 114)
     assert meta.pad_top > 0
     raw_u = ultra.run(None, {"images": cv2.dnn.blobFromImage(boxed, 1 / 255.0, swapRB=True)})[0]

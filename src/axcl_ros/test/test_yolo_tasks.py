@@ -6,8 +6,8 @@ import pytest
 
 from axcl_ros.models.yolo import ModelLayoutError
 from axcl_ros.models.yolo_tasks import YoloTaskAdapter
-from axcl_ros.testing.yolo_models import ort_session, ort_specs
-from axcl_ros.testing.yolo_task_models import pose_outputs, seg_outputs, task_model
+from axcl_ros_testing.yolo_models import ort_session, ort_specs
+from axcl_ros_testing.yolo_task_models import pose_outputs, seg_outputs, task_model
 
 LAYOUTS = ("ultralytics", "axera")
 # letterbox of a 640x480 frame into 640x640: scale 1, 80 rows of padding on top
@@ -79,7 +79,7 @@ def test_segmentation_model_without_prototypes_is_refused(tmp_path, layout, drop
 
 
 def test_plain_detector_is_detect_task(tmp_path):
-    from axcl_ros.testing.yolo_models import ultralytics_yolo_model
+    from axcl_ros_testing.yolo_models import ultralytics_yolo_model
 
     ultralytics_yolo_model(tmp_path / "det.onnx")
     inputs, outputs = ort_specs(ort_session(tmp_path / "det.onnx"))

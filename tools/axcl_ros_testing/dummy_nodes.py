@@ -1,6 +1,6 @@
 """Tiny lifecycle nodes for bring-up tests (host, lifecycle manager): no models, controllable failures.
 
-Use them as host node types ``"axcl_ros.testing.dummy_nodes:DummyLifecycleNode"``.
+Use them as host node types ``"axcl_ros_testing.dummy_nodes:DummyLifecycleNode"``.
 """
 
 from __future__ import annotations

@@ -36,7 +36,7 @@ def make_model(nodes: Iterable[onnx.NodeProto], inputs: Sequence[onnx.ValueInfoP
     """Wrap nodes into a checked model (initializers given as arrays with matching names)."""
     inits = [numpy_helper.from_array(np.asarray(a), n) for a, n in zip(initializers, initializer_names)]
     graph = helper.make_graph(list(nodes), name, list(inputs), list(outputs), initializer=inits)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="axcl_ros.testing")
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="axcl_ros_testing")
     model.ir_version = IR_VERSION
     onnx.checker.check_model(model)
     return model

@@ -9,8 +9,8 @@ import threading
 import time
 from typing import Callable, List, Optional, Sequence
 
-from ..nodes.service_call import call_service
-from ..nodes.spinning import spin_until
+from axcl_ros.nodes.service_call import call_service
+from axcl_ros.nodes.spinning import spin_until
 
 
 class RosGraph:

@@ -1,6 +1,6 @@
-"""Publisher process of the DDS fuzz suite: ``python -m axcl_ros.testing.fuzz_sender KIND SEED COUNT TOPIC``.
+"""Publisher process of the DDS fuzz suite: ``python -m axcl_ros_testing.fuzz_sender KIND SEED COUNT TOPIC``.
 
-Builds :func:`axcl_ros.testing.fuzz.sequence` (the same cases the test expects), waits for a subscriber, prints
+Builds :func:`axcl_ros_testing.fuzz.sequence` (the same cases the test expects), waits for a subscriber, prints
 ``ready``, then for every index ``i`` read from stdin publishes case ``i`` (``header.stamp.sec = i + 1``, frame
 ``fuzz``) over reliable DDS and prints ``i`` back. ``quit`` (or end of input) ends it.
 """

@@ -15,8 +15,8 @@ from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
 
-from .io.image import array_to_image_fields, to_bgr8
-from .testing.lifecycle_client import LifecycleClient
+from axcl_ros.io.image import array_to_image_fields, to_bgr8
+from axcl_ros_testing.lifecycle_client import LifecycleClient
 
 RELIABLE = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
 #: what camera drivers publish with (sensor data: best effort): the frames rely on the shipped transport profile
@@ -101,8 +101,8 @@ class DemoObserver:
 
     def play_audio(self, wav: Path, rate: float, chunk_ms: int = 100) -> None:
         """Stream a 16 kHz WAV onto /audio at ``rate`` × real time (header stamp = first sample's time)."""
-        from .io.audio import encode_chunk
-        from .io.wav import read_wav
+        from axcl_ros.io.audio import encode_chunk
+        from axcl_ros.io.wav import read_wav
 
         samples = read_wav(wav).mono()
         self.graph.wait_for(lambda: self.audio_pub.get_subscription_count() > 0, 30, "the speech subscription")

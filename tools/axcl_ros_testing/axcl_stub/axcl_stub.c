@@ -8,7 +8,7 @@
  * context, which error id a given failure returns, whether a size argument is checked) this stub makes a strict,
  * documented-here choice so that misuse by the binding shows up in tests.
  *
- * Model files are not axmodels: they are small text files written by axcl_ros.testing.stub_models ("AXCLSTUB 1"
+ * Model files are not axmodels: they are small text files written by axcl_ros_testing.stub_models ("AXCLSTUB 1"
  * header) that declare tensors (name, dtype enum, layout enum, dims) and a deterministic operation that computes the
  * outputs from the inputs (yolo, depth, whisper_encoder, whisper_decoder, copy, affine).
  *

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import os
 
-from . import assets
+from axcl_ros import assets
+from axcl_ros_testing.sample_inputs import skimage_image
 
 
 def _say(text: str) -> None:
@@ -14,7 +15,7 @@ def _say(text: str) -> None:
 
 def describe_step(vlm_dir: str = "", prompt: str = "Describe the image in one sentence.") -> None:
     """Run the step; never raises (the demo's other results stand on their own)."""
-    from .models.llm.generate import LlmModel
+    from axcl_ros.models.llm.generate import LlmModel
 
     try:
         if vlm_dir:
@@ -23,7 +24,7 @@ def describe_step(vlm_dir: str = "", prompt: str = "Describe the image in one se
                 if not model.has_vision:
                     _say(f"{vlm_dir} has no vision encoder (vision.onnx / *_vit*.axmodel); nothing to describe")
                     return
-                r = model.generate(prompt, image=assets.skimage_image("astronaut"), max_new_tokens=48)
+                r = model.generate(prompt, image=skimage_image("astronaut"), max_new_tokens=48)
                 _say(f"astronaut.png -> {r.text!r} (encode {r.image_encode_ms:.0f} ms, first token "
                      f"{r.time_to_first_token_ms:.0f} ms, {r.tokens_per_s:.1f} tokens/s)")
             finally:
@@ -31,7 +32,7 @@ def describe_step(vlm_dir: str = "", prompt: str = "Describe the image in one se
             return
         _say("no vision-language weights on this machine (none ship in a PyPI or Debian package), so no image is "
              "described; pass --vlm-dir <folder> (README, 'describe')")
-        from .models.llm.export_onnx import cached_conversion
+        from axcl_ros.models.llm.export_onnx import cached_conversion
 
         folder = cached_conversion(str(assets.smollm2_135m_gguf()))
         model = LlmModel(folder, threads=2)

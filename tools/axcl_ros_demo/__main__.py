@@ -7,7 +7,7 @@ topic and LibriVox recordings (Debian ``pocketsphinx-testdata``) as an audio top
 transcripts, per-stage latency and dropped frames. The annotated image (and the coloured depth map, with depth
 weights) are written as PNG files to the output folder.
 
-    python -m axcl_ros.demo [--out out/demo] [--depth-model DA_V2.onnx|.axmodel] [--fps 10] [--frames 40]
+    python -m axcl_ros_demo [--out out/demo] [--depth-model DA_V2.onnx|.axmodel] [--fps 10] [--frames 40]
 """
 
 from __future__ import annotations
@@ -22,8 +22,9 @@ from pathlib import Path
 
 import numpy as np
 
-from . import assets
-from .transport_profile import apply_transport_profile
+from axcl_ros import assets
+from axcl_ros.transport_profile import apply_transport_profile
+from axcl_ros_testing.sample_inputs import librivox_utterances, skimage_image
 
 
 def _say(text: str) -> None:
@@ -38,7 +39,7 @@ def _progress(prefix: str):
 
 def prepare_whisper() -> Path:
     """Convert the packaged Whisper tiny.en (CTranslate2) to schema-B ONNX once; return the model folder."""
-    from .models.whisper.export_onnx import cached_conversion
+    from axcl_ros.models.whisper.export_onnx import cached_conversion
 
     src = assets.whisper_tiny_en_ct2()
     t0 = time.monotonic()
@@ -75,7 +76,7 @@ def sample_images() -> list:
     """(name, BGR image) pairs from scikit-image's bundled photos."""
     out = []
     for name in ("astronaut", "coffee", "chelsea", "rocket"):
-        rgb = assets.skimage_image(name)
+        rgb = skimage_image(name)
         out.append((name, np.ascontiguousarray(rgb[:, :, ::-1])))
     return out
 
@@ -83,7 +84,7 @@ def sample_images() -> list:
 def speech_samples(limit: int = 3) -> list:
     """[(wav path, reference text)] real recordings, or [] with a reason printed."""
     try:
-        return assets.librivox_utterances()[:limit]
+        return librivox_utterances()[:limit]
     except assets.AssetNotFoundError as exc:
         _say(f"speech input: {exc}")
         return []
@@ -91,7 +92,7 @@ def speech_samples(limit: int = 3) -> list:
 
 def concatenate_wavs(items: list, dst: Path, gap_s: float = 1.5) -> float:
     """Join recordings with silence between them into one 16 kHz WAV; return its duration."""
-    from .io.wav import read_wav, write_wav
+    from axcl_ros.io.wav import read_wav, write_wav
 
     parts = []
     silence = np.zeros(int(16000 * gap_s), np.float32)
@@ -107,8 +108,9 @@ def run(args) -> int:
     """Run the demo; return the process exit code."""
     import rclpy  # noqa: F401 - fail early with a clear message when the workspace is not sourced
 
-    from .demo_report import DemoObserver
-    from .testing.ros_graph import RosGraph, RosProcess
+    from axcl_ros_testing.ros_graph import RosGraph, RosProcess
+
+    from .report import DemoObserver
 
     out = Path(args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
@@ -154,7 +156,7 @@ def run(args) -> int:
     finally:
         rc = host.stop()
         _say(f"perception_host stopped (exit code {rc})")
-    from .demo_describe import describe_step  # the describe node's model (issue 14)
+    from .describe import describe_step  # the describe node's model (issue 14)
 
     describe_step(args.vlm_dir or os.environ.get("AXCL_ROS_VLM_DIR", ""))
     return code
@@ -162,7 +164,8 @@ def run(args) -> int:
 
 def main(argv=None) -> int:
     """Entry point of ``make demo``."""
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(prog="python -m axcl_ros_demo", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default="out/demo", help="folder for PNGs, logs and the parameter file")
     parser.add_argument("--depth-model", default="", help="Depth Anything V2 model (.onnx or .axmodel), optional")
     parser.add_argument("--vlm-dir", default="", help="vision-language model folder for the describe step, optional")

@@ -1,6 +1,6 @@
 """A camera driver stand-in for tests and benchmarks, run as its own process like a real driver.
 
-    python -m axcl_ros.testing.camera_publisher --topic /cam/image_raw --frames 60 --fps 30 --width 640 \\
+    python -m axcl_ros_testing.camera_publisher --topic /cam/image_raw --frames 60 --fps 30 --width 640 \\
         --height 480 --qos best_effort
 
 Publishes ``bgr8`` frames of the real size (640x480 = 921,600 bytes) with ``header.stamp`` = send time and

@@ -16,8 +16,8 @@ from typing import Any, Dict, Iterator, Optional
 
 import numpy as np
 
-from ..io.compressed_image import array_to_compressed
-from ..io.image import DEFAULT_MAX_PIXELS
+from axcl_ros.io.compressed_image import array_to_compressed
+from axcl_ros.io.image import DEFAULT_MAX_PIXELS
 
 # encodings to_bgr8 converts (written out here, not imported, so the oracle does not follow the code under test)
 CONVERTIBLE = {  # encoding: (element bytes, channels, kind)

@@ -16,7 +16,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from ..runtime.base import TensorSpec
+from axcl_ros.runtime.base import TensorSpec
 
 __all__ = [
     "OPSET",
@@ -47,7 +47,7 @@ def anchor_count(size: Tuple[int, int], strides: Sequence[int] = (8, 16, 32)) ->
 
 
 def _finish(graph: onnx.GraphProto, path: Optional[PathLike]) -> onnx.ModelProto:
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="axcl_ros.testing")
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="axcl_ros_testing")
     model.ir_version = IR_VERSION
     onnx.checker.check_model(model)
     if path is not None:

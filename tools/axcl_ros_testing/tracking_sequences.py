@@ -20,7 +20,7 @@ from typing import Dict, List, Sequence, Tuple
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-from ..models.tracking import iou_matrix
+from axcl_ros.models.tracking import iou_matrix
 
 
 @dataclass
@@ -184,16 +184,18 @@ def real_photo_crossing(frames: int = 34) -> List[Frame]:
     faces only. Ground truth: the face box inside each pasted crop, present while at most half hidden."""
     import cv2
 
-    from .. import assets
-    from ..models.yolo import YoloAdapter
+    from axcl_ros import assets
+    from axcl_ros.models.yolo import YoloAdapter
+
     from . import yolo_models as ym
+    from .sample_inputs import skimage_image
 
     sess = ym.ort_session(assets.nudenet_yolov8n_onnx(), threads=2)
     adapter = YoloAdapter.from_specs(*ym.ort_specs(sess), labels=assets.NUDENET_LABELS, input_size=320)
     adapter.config = adapter.config.replace(conf_threshold=0.1)
-    astronaut = np.ascontiguousarray(assets.skimage_image("astronaut")[:, :, ::-1])
+    astronaut = np.ascontiguousarray(skimage_image("astronaut")[:, :, ::-1])
     head = astronaut[40:240, 120:320]
-    scene = cv2.resize(np.ascontiguousarray(assets.skimage_image("coffee")[:, :, ::-1]), (960, 640))
+    scene = cv2.resize(np.ascontiguousarray(skimage_image("coffee")[:, :, ::-1]), (960, 640))
     out = []
     for k in range(frames):
         frame = scene[0:480, 4 * k:4 * k + 640].copy()        # the camera pans right over the scene

@@ -20,8 +20,9 @@ from typing import Dict, List, Sequence
 import numpy as np
 from onnx import helper
 
-from ..models.llm.checkpoint import Checkpoint, TokenizerData
-from ..models.llm.export_onnx import build_tokenizer_json
+from axcl_ros.models.llm.checkpoint import Checkpoint, TokenizerData
+from axcl_ros.models.llm.export_onnx import build_tokenizer_json
+
 from .onnx_builders import make_model, value_info
 
 SPECIAL_TOKENS = ("<|endoftext|>", "<|im_start|>", "<|im_end|>", "<image>", "<img>", "</img>")
@@ -219,7 +220,7 @@ def write_tiny_gguf(path: str, hf_folder: str, quant: str = "Q4_1") -> str:
     out (q/k rows permuted, ``blk.{i}.*`` names, tokenizer in ``tokenizer.ggml.*``)."""
     import gguf
 
-    from ..models.llm.checkpoint import read_safetensors
+    from axcl_ros.models.llm.checkpoint import read_safetensors
 
     ck = read_safetensors(hf_folder)
     if ck.architecture != "llama":

@@ -1,4 +1,4 @@
-"""Writers of model files for the AXCL stub runtime (``testing/axcl_stub/axcl_stub.c``), and what they compute.
+"""Writers of model files for the AXCL stub runtime (``axcl_stub/axcl_stub.c``), and what they compute.
 
 A stub model is a small text file (never an axmodel)::
 

@@ -1,12 +1,12 @@
 """Drive a lifecycle node through the standard ``change_state`` / ``get_state`` services (what ``ros2 lifecycle``
-does), from a node in a :class:`~axcl_ros.testing.ros_graph.RosGraph`."""
+does), from a node in a :class:`~axcl_ros_testing.ros_graph.RosGraph`."""
 
 from __future__ import annotations
 
 from lifecycle_msgs.msg import Transition
 from lifecycle_msgs.srv import ChangeState, GetState
 
-from ..bringup.lifecycle_manager import GOAL_STATES
+from axcl_ros.bringup.lifecycle_manager import GOAL_STATES
 
 TRANSITIONS = {
     "configure": Transition.TRANSITION_CONFIGURE,
