@@ -121,7 +121,9 @@ class Detections:
     """Detections of one image, best score first, in pixels of the image given to ``preprocess``.
 
     ``boxes`` float32 K×4 ``x1, y1, x2, y2`` (clipped to the image), ``scores`` float32 K, ``class_ids`` int32 K,
-    ``labels`` all class names of the model (``labels[class_id]``), ``image_size`` (h, w).
+    ``labels`` all class names of the model (``labels[class_id]``), ``image_size`` (h, w), ``source`` intp K: each
+    detection's candidate in the model output (Ultralytics: the anchor column; AXERA: the cell index counted over
+    the heads by ascending stride, row-major), for outputs that carry more per candidate (masks, keypoints).
     """
 
     boxes: np.ndarray
@@ -129,6 +131,7 @@ class Detections:
     class_ids: np.ndarray
     labels: Tuple[str, ...]
     image_size: Tuple[int, int] = (0, 0)
+    source: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0, np.intp))
 
     def __len__(self) -> int:
         return int(self.scores.shape[0])
@@ -383,10 +386,10 @@ class YoloAdapter:
         arrays = self._gather(outputs)
         cls_ids = None if config.classes is None else np.array(sorted(config.classes), np.intp)
         if self.layout == LAYOUT_AXERA:
-            boxes, scores, classes = self._decode_axera(arrays, config.conf_threshold, cls_ids)
+            boxes, scores, classes, source = self._decode_axera(arrays, config.conf_threshold, cls_ids)
         else:
-            boxes, scores, classes = self._decode_ultralytics(arrays[0], config.conf_threshold, cls_ids)
-        return self._finish(boxes, scores, classes, meta, config)
+            boxes, scores, classes, source = self._decode_ultralytics(arrays[0], config.conf_threshold, cls_ids)
+        return self._finish(boxes, scores, classes, meta, config, source)
 
     def _decode_ultralytics(self, out: np.ndarray, thr: float, cls_ids: Optional[np.ndarray]):
         pred = out[0]
@@ -398,7 +401,7 @@ class YoloAdapter:
             cls = cls_ids[cls]
         cx, cy, w, h = (pred[i, keep].astype(np.float32) for i in range(4))
         boxes = np.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], axis=1)
-        return boxes, conf[keep].astype(np.float32), cls.astype(np.int32)
+        return boxes, conf[keep].astype(np.float32), cls.astype(np.int32), keep
 
     def _decode_axera(self, heads: List[np.ndarray], thr: float, cls_ids: Optional[np.ndarray]):
         if thr <= 0.0:
@@ -409,10 +412,11 @@ class YoloAdapter:
             logit_thr = math.log(thr / (1.0 - thr))
         reg = 4 * _REG_MAX
         bins = np.arange(_REG_MAX, dtype=np.float32)
-        all_boxes, all_scores, all_cls = [], [], []
+        all_boxes, all_scores, all_cls, all_cells, offset = [], [], [], [], 0
         for head, stride in zip(heads, self.strides):
             gh, gw, ch = head.shape[1:]
             flat = head.reshape(gh * gw, ch)
+            offset += gh * gw
             logits = flat[:, reg:] if cls_ids is None else flat[:, reg + cls_ids]
             keep = np.flatnonzero((logits > logit_thr).any(axis=1))  # 2x faster than max() on 80+ classes
             if keep.size == 0:
@@ -431,13 +435,14 @@ class YoloAdapter:
             all_boxes.append(np.stack([cx - dist[:, 0], cy - dist[:, 1], cx + dist[:, 2], cy + dist[:, 3]], axis=1))
             all_scores.append(score)
             all_cls.append(cls)
+            all_cells.append(keep + (offset - gh * gw))
         if not all_boxes:
-            return np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros(0, np.int32)
+            return np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros(0, np.int32), np.zeros(0, np.intp)
         return (np.concatenate(all_boxes), np.concatenate(all_scores).astype(np.float32),
-                np.concatenate(all_cls).astype(np.int32))
+                np.concatenate(all_cls).astype(np.int32), np.concatenate(all_cells))
 
     def _finish(self, boxes: np.ndarray, scores: np.ndarray, classes: np.ndarray, meta: LetterboxInfo,
-                config: DetectorConfig) -> Detections:
+                config: DetectorConfig, source: np.ndarray) -> Detections:
         """Top-k cap, NMS, mapping back to the image; the same boxes as without the cap.
 
         Greedy NMS decides each box from higher-scoring boxes only, so NMS over the ``max_candidates`` best boxes
@@ -449,13 +454,13 @@ class YoloAdapter:
         k = config.max_candidates
         if scores.size > k:
             top = np.argpartition(-scores, k - 1)[:k]
-            dets = self._select(boxes, scores, classes, meta, config, top)
+            dets = self._select(boxes, scores, classes, meta, config, top, source)
             if len(dets) >= config.max_detections:
                 return dets
-        return self._select(boxes, scores, classes, meta, config, None)
+        return self._select(boxes, scores, classes, meta, config, None, source)
 
     def _select(self, boxes: np.ndarray, scores: np.ndarray, classes: np.ndarray, meta: LetterboxInfo,
-                config: DetectorConfig, subset: Optional[np.ndarray]) -> Detections:
+                config: DetectorConfig, subset: Optional[np.ndarray], source: np.ndarray) -> Detections:
         if subset is None:
             idx = nms(boxes, scores, classes, config.iou_threshold, config.agnostic_nms)
         else:
@@ -464,7 +469,7 @@ class YoloAdapter:
         mapped = unletterbox_boxes(boxes[idx], meta)
         nonempty = (mapped[:, 2] > mapped[:, 0]) & (mapped[:, 3] > mapped[:, 1])
         idx, mapped = idx[nonempty][:config.max_detections], mapped[nonempty][:config.max_detections]
-        return Detections(mapped, scores[idx], classes[idx], self.labels, meta.image_size)
+        return Detections(mapped, scores[idx], classes[idx], self.labels, meta.image_size, source[idx])
 
 
 def nms(boxes: np.ndarray, scores: np.ndarray, classes: np.ndarray, iou_threshold: float,
