@@ -14,11 +14,12 @@ Two resampling paths give the same geometry (pixel centre ``u`` of the input ima
 
 fast (integer upsampling factor ``stride / scale`` and letterbox padding a whole number of input pixels, e.g.
 640×480, 1280×720, 1920×1080, 800×600 into 640×640)
-    the logit map is quantised to uint8 (``_LOGIT_STEPS`` steps per logit, clamped to ±128 steps) and upsampled
-    with OpenCV's fixed-point bilinear ``resize`` by the exact integer factor, then the box window is cut out.
-    Tolerance against exact float bilinear interpolation: a pixel can differ only where the interpolated logit is
-    within ±1.5 steps of 0 (|logit| < 0.375, i.e. mask probability 0.41–0.59) or next to a cell beyond the clamp
-    (|logit| > 32); ``test_yolo_seg_pose_decode.py`` checks this on random prototypes.
+    the crop's logit map is quantised to uint8 (its largest |logit| → 128 ± 127, 0 → 128, so nothing is clamped)
+    and upsampled with OpenCV's fixed-point bilinear ``resize`` by the exact integer factor, then the box window is
+    cut out. Tolerance against exact float bilinear interpolation: a pixel can differ only where the interpolated
+    logit is within about 2/127 of the crop's largest |logit| from 0 (quantisation plus the 11-bit interpolation
+    weights), i.e. on the mask boundary; ``test_yolo_seg_pose_decode.py`` checks this against an independent float
+    reference on random prototypes.
 exact (any other letterbox scale)
     one float ``warpAffine`` of the logit map to the box's pixels.
 """
@@ -34,9 +35,9 @@ from .letterbox import LetterboxInfo
 
 __all__ = ["instance_label_image"]
 
-#: uint8 quantisation of the logits on the fast path: 4 steps per logit (±32 logits around the 128 midpoint)
-_LOGIT_STEPS = 4.0
+#: uint8 quantisation of a crop's logits on the fast path: ±peak → 128 ± 127
 _MID = 128
+_HALF = 127.0
 
 
 def _integer(value: float) -> int:
@@ -90,7 +91,7 @@ def instance_label_image(coefficients: np.ndarray, protos: np.ndarray, boxes: np
         fits = ((dx >= 0) & (dy >= 0) & (dx + (x1 - x0) <= factor * (cx1 - cx0))
                 & (dy + (y1 - y0) <= factor * (cy1 - cy0)))
         fast = bool(fits.all())
-    coefficients = np.asarray(coefficients, dtype=np.float32) * np.float32(_LOGIT_STEPS if fast else 1.0)
+    coefficients = np.asarray(coefficients, dtype=np.float32)
     # a detection can lose all its pixels only to a better one whose box intersects its own
     overlap = ((x0[:, None] < x1[None, :]) & (x0[None, :] < x1[:, None]) & (y0[:, None] < y1[None, :])
                & (y0[None, :] < y1[:, None]))
@@ -108,9 +109,9 @@ def instance_label_image(coefficients: np.ndarray, protos: np.ndarray, boxes: np
             logits = protos[cy0[i]:cy1[i], cx0[i]:cx1[i], :] @ coefficients[i]
         else:
             logits = np.einsum("c,chw->hw", coefficients[i], protos[:, cy0[i]:cy1[i], cx0[i]:cx1[i]])
-        if fast:
-            np.maximum(logits, -_MID, out=logits)
-            quantised = cv2.convertScaleAbs(logits, alpha=1.0, beta=_MID)  # saturates at 255
+        if fast:  # quantise the crop's logit range onto 1..255, 0 -> 128
+            peak = max(-float(logits.min()), float(logits.max()), 1e-6)
+            quantised = cv2.convertScaleAbs(logits, alpha=_HALF / peak, beta=_MID)
             up = cv2.resize(quantised, None, fx=factor, fy=factor, interpolation=cv2.INTER_LINEAR)
             inside = up[dy[i]:dy[i] + h, dx[i]:dx[i] + w] > _MID
         else:
