@@ -46,15 +46,16 @@ def _integer(value: float) -> int:
     return int(r) if abs(value - r) < 1e-6 else -1
 
 
-def _extents(lo: np.ndarray, hi: np.ndarray, size: int, cells: int, per_px: float, pad: float, stride: float,
-             scale: float):
-    """Integer pixel range [i0, i1) of each box along one axis, the prototype coordinate p0 of pixel i0's centre,
-    and the prototype cells [c0, c1) that bilinear sampling of [i0, i1) reads."""
-    i0 = np.clip(np.floor(lo), 0, size).astype(np.int64)
-    i1 = np.clip(np.ceil(hi), 0, size).astype(np.int64)
+def _extents(boxes: np.ndarray, size: np.ndarray, cells: np.ndarray, pad: np.ndarray, stride: float, scale: float):
+    """Per axis (row 0 = x, row 1 = y; ``size``, ``cells``, ``pad`` are 2×1) and box: the integer pixel range
+    [i0, i1), the prototype coordinate p0 of pixel i0's centre and the prototype cells [c0, c1) that bilinear
+    sampling of [i0, i1) reads (each 2×K)."""
+    b = np.asarray(boxes, dtype=np.float64).T
+    i0 = np.clip(np.floor(b[:2]), 0, size).astype(np.int64)
+    i1 = np.clip(np.ceil(b[2:]), 0, size).astype(np.int64)
     p0 = ((i0 + 0.5) * scale + pad) / stride - 0.5
     c0 = np.clip(np.floor(p0), 0, cells - 1).astype(np.int64)
-    c1 = np.clip(np.maximum(np.ceil(p0 + per_px * (i1 - i0 - 1)) + 1, c0 + 1), None, cells).astype(np.int64)
+    c1 = np.minimum(np.maximum(np.ceil(p0 + (scale / stride) * (i1 - i0 - 1)) + 1, c0 + 1), cells).astype(np.int64)
     return i0, i1, p0, c0, c1
 
 
@@ -79,27 +80,23 @@ def instance_label_image(coefficients: np.ndarray, protos: np.ndarray, boxes: np
     ph, pw = (protos.shape[0], protos.shape[1]) if channels_last else (protos.shape[1], protos.shape[2])
     stride = meta.size[0] / ph
     a = meta.scale / stride  # proto cells per image pixel
-    b = np.asarray(boxes, dtype=np.float64)
-    x0, x1, px0, cx0, cx1 = _extents(b[:, 0], b[:, 2], width, pw, a, meta.pad_left, stride, meta.scale)
-    y0, y1, py0, cy0, cy1 = _extents(b[:, 1], b[:, 3], height, ph, a, meta.pad_top, stride, meta.scale)
+    pad = np.array([[meta.pad_left], [meta.pad_top]])
+    i0, i1, p0, c0, c1 = _extents(boxes, np.array([[width], [height]]), np.array([[pw], [ph]]), pad, stride,
+                                  meta.scale)
     factor = _integer(1.0 / a)
-    shift_x, shift_y = _integer(meta.pad_left / meta.scale), _integer(meta.pad_top / meta.scale)
-    fast = not exact and factor > 0 and shift_x >= 0 and shift_y >= 0
+    shift = [_integer(meta.pad_left / meta.scale), _integer(meta.pad_top / meta.scale)]
+    fast = not exact and factor > 0 and min(shift) >= 0
     if fast:  # offset of each box's first pixel in its crop upsampled by `factor` (inside it by construction)
-        dx = x0 + shift_x - factor * cx0
-        dy = y0 + shift_y - factor * cy0
-        fits = ((dx >= 0) & (dy >= 0) & (dx + (x1 - x0) <= factor * (cx1 - cx0))
-                & (dy + (y1 - y0) <= factor * (cy1 - cy0)))
-        fast = bool(fits.all())
+        d = i0 + np.array(shift)[:, None] - factor * c0
+        fast = bool(((d >= 0) & (d + (i1 - i0) <= factor * (c1 - c0))).all())
+        dx, dy = d.tolist()
     coefficients = np.asarray(coefficients, dtype=np.float32)
     # a detection can lose all its pixels only to a better one whose box intersects its own
-    overlap = ((x0[:, None] < x1[None, :]) & (x0[None, :] < x1[:, None]) & (y0[:, None] < y1[None, :])
-               & (y0[None, :] < y1[:, None]))
+    overlap = ((i0[:, :, None] < i1[:, None, :]) & (i0[:, None, :] < i1[:, :, None])).all(axis=0)
     overlapped_by_better = np.tril(overlap, -1).any(axis=1).tolist()
     # plain ints for the per-instance slicing (numpy scalars make every slice slower)
-    x0, x1, y0, y1, cx0, cx1, cy0, cy1 = (v.tolist() for v in (x0, x1, y0, y1, cx0, cx1, cy0, cy1))
-    if fast:
-        dx, dy = dx.tolist(), dy.tolist()
+    (x0, y0), (x1, y1), (cx0, cy0), (cx1, cy1) = i0.tolist(), i1.tolist(), c0.tolist(), c1.tolist()
+    px0, py0 = p0.tolist()
     drawn = []
     for i in range(k - 1, -1, -1):  # worst first: better detections overwrite overlaps
         w, h = x1[i] - x0[i], y1[i] - y0[i]
@@ -110,7 +107,7 @@ def instance_label_image(coefficients: np.ndarray, protos: np.ndarray, boxes: np
         else:
             logits = np.einsum("c,chw->hw", coefficients[i], protos[:, cy0[i]:cy1[i], cx0[i]:cx1[i]])
         if fast:  # quantise the crop's logit range onto 1..255, 0 -> 128
-            peak = max(-float(logits.min()), float(logits.max()), 1e-6)
+            peak = max(float(np.abs(logits).max()), 1e-6)
             quantised = cv2.convertScaleAbs(logits, alpha=_HALF / peak, beta=_MID)
             up = cv2.resize(quantised, None, fx=factor, fy=factor, interpolation=cv2.INTER_LINEAR)
             inside = up[dy[i]:dy[i] + h, dx[i]:dx[i] + w] > _MID
