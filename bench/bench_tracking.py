@@ -12,21 +12,15 @@ most the detections allow).
 
 from __future__ import annotations
 
-import multiprocessing as mp
 from typing import List
 
 import numpy as np
-from bench_common import Row, ratio, time_interleaved
+from bench_common import Row, busy_core, ratio, time_interleaved
 
 TOPIC = "tracking"
 #: 30 objects wandering inside the view (~25 detections per frame incl. false positives; the rest occluded or out)
 DENSE = dict(num_objects=30, frames=200, crossing=False, seed=3, world=(1.0, 1.0), object_scale=0.6, pan=0.5,
              zoom=0.1)
-
-
-def _spin() -> None:
-    while True:
-        pass
 
 
 def _stepper(frames):
@@ -67,18 +61,10 @@ def run(quick: bool = False) -> List[Row]:
     per_frame = float(np.mean([len(f.det_scores) for f in frames]))
     blocks, per_block = (5, 20) if quick else (20, 50)
     rows = []
-    for label, busy in (("quiet", False), ("one core busy", True)):
-        proc = None
-        if busy:
-            proc = mp.get_context("spawn").Process(target=_spin, daemon=True)
-            proc.start()
-        try:
+    for label in ("quiet", "one core busy"):
+        with busy_core(label != "quiet"):
             t = time_interleaved({"tracker": _stepper(frames), "floor": _floor(frames)}, blocks=blocks,
                                  per_block=per_block)
-        finally:
-            if proc is not None:
-                proc.terminate()
-                proc.join()
         rows.append(Row(TOPIC, f"ByteTrack update, 30 objects ({per_frame:.1f} detections/frame), {label}",
                         t["tracker"].median_ms, "ms/frame", t["floor"].median_ms, "floor (IoU 30x30 + assignment)",
                         ratio(t["tracker"].median_ms, t["floor"].median_ms),

@@ -83,9 +83,11 @@ def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 def _without(indices: np.ndarray, positions: np.ndarray) -> np.ndarray:
     """``indices`` minus the entries at ``positions``."""
-    keep = np.ones(indices.shape[0], bool)
-    keep[positions] = False
-    return indices[keep]
+    if positions.size == 0:
+        return indices
+    drop = np.zeros(indices.shape[0], bool)
+    drop[positions] = True
+    return indices[~drop]
 
 
 _NONE = np.zeros(0, np.intp)
@@ -101,13 +103,13 @@ def _match(cost: np.ndarray, threshold: float):
     """
     if cost.size == 0:
         return _NONE, _NONE
-    rows = np.flatnonzero((cost <= threshold).any(axis=1))
+    rows = (cost <= threshold).any(axis=1).nonzero()[0]
     if rows.size == 0:
         return _NONE, _NONE
     best = cost[rows].argmin(axis=1)
     if len(set(best.tolist())) == best.size:
         return rows, best
-    cols = np.flatnonzero((cost[rows] <= threshold).any(axis=0))
+    cols = (cost[rows] <= threshold).any(axis=0).nonzero()[0]
     sub = np.minimum(cost[np.ix_(rows, cols)] - threshold, 0.0)
     r, c = linear_sum_assignment(sub)
     keep = sub[r, c] < 0.0
@@ -158,10 +160,10 @@ class ByteTracker:
             self._mean, self._cov = kalman.predict(self._mean, self._cov)
         iou = iou_matrix(kalman.xyah_to_xyxy(self._mean[:, :4]), boxes)
 
-        high = np.flatnonzero(scores >= cfg.high_threshold)
-        low = np.flatnonzero((scores >= cfg.low_threshold) & (scores < cfg.high_threshold))
+        high = (scores >= cfg.high_threshold).nonzero()[0]
+        low = ((scores >= cfg.low_threshold) & (scores < cfg.high_threshold)).nonzero()[0]
         confirmed = self._ids > 0
-        pool = np.flatnonzero(confirmed)                     # tracked + lost confirmed tracks
+        pool = confirmed.nonzero()[0]                     # tracked + lost confirmed tracks
         matched_t, matched_d = [], []
 
         # 1. high-score detections against every confirmed track
@@ -182,7 +184,7 @@ class ByteTracker:
         newly_lost = _without(rest_tracked, r2)
 
         # 3. unconfirmed tracks against the high-score detections left
-        unconfirmed = np.flatnonzero(~confirmed)
+        unconfirmed = (~confirmed).nonzero()[0]
         sim = iou[unconfirmed[:, None], rest_high]
         if cfg.fuse_score:
             sim = sim * scores[rest_high][None, :]
@@ -204,8 +206,9 @@ class ByteTracker:
             self._ids[fresh] = self._allocate(fresh.size)
         self._state[newly_lost] = _LOST
 
-        keep = np.ones(n_tracks, bool)
-        keep[dead_unconfirmed] = False
+        keep = np.zeros(n_tracks, bool)
+        keep[dead_unconfirmed] = True
+        np.logical_not(keep, out=keep)
         keep &= ~((self._state == _LOST) & (self.frame - self._last > cfg.track_buffer))
         keep &= self._not_duplicate()
         out[d_idx] = np.where(keep[t_idx], self._ids[t_idx], -1)
@@ -227,18 +230,20 @@ class ByteTracker:
     def _not_duplicate(self) -> np.ndarray:
         """False for the shorter-lived of a tracked/lost pair that overlaps (IoU > 0.85)."""
         keep = np.ones(self._ids.shape[0], bool)
-        lost = np.flatnonzero(self._state == _LOST)
+        lost = (self._state == _LOST).nonzero()[0]
         if lost.size == 0:
             return keep
-        tracked = np.flatnonzero((self._state == _TRACKED) & (self._ids > 0))
+        tracked = ((self._state == _TRACKED) & (self._ids > 0)).nonzero()[0]
         if tracked.size == 0:
             return keep
-        pairs = np.argwhere(iou_matrix(kalman.xyah_to_xyxy(self._mean[tracked, :4]),
-                                       kalman.xyah_to_xyxy(self._mean[lost, :4])) > _DUPLICATE_IOU)
-        for ti, li in pairs:
+        boxes = kalman.xyah_to_xyxy(self._mean[:, :4])
+        ti, li = (iou_matrix(boxes[tracked], boxes[lost]) > _DUPLICATE_IOU).nonzero()
+        if ti.size:
             t, lo = tracked[ti], lost[li]
-            age_t, age_l = self.frame - self._start[t], self._last[lo] - self._start[lo]
-            keep[lo if age_t > age_l else t] = False
+            age = self._last - self._start
+            lost_younger = age[t] > age[lo]
+            keep[lo[lost_younger]] = False
+            keep[t[~lost_younger]] = False
         return keep
 
     def _compact(self, keep: np.ndarray) -> None:
