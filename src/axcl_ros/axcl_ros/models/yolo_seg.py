@@ -92,8 +92,10 @@ def instance_label_image(coefficients: np.ndarray, protos: np.ndarray, boxes: np
         dx, dy = d.tolist()
     coefficients = np.asarray(coefficients, dtype=np.float32)
     # a detection can lose all its pixels only to a better one whose box intersects its own
-    overlap = ((i0[:, :, None] < i1[:, None, :]) & (i0[:, None, :] < i1[:, :, None])).all(axis=0)
-    overlapped_by_better = np.tril(overlap, -1).any(axis=1).tolist()
+    # (j < i: box j is better than box i; both boxes' ranges intersect on both axes)
+    later = np.arange(k)
+    overlap = (i0[:, :, None] < i1[:, None, :]) & (i0[:, None, :] < i1[:, :, None]) & (later[:, None] > later)
+    overlapped_by_better = (overlap[0] & overlap[1]).any(axis=1).tolist()
     # plain ints for the per-instance slicing (numpy scalars make every slice slower)
     (x0, y0), (x1, y1), (cx0, cy0), (cx1, cy1) = i0.tolist(), i1.tolist(), c0.tolist(), c1.tolist()
     px0, py0 = p0.tolist()
