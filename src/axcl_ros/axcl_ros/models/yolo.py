@@ -416,7 +416,7 @@ class YoloAdapter:
         for head, stride in zip(heads, self.strides):
             gh, gw, ch = head.shape[1:]
             flat = head.reshape(gh * gw, ch)
-            offset += gh * gw
+            first, offset = offset, offset + gh * gw  # this head's cells in the candidate numbering
             logits = flat[:, reg:] if cls_ids is None else flat[:, reg + cls_ids]
             keep = np.flatnonzero((logits > logit_thr).any(axis=1))  # 2x faster than max() on 80+ classes
             if keep.size == 0:
@@ -435,7 +435,7 @@ class YoloAdapter:
             all_boxes.append(np.stack([cx - dist[:, 0], cy - dist[:, 1], cx + dist[:, 2], cy + dist[:, 3]], axis=1))
             all_scores.append(score)
             all_cls.append(cls)
-            all_cells.append(keep + (offset - gh * gw))
+            all_cells.append(keep + first)
         if not all_boxes:
             return np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros(0, np.int32), np.zeros(0, np.intp)
         return (np.concatenate(all_boxes), np.concatenate(all_scores).astype(np.float32),
