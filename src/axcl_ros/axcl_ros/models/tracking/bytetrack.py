@@ -103,13 +103,14 @@ def _match(cost: np.ndarray, threshold: float):
     """
     if cost.size == 0:
         return _NONE, _NONE
-    rows = (cost <= threshold).any(axis=1).nonzero()[0]
+    admissible = cost <= threshold
+    rows = admissible.any(axis=1).nonzero()[0]
     if rows.size == 0:
         return _NONE, _NONE
-    best = cost[rows].argmin(axis=1)
+    best = (cost if rows.size == cost.shape[0] else cost[rows]).argmin(axis=1)
     if len(set(best.tolist())) == best.size:
         return rows, best
-    cols = (cost[rows] <= threshold).any(axis=0).nonzero()[0]
+    cols = admissible[rows].any(axis=0).nonzero()[0]
     sub = np.minimum(cost[np.ix_(rows, cols)] - threshold, 0.0)
     r, c = linear_sum_assignment(sub)
     keep = sub[r, c] < 0.0
@@ -178,21 +179,25 @@ class ByteTracker:
 
         # 2. low-score detections against the tracked (not lost) tracks left
         rest_tracked = rest_tracks[self._state[rest_tracks] == _TRACKED]
-        r2, c2 = _match(1.0 - iou[rest_tracked[:, None], low], cfg.low_match_threshold)
-        matched_t.append(rest_tracked[r2])
-        matched_d.append(low[c2])
-        newly_lost = _without(rest_tracked, r2)
+        newly_lost = rest_tracked
+        if rest_tracked.size and low.size:
+            r2, c2 = _match(1.0 - iou[rest_tracked[:, None], low], cfg.low_match_threshold)
+            matched_t.append(rest_tracked[r2])
+            matched_d.append(low[c2])
+            newly_lost = _without(rest_tracked, r2)
 
         # 3. unconfirmed tracks against the high-score detections left
         unconfirmed = (~confirmed).nonzero()[0]
-        sim = iou[unconfirmed[:, None], rest_high]
-        if cfg.fuse_score:
-            sim = sim * scores[rest_high][None, :]
-        r3, c3 = _match(1.0 - sim, cfg.unconfirmed_match_threshold)
-        matched_t.append(unconfirmed[r3])
-        matched_d.append(rest_high[c3])
-        dead_unconfirmed = _without(unconfirmed, r3)
-        new_dets = _without(rest_high, c3)
+        dead_unconfirmed, new_dets = unconfirmed, rest_high
+        if unconfirmed.size and rest_high.size:
+            sim = iou[unconfirmed[:, None], rest_high]
+            if cfg.fuse_score:
+                sim = sim * scores[rest_high][None, :]
+            r3, c3 = _match(1.0 - sim, cfg.unconfirmed_match_threshold)
+            matched_t.append(unconfirmed[r3])
+            matched_d.append(rest_high[c3])
+            dead_unconfirmed = _without(unconfirmed, r3)
+            new_dets = _without(rest_high, c3)
         new_dets = new_dets[scores[new_dets] >= cfg.new_track_threshold]
 
         t_idx = np.concatenate(matched_t).astype(np.intp)
