@@ -154,3 +154,17 @@ def test_odd_letterbox_scale_takes_the_exact_path():
     rows = np.flatnonzero(labels[:, 500])
     # letterbox y = image y * 0.625 + 80, foreground for letterbox rows 160..320 -> image rows 128..384
     assert list(ids) == [1] and abs(rows.min() - 128) <= 1 and abs(rows.max() + 1 - 384) <= 1
+
+
+def test_non_finite_logits_take_the_float_path():
+    """A broken model's inf/NaN prototypes: the same masks as the float path, no exception."""
+    protos = np.full((1, 16, 16), -1.0, np.float32)
+    protos[0, :, :8] = np.inf
+    protos[0, 12:, :] = np.nan
+    boxes = np.array([[0, 0, 64, 64]], np.float32)
+    fast, fast_ids = instance_label_image(np.ones((1, 1), np.float32), protos, boxes, _meta(), channels_last=False)
+    exact, exact_ids = instance_label_image(np.ones((1, 1), np.float32), protos, boxes, _meta(),
+                                            channels_last=False, exact=True)
+    assert (exact[:, :28] == 1).any() and not (exact[:, 36:] == 1).any()  # +inf cells are foreground
+    np.testing.assert_array_equal(fast, exact)
+    np.testing.assert_array_equal(fast_ids, exact_ids)

@@ -26,6 +26,7 @@ exact (any other letterbox scale)
 
 from __future__ import annotations
 
+import math
 from typing import Tuple
 
 import cv2
@@ -108,12 +109,12 @@ def instance_label_image(coefficients: np.ndarray, protos: np.ndarray, boxes: np
             logits = protos[cy0[i]:cy1[i], cx0[i]:cx1[i], :] @ coefficients[i]
         else:
             logits = np.einsum("c,chw->hw", coefficients[i], protos[:, cy0[i]:cy1[i], cx0[i]:cx1[i]])
-        if fast:  # quantise the crop's logit range onto 1..255, 0 -> 128
-            peak = max(float(np.abs(logits).max()), 1e-6)
-            quantised = cv2.convertScaleAbs(logits, alpha=_HALF / peak, beta=_MID)
+        peak = float(np.abs(logits).max()) if fast else math.nan
+        if math.isfinite(peak):  # quantise the crop's logit range onto 1..255, 0 -> 128
+            quantised = cv2.convertScaleAbs(logits, alpha=_HALF / max(peak, 1e-6), beta=_MID)
             up = cv2.resize(quantised, None, fx=factor, fy=factor, interpolation=cv2.INTER_LINEAR)
             inside = up[dy[i]:dy[i] + h, dx[i]:dx[i] + w] > _MID
-        else:
+        else:  # any other scale, or non-finite logits (a broken model): the float path
             warp = np.float32([[a, 0.0, px0[i] - cx0[i]], [0.0, a, py0[i] - cy0[i]]])
             box_logits = cv2.warpAffine(np.ascontiguousarray(logits, dtype=np.float32), warp, (w, h),
                                         flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
