@@ -6,6 +6,7 @@ pass/fail thresholds. Times are medians over repeated blocks; the spread (p10–
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import gc
 import os
@@ -15,7 +16,7 @@ import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Sequence
+from typing import Callable, Dict, Iterator, List, Optional, Sequence
 
 import numpy as np
 
@@ -121,6 +122,20 @@ def time_interleaved(fns: Dict[str, Callable[[], object]], *, blocks: int = 15, 
         p = percentiles(vals, (10, 50, 90))
         out[name] = Timing(p["p50"], p["p10"], p["p90"], blocks * per_block)
     return out
+
+
+@contextlib.contextmanager
+def busy_core(busy: bool = True) -> Iterator[None]:
+    """While inside, another process spins on one core (the robot's other software); ``busy=False`` = quiet."""
+    proc = subprocess.Popen([sys.executable, "-c", "while True: pass"]) if busy else None
+    try:
+        if proc is not None:
+            time.sleep(0.2)  # let it get scheduled before the first block
+        yield
+    finally:
+        if proc is not None:
+            proc.kill()
+            proc.wait()
 
 
 def sleeping_session(ms: float, shape: Sequence[int] = (1,)):

@@ -168,3 +168,44 @@ def test_mask_message_mono16_above_255_instances_and_keypoint_message_fields():
                              np.array([[[1.0, 2.0, 0.5], [3.0, 4.0, 0.25]]]), np.array([7]))
     assert list(kp.skeleton) == [0, 1] and kp.instances[0].track_id == 7
     assert (kp.instances[0].keypoints[1].x, kp.instances[0].keypoints[1].score) == (3.0, 0.25)
+
+
+def test_masks_computed_only_while_someone_takes_them(tmp_path, monkeypatch):
+    """No subscriber on masks nor on the annotated image: the detector publishes detections but computes no mask;
+    a masks subscriber (from its own node, through DDS) or an annotated-image subscriber turns them on."""
+    from axcl_ros.models import yolo_tasks
+
+    calls = []
+    real = yolo_tasks.instance_label_image
+    monkeypatch.setattr(yolo_tasks, "instance_label_image", lambda *a, **k: calls.append(1) or real(*a, **k))
+    seg = task_model(tmp_path / "seg.onnx", seg_outputs(BOXES, [0, 2], [0.9, 0.8], layout="ultralytics"),
+                     layout="ultralytics")
+    with RosGraph() as graph:
+        node = _node(graph, "det_lazy", seg, "/lazy/image_raw")
+        test = graph.node("lazy_test")
+        lc = LifecycleClient(graph, test)
+        assert lc.change("/det_lazy", "configure") and lc.change("/det_lazy", "activate")
+        pubs = node.cameras.streams[0].publishers
+        dets, masks, images = [], [], []
+        test.create_subscription(DetectionArray, "/lazy/detections", dets.append, QOS)
+        pub = test.create_publisher(Image, "/lazy/image_raw", QOS)
+        graph.wait_for(lambda: pub.get_subscription_count() > 0 and pubs["detections"].get_subscription_count() > 0,
+                       10, "detector matched")
+
+        pub.publish(_frame_msg(1))
+        graph.wait_for(lambda: dets, 30, "detections without mask subscribers")
+        assert len(dets[0].detections) == 2 and calls == []
+
+        sub = test.create_subscription(InstanceMasks, "/lazy/masks", masks.append, QOS)
+        graph.wait_for(lambda: pubs["masks"].get_subscription_count() > 0, 10, "masks subscriber matched")
+        pub.publish(_frame_msg(2))
+        graph.wait_for(lambda: masks, 30, "masks")
+        assert len(calls) == 1 and list(masks[0].instance_ids) == [1, 2]
+
+        test.destroy_subscription(sub)
+        graph.wait_for(lambda: pubs["masks"].get_subscription_count() == 0, 10, "masks subscriber gone")
+        test.create_subscription(Image, "/lazy/detections_image", images.append, QOS)
+        graph.wait_for(lambda: pubs["image"].get_subscription_count() > 0, 10, "annotated subscriber matched")
+        pub.publish(_frame_msg(3))
+        graph.wait_for(lambda: images, 30, "annotated image")
+        assert len(calls) == 2  # the annotated image draws the masks

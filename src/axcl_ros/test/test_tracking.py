@@ -40,7 +40,7 @@ def test_kalman_learns_constant_velocity():
     np.testing.assert_allclose(mean[0, 4:6], [3.0, -1.0], atol=0.15)
     pred, _ = kalman.predict(mean, cov)
     np.testing.assert_allclose(kalman.xyah_to_xyxy(pred[:, :4])[0], box[0] + [60, -20, 60, -20], atol=1.5)
-    assert np.all(np.linalg.eigvalsh(cov[0]) > 0)
+    assert np.all(np.linalg.eigvalsh(kalman.dense_covariance(cov)[0]) > 0)
 
 
 def test_config_ranges():
@@ -133,3 +133,79 @@ def test_metrics_detect_a_bad_tracker():
     ids = [np.array([next(counter) for _ in f.det_scores]) for f in frames]
     m = identity_metrics(frames, ids)
     assert m.idf1 < 0.1 and m.id_switches > 100
+
+
+def _dense_reference(steps, first):
+    """The textbook 8x8 Kalman filter (F, H, Q, R as in ByteTrack), for the block filter to be checked against."""
+    F = np.eye(8)
+    F[:4, 4:] = np.eye(4)
+    H = np.eye(4, 8)
+    p, v = kalman.STD_POSITION, kalman.STD_VELOCITY
+    mean = np.r_[first, np.zeros(4)]
+    h = first[3]
+    cov = np.diag(np.r_[2 * p * h, 2 * p * h, 1e-2, 2 * p * h, 10 * v * h, 10 * v * h, 1e-5, 10 * v * h] ** 2)
+    out = []
+    for z in steps:
+        h = mean[3]
+        q = np.diag(np.r_[p * h, p * h, 1e-2, p * h, v * h, v * h, 1e-5, v * h] ** 2)
+        mean, cov = F @ mean, F @ cov @ F.T + q
+        if z is not None:
+            h = mean[3]
+            s = H @ cov @ H.T + np.diag(np.r_[p * h, p * h, 1e-1, p * h] ** 2)
+            gain = cov @ H.T @ np.linalg.inv(s)
+            mean, cov = mean + gain @ (z - H @ mean), cov - gain @ s @ gain.T
+        out.append((mean.copy(), cov.copy()))
+    return out
+
+
+def test_block_kalman_equals_the_dense_8x8_filter():
+    """The K×3×4 block covariance is not an approximation: same means and covariances as the dense filter over
+    predicts with and without measurements, for several tracks at once."""
+    rng = np.random.default_rng(3)
+    firsts = np.column_stack([rng.uniform(50, 500, 4), rng.uniform(50, 400, 4), rng.uniform(0.3, 2, 4),
+                              rng.uniform(20, 200, 4)])
+    steps = [[f + rng.normal(0, 3, 4) * [1, 1, 0.01, 1] if (t % 4) != 3 else None for t in range(12)]
+             for f in firsts]
+    mean, cov = kalman.initiate(firsts)
+    for t in range(12):
+        mean, cov = kalman.predict(mean, cov)
+        seen = np.array([steps[k][t] is not None for k in range(4)])
+        if seen.any():
+            z = np.array([steps[k][t] for k in range(4) if seen[k]])
+            mean[seen], cov[seen] = kalman.update(mean[seen], cov[seen], z)
+        dense = kalman.dense_covariance(cov)
+        for k in range(4):
+            ref_mean, ref_cov = _dense_reference(steps[k][:t + 1], firsts[k])[-1]
+            np.testing.assert_allclose(mean[k], ref_mean, rtol=1e-9, atol=1e-9)
+            np.testing.assert_allclose(dense[k], ref_cov, rtol=1e-9, atol=1e-12)
+
+
+def test_assignment_is_optimal_among_admissible_pairs():
+    """``_match`` (shortcut when every row's best column differs, solver otherwise) against brute force: the
+    largest total ``threshold - cost`` over pairs with cost <= threshold, ByteTrack's lapjv cost_limit rule."""
+    import itertools
+
+    from axcl_ros.models.tracking.bytetrack import _match
+
+    def brute(cost, thr):
+        n, m = cost.shape
+        best = 0.0
+        for k in range(1, min(n, m) + 1):
+            for rows in itertools.combinations(range(n), k):
+                for cols in itertools.permutations(range(m), k):
+                    c = cost[list(rows), list(cols)]
+                    if (c <= thr).all():
+                        best = max(best, float((thr - c).sum()))
+        return best
+
+    rng = np.random.default_rng(5)
+    for trial in range(150):
+        n, m = rng.integers(1, 5), rng.integers(1, 5)
+        cost = np.where(rng.random((n, m)) < 0.5, 1.0, rng.uniform(0, 1, (n, m)))
+        r, c = _match(cost, 0.8)
+        assert len(set(r.tolist())) == len(r) and len(set(c.tolist())) == len(c)
+        assert (cost[r, c] <= 0.8).all()
+        assert abs(float((0.8 - cost[r, c]).sum()) - brute(cost, 0.8)) < 1e-9, (trial, cost)
+    # a pair that LSA-then-filter would lose: the full optimum pairs both rows across (0.81 + 0.81 < 0.7 + 1.0)
+    r, c = _match(np.array([[0.7, 0.81], [0.81, 1.0]]), 0.8)
+    assert list(zip(r, c)) == [(0, 0)]

@@ -71,3 +71,100 @@ def test_known_keypoint_head_gives_known_points():
 def test_coco_skeleton_indices_valid():
     assert len(COCO_KEYPOINTS) == 17
     assert all(0 <= a < 17 and 0 <= b < 17 for a, b in COCO_SKELETON)
+
+
+def _smooth_protos(rng, nm, size, channels_last):
+    import cv2
+
+    coarse = rng.standard_normal((size // 8, size // 8, nm)).astype(np.float32)  # features ~8 cells wide
+    p = cv2.resize(coarse, (size, size), interpolation=cv2.INTER_CUBIC).reshape(size, size, nm)
+    return np.ascontiguousarray(p if channels_last else p.transpose(2, 0, 1))
+
+
+def _reference_logits(coeff, protos_chw, meta, stride=4.0):
+    """Float bilinear logits of one instance over the whole input image, straight from the documented geometry
+    (pixel centre u -> prototype coordinate ((u + 0.5)*scale + pad)/stride - 0.5, edges replicated)."""
+    logits = np.einsum("c,chw->hw", coeff.astype(np.float64), protos_chw.astype(np.float64))
+    ph, pw = logits.shape
+    h, w = meta.image_size
+
+    def axis(n, pad, cells):
+        p = np.clip(((np.arange(n) + 0.5) * meta.scale + pad) / stride - 0.5, 0, cells - 1)
+        lo = np.floor(p).astype(int)
+        return lo, np.minimum(lo + 1, cells - 1), p - lo
+
+    x0, x1, fx = axis(w, meta.pad_left, pw)
+    y0, y1, fy = axis(h, meta.pad_top, ph)
+    top = logits[y0][:, x0] * (1 - fx) + logits[y0][:, x1] * fx
+    bottom = logits[y1][:, x0] * (1 - fx) + logits[y1][:, x1] * fx
+    return top * (1 - fy)[:, None] + bottom * fy[:, None]
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+@pytest.mark.parametrize("image, scale, pad_top", [((480, 640), 1.0, 80), ((720, 1280), 0.5, 140)])
+def test_fast_masks_match_float_bilinear_within_the_documented_tolerance(channels_last, image, scale, pad_top):
+    """The quantised integer-factor path against an independent float bilinear reference on random smooth
+    prototypes: a pixel may differ only where the reference logit is within 2/127 of the crop's largest |logit|
+    from 0 (the documented tolerance, i.e. on the mask boundary); the composition matches the float warp path."""
+    from unittest import mock
+
+    from axcl_ros.models import yolo_seg
+
+    rng = np.random.default_rng(7)
+    protos = _smooth_protos(rng, 32, 160, channels_last)
+    chw = protos.transpose(2, 0, 1) if channels_last else protos
+    coeff = rng.standard_normal((12, 32)).astype(np.float32)
+    h, w = image
+    x0, y0 = rng.uniform(0, w - 60, 12), rng.uniform(0, h - 60, 12)
+    boxes = np.column_stack([x0, y0, x0 + rng.uniform(20, w / 3, 12), y0 + rng.uniform(20, h / 3, 12)])
+    boxes = np.minimum(boxes, [w, h, w, h]).astype(np.float32)
+    boxes[0] = [0, 0, w, h]  # the whole frame, edges included
+    meta = _meta(scale=scale, pad_top=pad_top, image=image, size=(640, 640))
+    no_warp = mock.patch.object(yolo_seg.cv2, "warpAffine", side_effect=AssertionError("fast path expected"))
+    checked = 0
+    for k in range(12):
+        with no_warp:
+            fast, _ = instance_label_image(coeff[k:k + 1], protos, boxes[k:k + 1], meta, channels_last=channels_last)
+        ref = _reference_logits(coeff[k], chw, meta)
+        bx0, by0 = int(np.floor(boxes[k, 0])), int(np.floor(boxes[k, 1]))
+        bx1, by1 = int(np.ceil(boxes[k, 2])), int(np.ceil(boxes[k, 3]))
+        want = np.zeros(image, bool)
+        want[by0:by1, bx0:bx1] = ref[by0:by1, bx0:bx1] > 0
+        diff = (fast > 0) != want
+        box = ref[by0:by1, bx0:bx1]
+        assert np.abs(ref[diff]).max(initial=0) <= 2 / 127 * np.abs(box).max(), k
+        assert diff.sum() <= 0.02 * box.size, (k, diff.sum())
+        checked += want.sum()
+    assert checked > 0.2 * h * w  # the masks are not trivially empty
+    exact, exact_ids = instance_label_image(coeff, protos, boxes, meta, channels_last=channels_last, exact=True)
+    with no_warp:
+        fast, fast_ids = instance_label_image(coeff, protos, boxes, meta, channels_last=channels_last)
+    assert (fast != exact).sum() <= 0.01 * exact.size
+    np.testing.assert_array_equal(fast_ids, exact_ids)
+
+
+def test_odd_letterbox_scale_takes_the_exact_path():
+    # 1024x768 into 640x640: scale 0.625, 6.4 image pixels per prototype cell -> float warp; the mask still follows
+    # the letterbox (prototype rows 0..39 = letterbox rows 0..159 = padding + image rows 0..159/0.625)
+    protos = np.full((1, 160, 160), -1.0, np.float32)
+    protos[0, 40:80, :] = 1.0                     # letterbox rows 160..319
+    meta = _meta(scale=0.625, pad_left=0, pad_top=80, image=(768, 1024), size=(640, 640))
+    labels, ids = instance_label_image(np.ones((1, 1), np.float32), protos,
+                                       np.array([[0, 0, 1024, 768]], np.float32), meta, channels_last=False)
+    rows = np.flatnonzero(labels[:, 500])
+    # letterbox y = image y * 0.625 + 80, foreground for letterbox rows 160..320 -> image rows 128..384
+    assert list(ids) == [1] and abs(rows.min() - 128) <= 1 and abs(rows.max() + 1 - 384) <= 1
+
+
+def test_non_finite_logits_take_the_float_path():
+    """A broken model's inf/NaN prototypes: the same masks as the float path, no exception."""
+    protos = np.full((1, 16, 16), -1.0, np.float32)
+    protos[0, :, :8] = np.inf
+    protos[0, 12:, :] = np.nan
+    boxes = np.array([[0, 0, 64, 64]], np.float32)
+    fast, fast_ids = instance_label_image(np.ones((1, 1), np.float32), protos, boxes, _meta(), channels_last=False)
+    exact, exact_ids = instance_label_image(np.ones((1, 1), np.float32), protos, boxes, _meta(),
+                                            channels_last=False, exact=True)
+    assert (exact[:, :28] == 1).any() and not (exact[:, 36:] == 1).any()  # +inf cells are foreground
+    np.testing.assert_array_equal(fast, exact)
+    np.testing.assert_array_equal(fast_ids, exact_ids)

@@ -90,3 +90,28 @@ def test_plain_detector_is_detect_task(tmp_path):
 def test_unknown_task_refused(tmp_path):
     with pytest.raises(ModelLayoutError, match="task 'classify'"):
         YoloTaskAdapter.from_specs([], [], task="classify")
+
+
+def test_each_detection_reads_its_own_candidate_row():
+    """Two persons with the same score and the same box centre (a child in front of an adult): matching a kept
+    detection back to a candidate by class, score and centre cannot tell them apart; the kept index can. Each gets
+    its own keypoints, and ``Detections.source`` names the planted anchor columns."""
+    boxes = [[220, 200, 420, 600], [290, 330, 350, 470]]  # same centre (320, 400), IoU 0.1: NMS keeps both
+    kpts = np.zeros((2, 17, 3), np.float32)
+    for i, (x1, y1, x2, y2) in enumerate(boxes):
+        kpts[i, :, 0] = np.linspace(x1, x2, 17)
+        kpts[i, :, 1] = np.linspace(y1, y2, 17)
+        kpts[i, :, 2] = 0.9
+    outs = pose_outputs(boxes, [0.8, 0.8], kpts, layout="ultralytics")
+    from axcl_ros.runtime.base import TensorSpec
+
+    specs = [TensorSpec(n, a.shape, np.dtype(np.float32)) for n, a in outs.items()]
+    adapter = YoloTaskAdapter.from_specs([TensorSpec("images", (1, 3, 640, 640), np.dtype(np.float32))], specs)
+    _, meta = adapter.preprocess(np.full((480, 640, 3), 100, np.uint8))
+    res = adapter.postprocess(outs, meta)
+    assert sorted(res.detections.source.tolist()) == [0, 1]
+    for k, src in enumerate(res.detections.source):
+        want = kpts[src].copy()
+        want[:, 1] -= 80
+        np.testing.assert_allclose(res.keypoints[k], want, atol=1e-3)
+    assert not np.allclose(res.keypoints[0], res.keypoints[1])

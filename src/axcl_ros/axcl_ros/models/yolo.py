@@ -18,7 +18,7 @@ Settings: :class:`~.detector_config.DetectorConfig`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, FrozenSet, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
 
 import cv2
@@ -62,7 +62,9 @@ class Detections:
     """Detections of one image, best score first, in pixels of the image given to ``preprocess``.
 
     ``boxes`` float32 K×4 ``x1, y1, x2, y2`` (clipped to the image), ``scores`` float32 K, ``class_ids`` int32 K,
-    ``labels`` all class names of the model (``labels[class_id]``), ``image_size`` (h, w).
+    ``labels`` all class names of the model (``labels[class_id]``), ``image_size`` (h, w), ``source`` intp K: each
+    detection's candidate in the model output (Ultralytics: the anchor column; AXERA: the cell index counted over
+    the heads by ascending stride, row-major), for outputs that carry more per candidate (masks, keypoints).
     """
 
     boxes: np.ndarray
@@ -70,6 +72,7 @@ class Detections:
     class_ids: np.ndarray
     labels: Tuple[str, ...]
     image_size: Tuple[int, int] = (0, 0)
+    source: np.ndarray = field(default_factory=lambda: np.zeros(0, np.intp))
 
     def __len__(self) -> int:
         return int(self.scores.shape[0])
@@ -324,13 +327,13 @@ class YoloAdapter:
         arrays = self._gather(outputs)
         cls_ids = None if config.classes is None else np.array(sorted(config.classes), np.intp)
         if self.layout == LAYOUT_AXERA:
-            boxes, scores, classes = decode_axera(arrays, self.strides, config.conf_threshold, cls_ids)
+            boxes, scores, classes, source = decode_axera(arrays, self.strides, config.conf_threshold, cls_ids)
         else:
-            boxes, scores, classes = decode_ultralytics(arrays[0], config.conf_threshold, cls_ids)
-        return self._finish(boxes, scores, classes, meta, config)
+            boxes, scores, classes, source = decode_ultralytics(arrays[0], config.conf_threshold, cls_ids)
+        return self._finish(boxes, scores, classes, meta, config, source)
 
     def _finish(self, boxes: np.ndarray, scores: np.ndarray, classes: np.ndarray, meta: LetterboxInfo,
-                config: DetectorConfig) -> Detections:
+                config: DetectorConfig, source: np.ndarray) -> Detections:
         """Top-k cap, NMS, mapping back to the image; the same boxes as without the cap.
 
         Greedy NMS decides each box from higher-scoring boxes only, so NMS over the ``max_candidates`` best boxes
@@ -342,13 +345,13 @@ class YoloAdapter:
         k = config.max_candidates
         if scores.size > k:
             top = np.argpartition(-scores, k - 1)[:k]
-            dets = self._select(boxes, scores, classes, meta, config, top)
+            dets = self._select(boxes, scores, classes, meta, config, top, source)
             if len(dets) >= config.max_detections:
                 return dets
-        return self._select(boxes, scores, classes, meta, config, None)
+        return self._select(boxes, scores, classes, meta, config, None, source)
 
     def _select(self, boxes: np.ndarray, scores: np.ndarray, classes: np.ndarray, meta: LetterboxInfo,
-                config: DetectorConfig, subset: Optional[np.ndarray]) -> Detections:
+                config: DetectorConfig, subset: Optional[np.ndarray], source: np.ndarray) -> Detections:
         if subset is None:
             idx = nms(boxes, scores, classes, config.iou_threshold, config.agnostic_nms)
         else:
@@ -357,4 +360,4 @@ class YoloAdapter:
         mapped = unletterbox_boxes(boxes[idx], meta)
         nonempty = (mapped[:, 2] > mapped[:, 0]) & (mapped[:, 3] > mapped[:, 1])
         idx, mapped = idx[nonempty][:config.max_detections], mapped[nonempty][:config.max_detections]
-        return Detections(mapped, scores[idx], classes[idx], self.labels, meta.image_size)
+        return Detections(mapped, scores[idx], classes[idx], self.labels, meta.image_size, source[idx])

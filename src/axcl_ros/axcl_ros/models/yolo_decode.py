@@ -4,7 +4,9 @@
   class logits first (``sigmoid(x) > t  ⇔  x > logit(t)``), so the DFL softmax only runs on the cells that pass.
 * :func:`decode_ultralytics`: ``[1,4+nc,N]`` (cx, cy, w, h in letterbox pixels, then sigmoided class scores).
 
-Both return ``(boxes x1 y1 x2 y2 in letterbox pixels, scores, class ids)``.
+Both return ``(boxes x1 y1 x2 y2 in letterbox pixels, scores, class ids, source)``; ``source`` is each candidate's
+index in the model output (Ultralytics: the anchor column; AXERA: the cell counted over the heads by ascending
+stride, row-major), so outputs that carry more per candidate (masks, keypoints) are read by index.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import numpy as np
 #: DFL bins per box side in the AXERA layout
 REG_MAX = 16
 
-Candidates = Tuple[np.ndarray, np.ndarray, np.ndarray]
+Candidates = Tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
 
 
 def decode_ultralytics(out: np.ndarray, thr: float, cls_ids: Optional[np.ndarray]) -> Candidates:
@@ -32,7 +34,8 @@ def decode_ultralytics(out: np.ndarray, thr: float, cls_ids: Optional[np.ndarray
         cls = cls_ids[cls]
     cx, cy, w, h = (pred[i, keep].astype(np.float32) for i in range(4))
     boxes = np.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], axis=1)
-    return boxes, conf[keep].astype(np.float32), cls.astype(np.int32)
+    return boxes, conf[keep].astype(np.float32), cls.astype(np.int32), keep
+
 
 def decode_axera(heads: List[np.ndarray], strides: Sequence[int], thr: float,
                  cls_ids: Optional[np.ndarray]) -> Candidates:
@@ -45,10 +48,11 @@ def decode_axera(heads: List[np.ndarray], strides: Sequence[int], thr: float,
         logit_thr = math.log(thr / (1.0 - thr))
     reg = 4 * REG_MAX
     bins = np.arange(REG_MAX, dtype=np.float32)
-    all_boxes, all_scores, all_cls = [], [], []
+    all_boxes, all_scores, all_cls, all_cells, offset = [], [], [], [], 0
     for head, stride in zip(heads, strides):
         gh, gw, ch = head.shape[1:]
         flat = head.reshape(gh * gw, ch)
+        first, offset = offset, offset + gh * gw  # this head's cells in the candidate numbering
         logits = flat[:, reg:] if cls_ids is None else flat[:, reg + cls_ids]
         keep = np.flatnonzero((logits > logit_thr).any(axis=1))  # 2x faster than max() on 80+ classes
         if keep.size == 0:
@@ -67,10 +71,11 @@ def decode_axera(heads: List[np.ndarray], strides: Sequence[int], thr: float,
         all_boxes.append(np.stack([cx - dist[:, 0], cy - dist[:, 1], cx + dist[:, 2], cy + dist[:, 3]], axis=1))
         all_scores.append(score)
         all_cls.append(cls)
+        all_cells.append(keep + first)
     if not all_boxes:
-        return np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros(0, np.int32)
+        return np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros(0, np.int32), np.zeros(0, np.intp)
     return (np.concatenate(all_boxes), np.concatenate(all_scores).astype(np.float32),
-            np.concatenate(all_cls).astype(np.int32))
+            np.concatenate(all_cls).astype(np.int32), np.concatenate(all_cells))
 
 
 def nms(boxes: np.ndarray, scores: np.ndarray, classes: np.ndarray, iou_threshold: float,

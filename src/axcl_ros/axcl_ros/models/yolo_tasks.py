@@ -12,13 +12,13 @@ pose, Ultralytics: ``[1,4+nc+3K,N]`` (K = 17, nc = 1: the output has 56 rows; or
 pose, AXERA: per stride a DFL head ``[1,h,w,64+nc]`` and a keypoint head ``[1,h,w,3K]`` (raw, see :mod:`.yolo_pose`).
 
 A segmentation model whose prototype tensor is missing is refused with a :class:`~.yolo.ModelLayoutError` that says
-so. After the detector's NMS, each kept detection is matched back to its candidate (same class, same score, nearest
-centre) to fetch its mask coefficients or keypoints; masks come from :func:`.yolo_seg.instance_label_image`.
+so. The detector decodes and runs NMS on the detection part only; each kept detection carries the index of its
+candidate (``Detections.source``), and only those rows of the mask-coefficient or keypoint outputs are read. Masks
+come from :func:`.yolo_seg.instance_label_image`.
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any, Mapping, Optional, Sequence, Tuple, Union
 
@@ -167,30 +167,39 @@ class YoloTaskAdapter:
 
     # ----------------------------------------------------------------------------------------- postprocess
     def postprocess(self, outputs: Union[Mapping[str, np.ndarray], Sequence[np.ndarray]], meta: LetterboxInfo,
-                    config: Optional[DetectorConfig] = None) -> TaskResult:
-        """Detections (and masks or keypoints) of one frame; outputs as ``session.run`` returns them."""
+                    config: Optional[DetectorConfig] = None, *, with_masks: bool = True) -> TaskResult:
+        """Detections (and masks or keypoints) of one frame; outputs as ``session.run`` returns them.
+
+        ``with_masks=False`` skips the masks of a segmentation model (``masks`` is None): nobody needs them.
+        Keypoints are always decoded (a few hundred numbers per frame)."""
         if self.task == "detect":
             return TaskResult(self.detector.postprocess(outputs, meta, config))
         named = self._by_name(outputs)
         config = config or self.detector.config
         if self.layout == LAYOUT_AXERA:
             dets = self.detector.postprocess({s.name: named[s.name] for s in self.detector.output_specs}, meta, config)
-            rows, cells = self._axera_rows(named, dets, meta)
+            heads, cells = self._axera_cells(named, dets.source)
+            rows = self._axera_rows(named, heads, cells)
         else:
             out = named[self.detector.output_names[0]]
             dets = self.detector.postprocess({out_name: out[:, :self._det_rows] for out_name in
                                               self.detector.output_names}, meta, config)
-            rows = self._ultralytics_rows(out[0], dets, meta)
-            cells = None
+            # only the kept detections' extra rows are read (the decode and NMS never see them)
+            rows = out[0, self._det_rows:, dets.source].astype(np.float32)
         if self.task == "segment":
+            if not with_masks:
+                return TaskResult(dets)
             protos = named[self.protos_spec.name][0]
             masks = instance_label_image(rows, protos, dets.boxes, meta, channels_last=self.layout == LAYOUT_AXERA)
             return TaskResult(dets, masks=masks)
         if self.layout == LAYOUT_AXERA:
-            kpts = np.concatenate([decode_grid_keypoints(r[None], np.array([c]), g, s)
-                                   for r, (c, g, s) in zip(rows, cells)]) if len(rows) else np.zeros((0, 17, 3))
+            kpts = np.empty((len(dets), len(COCO_KEYPOINTS), 3), np.float32)
+            for h, (spec, stride) in enumerate(zip(self.extra_specs, self.detector.strides)):
+                sel = heads == h
+                if sel.any():
+                    kpts[sel] = decode_grid_keypoints(rows[sel], cells[sel], named[spec.name].shape[2], stride)
         else:
-            kpts = np.asarray(rows, np.float32).reshape(len(rows), -1, 3)
+            kpts = rows.reshape(len(dets), -1, 3)
         return TaskResult(dets, keypoints=keypoints_to_image(kpts, meta))
 
     def _by_name(self, outputs) -> Mapping[str, np.ndarray]:
@@ -205,59 +214,19 @@ class YoloTaskAdapter:
             raise ModelOutputError(f"expected {len(names)} outputs {names}, got {len(outputs)}")
         return dict(zip(names, outputs))
 
-    def _ultralytics_rows(self, pred: np.ndarray, dets: Detections, meta: LetterboxInfo) -> np.ndarray:
-        """The extra rows (coefficients or keypoints) of each kept detection's anchor."""
-        extra = pred[self._det_rows:]
-        if len(dets) == 0:
-            return np.zeros((0, extra.shape[0]), np.float32)
-        cls_scores = pred[4:self._det_rows]
-        centres = _letterbox_centres(dets.boxes, meta)
-        picked = []
-        for k in range(len(dets)):
-            c = int(dets.class_ids[k])
-            cand = np.flatnonzero(np.abs(cls_scores[c] - dets.scores[k]) <= 1e-5)
-            if cand.size == 0:
-                cand = np.array([int(np.argmin(np.abs(cls_scores[c] - dets.scores[k])))])
-            d = (pred[0, cand] - centres[k, 0]) ** 2 + (pred[1, cand] - centres[k, 1]) ** 2
-            picked.append(cand[int(np.argmin(d))])
-        return extra[:, picked].T.astype(np.float32)
+    def _axera_cells(self, named, source: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+        """The head (by ascending stride) and the cell in it of each kept detection's candidate."""
+        sizes = [named[s.name].shape[1] * named[s.name].shape[2] for s in self.detector.output_specs]
+        ends = np.cumsum(sizes)
+        heads = np.searchsorted(ends, source, side="right")
+        return heads, source - (ends - np.asarray(sizes))[heads]
 
-    def _axera_rows(self, named, dets: Detections, meta: LetterboxInfo):
-        """Per kept detection: its extra-head row and (cell, grid width, stride)."""
-        if len(dets) == 0:
-            ch = self.extra_specs[0].shape[3]
-            return np.zeros((0, ch), np.float32), []
-        centres = _letterbox_centres(dets.boxes, meta)
-        logits = [named[s.name][0] for s in self.detector.output_specs]
-        extras = [named[s.name][0] for s in self.extra_specs]
-        rows, cells = [], []
-        for k in range(len(dets)):
-            c = int(dets.class_ids[k])
-            s = min(max(float(dets.scores[k]), 1e-7), 1.0 - 1e-7)
-            target = math.log(s / (1.0 - s))
-            best = None
-            for head, extra, stride in zip(logits, extras, self.detector.strides):
-                gh, gw = head.shape[:2]
-                cls_logit = head[..., _REG + c].reshape(-1).astype(np.float32)
-                # near the detection's score in logit space, then exact in score space, then the nearest centre
-                cand = np.flatnonzero(np.abs(cls_logit - target) <= 0.05 + 0.01 * abs(target))
-                if cand.size == 0:
-                    continue
-                err = np.abs(1.0 / (1.0 + np.exp(-cls_logit[cand])) - dets.scores[k])
-                cx = (cand % gw + 0.5) * stride
-                cy = (cand // gw + 0.5) * stride
-                d = (cx - centres[k, 0]) ** 2 + (cy - centres[k, 1]) ** 2 + (err > 1e-5) * 1e12
-                j = int(np.argmin(d))
-                if best is None or d[j] < best[0]:
-                    best = (d[j], extra.reshape(gh * gw, -1)[cand[j]], (int(cand[j]), gw, stride))
-            if best is None:
-                raise ModelOutputError(f"detection {k} (class {c}, score {dets.scores[k]:.4f}) matches no cell")
-            rows.append(best[1])
-            cells.append(best[2])
-        return np.asarray(rows, np.float32), cells
-
-
-def _letterbox_centres(boxes: np.ndarray, meta: LetterboxInfo) -> np.ndarray:
-    """K×2 box centres mapped from image pixels into the letterboxed network input."""
-    c = (boxes[:, :2] + boxes[:, 2:]) / 2.0
-    return np.column_stack([c[:, 0] * meta.scale + meta.pad_left, c[:, 1] * meta.scale + meta.pad_top])
+    def _axera_rows(self, named, heads: np.ndarray, cells: np.ndarray) -> np.ndarray:
+        """Per kept detection, its row of the extra head (coefficients or raw keypoints) at its cell."""
+        ch = self.extra_specs[0].shape[3]
+        rows = np.empty((heads.shape[0], ch), np.float32)
+        for h, spec in enumerate(self.extra_specs):
+            sel = heads == h
+            if sel.any():
+                rows[sel] = named[spec.name][0].reshape(-1, ch)[cells[sel]]
+        return rows

@@ -236,7 +236,9 @@ class DetectorNode(AxclLifecycleNode):
 
     def _publish(self, cam: CameraStream, header, context, result, times: FrameTimes) -> Optional[InferenceTiming]:
         adapter, host, meta, bgr = context
-        task = adapter.postprocess(result.outputs, meta)
+        masks_pub = cam.publishers.get("masks")  # masks only when someone takes them (or the annotated image)
+        with_masks = bgr is not None or (masks_pub is not None and masks_pub.get_subscription_count() > 0)
+        task = adapter.postprocess(result.outputs, meta, with_masks=with_masks)
         dets = task.detections
         trackers = self.trackers if self.param("tracking") else None
         ids = None if trackers is None else trackers.assign(cam.key, stamp_to_seconds(header.stamp), dets.boxes,
@@ -291,7 +293,7 @@ class DetectorNode(AxclLifecycleNode):
             times.preprocessed = time.perf_counter()
             result = host.submit(feeds).result(timeout=30.0)
             times.postprocess_started = time.perf_counter()
-            dets = adapter.postprocess(result.outputs, meta).detections
+            dets = adapter.postprocess(result.outputs, meta, with_masks=False).detections
         except ImageConversionError as exc:
             self.bad_inputs.report("image on ~/detect", exc)
             response.success, response.message = False, f"bad image: {exc}"

@@ -83,18 +83,39 @@ def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 def _without(indices: np.ndarray, positions: np.ndarray) -> np.ndarray:
     """``indices`` minus the entries at ``positions``."""
-    keep = np.ones(indices.shape[0], bool)
-    keep[positions] = False
-    return indices[keep]
+    if positions.size == 0:
+        return indices
+    drop = np.zeros(indices.shape[0], bool)
+    drop[positions] = True
+    return indices[~drop]
+
+
+_NONE = np.zeros(0, np.intp)
 
 
 def _match(cost: np.ndarray, threshold: float):
-    """Optimal assignment keeping pairs with cost <= threshold → (rows, cols)."""
+    """Optimal assignment among the pairs with cost <= threshold → (rows, cols).
+
+    The matching maximises the total ``threshold - cost`` over admissible pairs (ByteTrack's ``lapjv`` with
+    ``cost_limit``): a row whose admissible pairs all conflict may stay unmatched rather than force a poor pair.
+    When every row's best admissible column is a different column the answer is just those pairs (each row gets
+    its best: nothing can do better), so the solver only runs on real conflicts.
+    """
     if cost.size == 0:
-        return np.zeros(0, np.intp), np.zeros(0, np.intp)
-    rows, cols = linear_sum_assignment(cost)
-    keep = cost[rows, cols] <= threshold
-    return rows[keep], cols[keep]
+        return _NONE, _NONE
+    admissible = cost <= threshold
+    rows = admissible.any(axis=1).nonzero()[0]
+    if rows.size == 0:
+        return _NONE, _NONE
+    best = (cost if rows.size == cost.shape[0] else cost[rows]).argmin(axis=1)
+    if len(set(best.tolist())) == best.size:
+        return rows, best
+    cols = admissible[rows].any(axis=0).nonzero()[0]
+    sub = np.minimum(cost[np.ix_(rows, cols)] - threshold, 0.0)
+    r, c = linear_sum_assignment(sub)
+    keep = sub[r, c] < 0.0
+    keep |= cost[rows[r], cols[c]] <= threshold
+    return rows[r[keep]], cols[c[keep]]
 
 
 class ByteTracker:
@@ -109,7 +130,7 @@ class ByteTracker:
         """Forget every track (stream jump, cleanup). Identities keep counting up, so an id is never reused."""
         self.frame = 0
         self._mean = np.zeros((0, 8))
-        self._cov = np.zeros((0, 8, 8))
+        self._cov = np.zeros((0, 3, 4))                # per-coordinate 2x2 blocks (kalman.py)
         self._ids = np.zeros(0, np.int64)          # 0 = unconfirmed
         self._state = np.zeros(0, np.int8)
         self._start = np.zeros(0, np.int64)
@@ -136,20 +157,18 @@ class ByteTracker:
         out = np.full(boxes.shape[0], -1, np.int64)
         n_tracks = self._ids.shape[0]
         if n_tracks:
-            mean = self._mean.copy()
-            mean[self._state != _TRACKED, 7] = 0.0  # a lost track keeps its place, not its growth
-            self._mean, self._cov = kalman.predict(mean, self._cov)
-        track_boxes = kalman.xyah_to_xyxy(self._mean[:, :4])
-        iou = iou_matrix(track_boxes, boxes)
+            self._mean[self._state != _TRACKED, 7] = 0.0  # a lost track keeps its place, not its growth
+            self._mean, self._cov = kalman.predict(self._mean, self._cov)
+        iou = iou_matrix(kalman.xyah_to_xyxy(self._mean[:, :4]), boxes)
 
-        high = np.flatnonzero(scores >= cfg.high_threshold)
-        low = np.flatnonzero((scores >= cfg.low_threshold) & (scores < cfg.high_threshold))
+        high = (scores >= cfg.high_threshold).nonzero()[0]
+        low = ((scores >= cfg.low_threshold) & (scores < cfg.high_threshold)).nonzero()[0]
         confirmed = self._ids > 0
-        pool = np.flatnonzero(confirmed)                     # tracked + lost confirmed tracks
+        pool = confirmed.nonzero()[0]                     # tracked + lost confirmed tracks
         matched_t, matched_d = [], []
 
         # 1. high-score detections against every confirmed track
-        sim = iou[pool][:, high]
+        sim = iou[pool[:, None], high]
         if cfg.fuse_score:
             sim = sim * scores[high][None, :]
         r, c = _match(1.0 - sim, cfg.match_threshold)
@@ -160,21 +179,25 @@ class ByteTracker:
 
         # 2. low-score detections against the tracked (not lost) tracks left
         rest_tracked = rest_tracks[self._state[rest_tracks] == _TRACKED]
-        r2, c2 = _match(1.0 - iou[rest_tracked][:, low], cfg.low_match_threshold)
-        matched_t.append(rest_tracked[r2])
-        matched_d.append(low[c2])
-        newly_lost = _without(rest_tracked, r2)
+        newly_lost = rest_tracked
+        if rest_tracked.size and low.size:
+            r2, c2 = _match(1.0 - iou[rest_tracked[:, None], low], cfg.low_match_threshold)
+            matched_t.append(rest_tracked[r2])
+            matched_d.append(low[c2])
+            newly_lost = _without(rest_tracked, r2)
 
         # 3. unconfirmed tracks against the high-score detections left
-        unconfirmed = np.flatnonzero(~confirmed)
-        sim = iou[unconfirmed][:, rest_high]
-        if cfg.fuse_score:
-            sim = sim * scores[rest_high][None, :]
-        r3, c3 = _match(1.0 - sim, cfg.unconfirmed_match_threshold)
-        matched_t.append(unconfirmed[r3])
-        matched_d.append(rest_high[c3])
-        dead_unconfirmed = _without(unconfirmed, r3)
-        new_dets = _without(rest_high, c3)
+        unconfirmed = (~confirmed).nonzero()[0]
+        dead_unconfirmed, new_dets = unconfirmed, rest_high
+        if unconfirmed.size and rest_high.size:
+            sim = iou[unconfirmed[:, None], rest_high]
+            if cfg.fuse_score:
+                sim = sim * scores[rest_high][None, :]
+            r3, c3 = _match(1.0 - sim, cfg.unconfirmed_match_threshold)
+            matched_t.append(unconfirmed[r3])
+            matched_d.append(rest_high[c3])
+            dead_unconfirmed = _without(unconfirmed, r3)
+            new_dets = _without(rest_high, c3)
         new_dets = new_dets[scores[new_dets] >= cfg.new_track_threshold]
 
         t_idx = np.concatenate(matched_t).astype(np.intp)
@@ -188,8 +211,9 @@ class ByteTracker:
             self._ids[fresh] = self._allocate(fresh.size)
         self._state[newly_lost] = _LOST
 
-        keep = np.ones(n_tracks, bool)
-        keep[dead_unconfirmed] = False
+        keep = np.zeros(n_tracks, bool)
+        keep[dead_unconfirmed] = True
+        np.logical_not(keep, out=keep)
         keep &= ~((self._state == _LOST) & (self.frame - self._last > cfg.track_buffer))
         keep &= self._not_duplicate()
         out[d_idx] = np.where(keep[t_idx], self._ids[t_idx], -1)
@@ -211,16 +235,20 @@ class ByteTracker:
     def _not_duplicate(self) -> np.ndarray:
         """False for the shorter-lived of a tracked/lost pair that overlaps (IoU > 0.85)."""
         keep = np.ones(self._ids.shape[0], bool)
-        tracked = np.flatnonzero((self._state == _TRACKED) & (self._ids > 0))
-        lost = np.flatnonzero(self._state == _LOST)
-        if tracked.size == 0 or lost.size == 0:
+        lost = (self._state == _LOST).nonzero()[0]
+        if lost.size == 0:
+            return keep
+        tracked = ((self._state == _TRACKED) & (self._ids > 0)).nonzero()[0]
+        if tracked.size == 0:
             return keep
         boxes = kalman.xyah_to_xyxy(self._mean[:, :4])
-        pairs = np.argwhere(iou_matrix(boxes[tracked], boxes[lost]) > _DUPLICATE_IOU)
-        for ti, li in pairs:
+        ti, li = (iou_matrix(boxes[tracked], boxes[lost]) > _DUPLICATE_IOU).nonzero()
+        if ti.size:
             t, lo = tracked[ti], lost[li]
-            age_t, age_l = self.frame - self._start[t], self._last[lo] - self._start[lo]
-            keep[lo if age_t > age_l else t] = False
+            age = self._last - self._start
+            lost_younger = age[t] > age[lo]
+            keep[lo[lost_younger]] = False
+            keep[t[~lost_younger]] = False
         return keep
 
     def _compact(self, keep: np.ndarray) -> None:

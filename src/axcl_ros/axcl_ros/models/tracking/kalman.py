@@ -1,8 +1,14 @@
 """Batched constant-velocity Kalman filter on boxes ``(cx, cy, a, h)`` (a = w / h), the motion model of SORT/ByteTrack.
 
-State per track: ``cx, cy, a, h, vcx, vcy, va, vh``. Every operation works on stacks of tracks at once
-(``mean`` K×8, ``cov`` K×8×8), so a frame with dozens of tracks costs a few numpy calls, not a Python loop.
-Noise is proportional to the box height (weights 1/20 for position, 1/160 for velocity), as in ByteTrack.
+State per track: ``cx, cy, a, h, vcx, vcy, va, vh`` (``mean`` K×8). Noise is proportional to the box height (weights
+1/20 for position, 1/160 for velocity), as in ByteTrack.
+
+With this model every noise matrix is diagonal, the transition only couples a coordinate with its own velocity and
+the measurement reads the positions: the 8×8 covariance never leaves four independent 2×2 blocks (position,
+velocity of cx, cy, a, h), whatever the sequence of predicts and updates. So it is kept as those blocks, ``cov``
+K×3×4 = (var position, cov position·velocity, var velocity) per coordinate, and predict/update are a dozen
+element-wise operations on K×4 arrays: the same numbers as the dense 8×8 filter (``dense_covariance`` rebuilds it;
+the tests compare both) without any small matrix product or solve.
 """
 
 from __future__ import annotations
@@ -14,12 +20,7 @@ import numpy as np
 STD_POSITION = 1.0 / 20.0
 STD_VELOCITY = 1.0 / 160.0
 
-_F = np.eye(8)
-_F[:4, 4:] = np.eye(4)
-_FT = np.ascontiguousarray(_F.T)
-
-
-# per-component standard deviations: weight · h for positions/velocities, constants for the aspect ratio
+# per-component variances: weight² · h² for positions/velocities, constants for the aspect ratio
 _P = STD_POSITION
 _V = STD_VELOCITY
 _INIT_H = np.array([2 * _P, 2 * _P, 0, 2 * _P, 10 * _V, 10 * _V, 0, 10 * _V]) ** 2
@@ -28,8 +29,8 @@ _PRED_H = np.array([_P, _P, 0, _P, _V, _V, 0, _V]) ** 2
 _PRED_C = np.array([0, 0, 1e-2, 0, 0, 0, 1e-5, 0]) ** 2
 _MEAS_H = np.array([_P, _P, 0, _P]) ** 2
 _MEAS_C = np.array([0, 0, 1e-1, 0]) ** 2
-_I8 = np.arange(8)
-_I4 = np.arange(4)
+
+_XX, _XV, _VV = 0, 1, 2  # rows of a covariance block stack
 
 
 def xyxy_to_xyah(boxes: np.ndarray) -> np.ndarray:
@@ -57,26 +58,50 @@ def initiate(xyah: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
     k = xyah.shape[0]
     mean = np.zeros((k, 8))
     mean[:, :4] = xyah
-    cov = np.zeros((k, 8, 8))
-    cov[:, _I8, _I8] = np.outer(xyah[:, 3] ** 2, _INIT_H) + _INIT_C
+    cov = np.zeros((k, 3, 4))
+    h2 = (xyah[:, 3] ** 2)[:, None]
+    cov[:, _XX] = h2 * _INIT_H[:4] + _INIT_C[:4]
+    cov[:, _VV] = h2 * _INIT_H[4:] + _INIT_C[4:]
     return mean, cov
 
 
 def predict(mean: np.ndarray, cov: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
-    """One time step for every track (new arrays)."""
-    new_mean = mean @ _FT
-    new_cov = _F @ cov @ _FT
-    new_cov[:, _I8, _I8] += np.outer(mean[:, 3] ** 2, _PRED_H) + _PRED_C
+    """One time step for every track (new arrays): x += v; P = F P Fᵀ + Q (Q from the height before the step)."""
+    h2 = (mean[:, 3] ** 2)[:, None]
+    new_mean = mean.copy()
+    new_mean[:, :4] += mean[:, 4:]
+    xx, xv, vv = cov[:, _XX], cov[:, _XV], cov[:, _VV]
+    new_cov = np.empty_like(cov)
+    new_cov[:, _XV] = xv + vv
+    new_cov[:, _XX] = xx + xv + new_cov[:, _XV] + (h2 * _PRED_H[:4] + _PRED_C[:4])
+    new_cov[:, _VV] = vv + (h2 * _PRED_H[4:] + _PRED_C[4:])
     return new_mean, new_cov
 
 
 def update(mean: np.ndarray, cov: np.ndarray, xyah: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
-    """Correct K tracks with their K measurements (new arrays)."""
-    s = cov[:, :4, :4].copy()
-    s[:, _I4, _I4] += np.outer(mean[:, 3] ** 2, _MEAS_H) + _MEAS_C
-    # gain K = P H^T S^-1; S is symmetric, so K^T = S^-1 (H P)
-    gain_t = np.linalg.solve(s, cov[:, :4, :])
-    gain = gain_t.transpose(0, 2, 1)
-    new_mean = mean + (gain @ (xyah - mean[:, :4])[:, :, None])[:, :, 0]
-    new_cov = cov - gain @ s @ gain_t
+    """Correct K tracks with their K measurements (new arrays): gain ``(P_xx, P_xv) / S`` per coordinate."""
+    xx, xv, vv = cov[:, _XX], cov[:, _XV], cov[:, _VV]
+    s = xx + ((mean[:, 3] ** 2)[:, None] * _MEAS_H + _MEAS_C)
+    gain_x = xx / s
+    gain_v = xv / s
+    innovation = xyah - mean[:, :4]
+    new_mean = np.empty_like(mean)
+    new_mean[:, :4] = mean[:, :4] + gain_x * innovation
+    new_mean[:, 4:] = mean[:, 4:] + gain_v * innovation
+    new_cov = np.empty_like(cov)
+    new_cov[:, _XX] = xx - gain_x * xx
+    new_cov[:, _XV] = xv - gain_x * xv
+    new_cov[:, _VV] = vv - gain_v * xv
     return new_mean, new_cov
+
+
+def dense_covariance(cov: np.ndarray) -> np.ndarray:
+    """The K×8×8 covariance of the blocks (for inspection and tests)."""
+    k = cov.shape[0]
+    out = np.zeros((k, 8, 8))
+    i = np.arange(4)
+    out[:, i, i] = cov[:, _XX]
+    out[:, i, i + 4] = cov[:, _XV]
+    out[:, i + 4, i] = cov[:, _XV]
+    out[:, i + 4, i + 4] = cov[:, _VV]
+    return out
