@@ -137,7 +137,7 @@ def yolo_stub_model(folder, delay_ms: float, size: int = 640) -> str:
 
 def close_ros() -> None:
     """Shut down every inference executor and the AXCL runtime between benchmarks."""
-    from axcl_ros.runtime.executor import shutdown_all
+    from axcl_ros.runtime.executors import shutdown_all
 
     shutdown_all()
     try:

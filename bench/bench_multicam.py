@@ -38,7 +38,7 @@ def _measure(model: str, backend: str, n: int, seconds: float, name: str, qos: s
         rig.start()
         report = rig.stream(FPS, seconds, qos=qos)
         counts = camera_counts(rig.node)
-        run_ms = rig.node.host.stats().get("model.run_ms_mean", float("nan"))
+        run_ms = rig.node.model.stats().get("model.run_ms_mean", float("nan"))
     t0 = report["start"]
     rates = []
     for t in topics:

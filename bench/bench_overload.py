@@ -81,10 +81,10 @@ def _node_run(seconds: float):
         backlog: List[int] = []
         with DetectorRig(model, [topic], backend="axcl", name="bench_overload", input_qos="reliable") as rig:
             rig.start()
-            ex = rig.node.host.executor
+            ex = rig.node.model.executor
             report = rig.stream(FPS, seconds, sampler=lambda: backlog.append(ex.pending()), qos="reliable")
             counts = camera_counts(rig.node)[0]
-            stats = rig.node.host.stats()
+            stats = rig.node.model.stats()
     outs = report["outputs"][topic]
     return {"sent": report["sent"][topic], "counts": counts, "latency": [o[1] for o in outs],
             "inside_ms": [o[2] for o in outs], "backlog_max": max(backlog) if backlog else 0,

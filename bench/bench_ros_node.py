@@ -142,7 +142,7 @@ def main(argv=None) -> int:
     if args.impl == "ours":
         node.trigger_deactivate()
         node.trigger_cleanup()
-        from axcl_ros.runtime.executor import shutdown_all
+        from axcl_ros.runtime.executors import shutdown_all
 
         shutdown_all()
     executor.shutdown(timeout_sec=1.0)

@@ -168,7 +168,7 @@ def test_depth_cleanup_while_publishing_a_frame_is_not_an_error(models):
             Parameter("model_path", value=str(models.probe)), Parameter("image_topic", value="/bd/dcam/image_raw"),
             Parameter("input_qos", value="reliable")]))
         assert node.trigger_configure() == OK and node.trigger_activate() == OK
-        outputs, adapter, host, cam = node.outputs, node.adapter, node.host, node.cameras.streams[0]
+        outputs, adapter, host, cam = node.outputs, node.adapter, node.model, node.cameras.streams[0]
         bgr = np.full((56, 56, 3), 100, np.uint8)
         result = host.submit(adapter.preprocess(bgr)).result(timeout=30)
         publish = node._publish

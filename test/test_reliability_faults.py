@@ -28,7 +28,7 @@ from axcl_ros.io.image import array_to_image_fields  # noqa: E402
 from axcl_ros.nodes.depth import DepthNode  # noqa: E402
 from axcl_ros.nodes.detector import DetectorNode  # noqa: E402
 from axcl_ros.runtime.axcl import get_runtime, shutdown_runtime  # noqa: E402
-from axcl_ros.runtime.executor import shutdown_all  # noqa: E402
+from axcl_ros.runtime.executors import shutdown_all  # noqa: E402
 from axcl_ros_testing import stub_models as sm  # noqa: E402
 from axcl_ros_testing.lifecycle_client import LifecycleClient  # noqa: E402
 from axcl_ros_testing.ros_graph import RosGraph  # noqa: E402
@@ -147,7 +147,7 @@ def _recover(r, device_alive=True):
     for name in NODES:
         assert _change(r, name, "deactivate")
         assert _change(r, name, "cleanup")
-    assert r.det.host is None and r.dep.host is None
+    assert r.det.model is None and r.dep.model is None
     c = r.stub.ctl.counters()
     if device_alive:
         assert c["outstanding_allocs"] == 0 and c["loaded_models"] == 0 and c["outstanding_ios"] == 0, c
@@ -161,7 +161,7 @@ def test_load_failure_is_a_clear_configure_failure_then_recovers(rig, monkeypatc
         assert not _change(r, name, "configure")
         assert r.lc.state(name) == "unconfigured"
         assert file in node.last_error and "axclrtEngineLoadFromFile" in node.last_error, node.last_error
-        assert node.host is None
+        assert node.model is None
     assert r.stub.ctl.counters()["outstanding_allocs"] == 0
     monkeypatch.delenv("AXCL_STUB_FAIL_LOAD")
     _bring_up(r)

@@ -474,7 +474,7 @@ def test_detector_configure_fails_with_message(rig, models, case):
         assert rig.lc.state(f"/{name}") == "unconfigured"
         for word in words:
             assert word in node.last_error, node.last_error
-        assert node.host is None
+        assert node.model is None
         node.set_parameters([Parameter("model_path", value=str(models.yolo))])  # fix it: configure now works
         assert rig.lc.change(f"/{name}", "configure"), node.last_error
         assert rig.lc.change(f"/{name}", "cleanup")
@@ -492,7 +492,7 @@ def test_depth_configure_fails_with_message(rig, models, case):
         assert rig.lc.state("/rm_depth_model") == "unconfigured"
         word = "logits float32[1,10]" if case == "classifier" else "no_depth.onnx"
         assert word in node.last_error, node.last_error
-        assert node.host is None
+        assert node.model is None
     finally:
         rig.graph.remove(node)
 

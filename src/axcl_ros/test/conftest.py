@@ -21,7 +21,7 @@ def stub(stub_lib, monkeypatch):
     """The AXCL runtime loaded from the stub, with no fault injected; on teardown every executor and the runtime
     are shut down and the stub must hold no device object any more (no leak)."""
     from axcl_ros.runtime.axcl import shutdown_runtime
-    from axcl_ros.runtime.executor import shutdown_all
+    from axcl_ros.runtime.executors import shutdown_all
     from axcl_ros_testing.axcl_stub_build import StubControl
 
     monkeypatch.setenv("AXCL_LIB_PATH", str(stub_lib))

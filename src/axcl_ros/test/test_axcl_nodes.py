@@ -59,7 +59,7 @@ def test_detector_and_depth_share_the_card_one_copy_each_way_per_frame(stub, mod
         lc = LifecycleClient(g, test)
         for name in ("/det_axcl", "/depth_axcl"):
             assert lc.change(name, "configure") and lc.change(name, "activate"), name
-        assert det.host.executor is dep.host.executor and det.host.backend == "axcl"
+        assert det.model.executor is dep.model.executor and det.model.backend == "axcl"
         # one device set-up and one context for both nodes' models
         assert stub.calls("axclrtSetDevice") == 1 and stub.calls("axclrtCreateContext") == 1
         assert get_runtime().live_sessions == 2

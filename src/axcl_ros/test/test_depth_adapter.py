@@ -52,7 +52,7 @@ def _ramps(h, w):
 def test_axera_layout_from_specs():
     a = DepthAnythingAdapter.from_specs(AXERA_IN, AXERA_OUT)
     assert (a.layout, a.input_name, a.output_name, a.input_hw) == (LAYOUT_AXERA, "input", "output", (518, 518))
-    assert a.info.topic_suffix == "inverse_depth_relative" and not a.info.is_metric
+    assert a.info.unit == "1" and not a.info.is_metric
 
 
 def test_onnx_fixed_and_dynamic_sizes():
@@ -210,12 +210,11 @@ def test_mode_config_errors():
 
 def test_output_info_never_calls_relative_values_metres():
     rel = depth_output_info("inverse_relative")
-    assert (rel.topic_suffix, rel.unit, rel.is_metric, rel.near_is_large) == ("inverse_depth_relative", "1",
-                                                                             False, True)
+    assert (rel.unit, rel.is_metric, rel.near_is_large) == ("1", False, True)
     assert "not metres" in rel.description
     for mode, kw in (("metric", {}), ("scale_shift", {"scale": 2.0, "shift": 0.1})):
         info = depth_output_info(mode, **kw)
-        assert (info.topic_suffix, info.unit, info.is_metric, info.near_is_large) == ("depth", "m", True, False)
+        assert (info.unit, info.is_metric, info.near_is_large) == ("m", True, False)
     assert "scale=2" in depth_output_info("scale_shift", scale=2.0, shift=0.1).description
     with pytest.raises(DepthConfigError):
         depth_output_info("relative")
@@ -236,7 +235,7 @@ def test_metric_mode_clips_and_invalidates():
     out = a.postprocess(_raw([0.5, 19.0, 35.0, 0.0, -2.0, np.nan]))[0]
     np.testing.assert_array_equal(out[:3], [0.5, 19.0, 20.0])
     assert np.isnan(out[3:]).all()
-    assert a.info.topic_suffix == "depth" and "20 m" in a.info.description
+    assert a.info.unit == "m" and "20 m" in a.info.description
 
 
 def test_scale_shift_mode_matches_formula_and_marks_invalid():

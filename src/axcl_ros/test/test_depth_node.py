@@ -355,7 +355,7 @@ def test_lifecycle_through_standard_services(graph, tmp_path):
 
     node.set_parameters([Parameter("model_path", value=str(model)), Parameter("output_mode", value="scale_shift")])
     assert not lc.change("/depth_lc", "configure")
-    assert "scale" in node.last_error and "calibration" in node.last_error and node.host is None
+    assert "scale" in node.last_error and "calibration" in node.last_error and node.model is None
     node.set_parameters([Parameter("output_mode", value="inverse_relative")])
     assert not node.set_parameters([Parameter("input_size", value=100)])[0].successful  # not a multiple of 14
 
@@ -385,10 +385,10 @@ def test_lifecycle_through_standard_services(graph, tmp_path):
     time.sleep(0.3)
     assert got == [] and pub.get_subscription_count() == 0
 
-    executor, name = node.host.executor, node.host.handle.name
+    executor, name = node.model.executor, node.model.handle.name
     assert name in executor.stats()["models"]
     assert lc.change("/depth_lc", "cleanup") and lc.state("/depth_lc") == "unconfigured"
-    assert node.host is None and node.adapter is None and name not in executor.stats()["models"]
+    assert node.model is None and node.adapter is None and name not in executor.stats()["models"]
     assert lc.change("/depth_lc", "shutdown") and lc.state("/depth_lc") == "finalized"
 
 

@@ -134,7 +134,7 @@ def test_face_detected_with_header_copied_and_lifecycle_services(graph, astronau
     time.sleep(0.5)
     assert got == []
     assert lc.change("/det_a", "cleanup") and lc.state("/det_a") == "unconfigured"
-    assert node.host is None
+    assert node.model is None
     assert lc.change("/det_a", "shutdown") and lc.state("/det_a") == "finalized"
 
 
@@ -174,7 +174,7 @@ def test_two_cameras_share_one_model_and_compressed_input(graph, astronaut_bgr, 
     graph.wait_for(lambda: got[0] and got[1], 30, "detections from both cameras")
     assert all(m.header.frame_id == "cam0" for m in got[0]) and all(m.header.frame_id == "cam1" for m in got[1])
     assert any(d.class_name == "FACE_FEMALE" for d in got[1][-1].detections)
-    stats = node.host.executor.stats()
+    stats = node.model.executor.stats()
     assert len([m for m in stats["models"] if m.startswith("320n")]) == 1  # one model instance for both cameras
     # every frame is accounted for once the last results are out: published, dropped (latest-only slot) or failed
     graph.wait_for(lambda: all(s.published + s.dropped + s.errors == s.received == 3 for s in node.cameras.streams),

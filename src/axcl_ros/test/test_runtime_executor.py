@@ -21,14 +21,9 @@ from axcl_ros.runtime.base import (
     TensorSpec,
     check_feeds,
 )
-from axcl_ros.runtime.executor import (
-    ExecutorShutdownError,
-    InferenceExecutor,
-    ModelReleasedError,
-    RunResult,
-    get_executor,
-    shutdown_all,
-)
+from axcl_ros.runtime.executor import InferenceExecutor
+from axcl_ros.runtime.executors import get_executor, shutdown_all
+from axcl_ros.runtime.model_handle import ExecutorShutdownError, ModelReleasedError, RunResult
 from axcl_ros_testing import onnx_builders as ob
 
 T = 5.0  # generous timeout for waits that normally take milliseconds

@@ -204,11 +204,11 @@ def test_session_options_thread_budget(add_path):
         session_options(-1)
 
 
-def test_model_host_passes_the_node_thread_budget(add_path, monkeypatch):
-    """The detector's cpu_threads / cpu_spinning reach the session options through ModelHost (ORT only)."""
+def test_node_model_passes_the_node_thread_budget(add_path, monkeypatch):
+    """The detector's cpu_threads / cpu_spinning reach the session options through NodeModel (ORT only)."""
     from types import SimpleNamespace
 
-    from axcl_ros.nodes.model_host import ModelHost
+    from axcl_ros.nodes.node_model import NodeModel
     from axcl_ros.runtime import onnxruntime_backend as orb
 
     seen = []
@@ -220,12 +220,12 @@ def test_model_host_passes_the_node_thread_budget(add_path, monkeypatch):
 
     monkeypatch.setattr(orb.OnnxRuntimeBackend, "_session_options", spy)
     node = SimpleNamespace(get_logger=lambda: SimpleNamespace(info=lambda *_a, **_k: None))
-    host = ModelHost.load(node, add_path, "auto", "", cpu_options={"intra_op_num_threads": 1, "allow_spinning": True})
+    host = NodeModel.load(node, add_path, "auto", "", cpu_options={"intra_op_num_threads": 1, "allow_spinning": True})
     try:
         assert seen[-1] == (1, True)
     finally:
         host.release()
-    host = ModelHost.load(node, add_path, "auto", "")
+    host = NodeModel.load(node, add_path, "auto", "")
     try:
         assert seen[-1] == (orb.DEFAULT_INTRA_OP_THREADS, orb.DEFAULT_ALLOW_SPINNING)
     finally:

@@ -1,7 +1,7 @@
 """``perception_host``: one process hosting any set of axcl_ros nodes on a ``MultiThreadedExecutor``.
 
 Python nodes cannot be loaded into C++ component containers, so this is how ``axcl_ros`` composes: every hosted
-node calls :func:`axcl_ros.runtime.executor.get_executor`, so nodes in one process share one inference executor
+node calls :func:`axcl_ros.runtime.executors.get_executor`, so nodes in one process share one inference executor
 (one device context) per card. One ROS parameter file configures everything::
 
     perception_host:
@@ -207,7 +207,7 @@ class PerceptionHost:
             executor.shutdown(timeout_sec=timeout)
         self.destroy()
         try:
-            from axcl_ros.runtime.executor import shutdown_all
+            from axcl_ros.runtime.executors import shutdown_all
         except ImportError:
             return
         shutdown_all(timeout)

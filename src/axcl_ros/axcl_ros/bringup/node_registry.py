@@ -86,7 +86,7 @@ def declared_parameters(type_name: str) -> Tuple[str, ...]:
 
     cls = load_node_class(_EXECUTABLES.get(type_name, type_name))
     names = tuple(spec.name for spec in declared(cls))
-    if hasattr(cls, "trigger_configure"):  # lifecycle node executables add autostart (nodes/model_host.run_main)
+    if hasattr(cls, "trigger_configure"):  # lifecycle node executables add autostart (nodes/process.run_main)
         names += (AUTOSTART.name,)
     return names
 

@@ -57,11 +57,9 @@ class DepthInputError(ValueError):
 
 @dataclass(frozen=True)
 class DepthOutputInfo:
-    """What the adapter's output map is, for topic names, ``encoding`` and documentation."""
+    """What the adapter's output map is (unit, direction, ``encoding``), for the node and for documentation."""
 
     mode: str
-    #: topic name suffix: ``depth`` (metres, REP 118) or ``inverse_depth_relative`` (unitless)
-    topic_suffix: str
     #: ``m`` or ``1`` (dimensionless, relative)
     unit: str
     #: True when values are metres along the optical axis
@@ -74,18 +72,18 @@ class DepthOutputInfo:
 
 def depth_output_info(mode: str, *, scale: Optional[float] = None, shift: Optional[float] = None,
                       max_depth: Optional[float] = None) -> DepthOutputInfo:
-    """Describe the output of ``mode`` truthfully (which topic suffix and unit it deserves)."""
+    """Describe the output of ``mode`` truthfully (which unit it deserves)."""
     if mode == MODE_INVERSE_RELATIVE:
-        return DepthOutputInfo(mode, "inverse_depth_relative", "1", False, True,
+        return DepthOutputInfo(mode, "1", False, True,
                                "relative inverse depth (affine-invariant, larger = nearer, no unit); not metres")
     if mode == MODE_METRIC:
         clip = f", clipped at {max_depth:g} m" if max_depth is not None else ""
-        return DepthOutputInfo(mode, "depth", "m", True, False,
+        return DepthOutputInfo(mode, "m", True, False,
                                f"metric depth in metres along the optical axis from a metric checkpoint{clip}")
     if mode == MODE_SCALE_SHIFT:
         cal = f" (scale={scale:g}, shift={shift:g})" if scale is not None and shift is not None else ""
         lim = f", NaN beyond {max_depth:g} m" if max_depth is not None else ""
-        return DepthOutputInfo(mode, "depth", "m", True, False,
+        return DepthOutputInfo(mode, "m", True, False,
                                f"depth in metres = 1/(scale*inverse_depth + shift) from a calibration{cal}; "
                                f"NaN where undefined{lim}")
     raise DepthConfigError(f"mode must be one of {list(MODES)}, got {mode!r}")
@@ -255,7 +253,7 @@ class DepthAnythingAdapter:
 
     @property
     def info(self) -> DepthOutputInfo:
-        """Meaning of :meth:`postprocess`'s output (unit, topic suffix)."""
+        """Meaning of :meth:`postprocess`'s output (unit, metric or not)."""
         return depth_output_info(self.mode, scale=self.scale, shift=self.shift, max_depth=self.max_depth)
 
     def _rgb_resized(self, bgr: np.ndarray) -> np.ndarray:

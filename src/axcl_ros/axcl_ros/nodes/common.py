@@ -17,7 +17,7 @@ from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPo
 
 from ..io.image import DEFAULT_MAX_PIXELS
 from ..runtime.base import BackendError, BackendUnavailableError, ModelLoadError
-from ..runtime.executor import ExecutorShutdownError, ModelReleasedError
+from ..runtime.model_handle import ExecutorShutdownError, ModelReleasedError
 from .parameters import COMMON_PARAMS, ParamSpec, declared
 from .spinning import InvalidHandle
 
@@ -392,6 +392,24 @@ class AxclLifecycleNode(LifecycleNode):
         for e in entities:
             destroy(e)
         return []
+
+    def release_entities(self, *attributes: str) -> None:
+        """Destroy what these attributes hold (action server, service, lifecycle publisher) and set them to None;
+        attributes already None are skipped (cleanup is idempotent)."""
+        from rclpy.lifecycle import LifecyclePublisher
+        from rclpy.service import Service
+
+        for name in attributes:
+            entity = getattr(self, name)
+            if entity is None:
+                continue
+            if isinstance(entity, Service):
+                self.destroy_service(entity)
+            elif isinstance(entity, LifecyclePublisher):
+                self.destroy_lifecycle_publisher(entity)
+            else:  # an action server
+                entity.destroy()
+            setattr(self, name, None)
 
     def report_frame_error(self, cam, exc: BaseException) -> None:
         """Account a frame whose run or post-processing failed (``cam``: a camera stream with an ``errors`` count).

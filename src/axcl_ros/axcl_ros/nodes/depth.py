@@ -50,6 +50,7 @@ from ..io.image import ImageConversionError, array_to_image_fields
 from ..io.pointcloud import pointcloud_msg
 from ..models.depth_anything import (
     MODE_INVERSE_RELATIVE,
+    MODE_METRIC,
     MODE_SCALE_SHIFT,
     MODES,
     PATCH,
@@ -62,10 +63,13 @@ from ..runtime.registry import BACKEND_CHOICES
 from .camera_input import INPUT_QOS_PARAMS, CameraInputs, CameraStream
 from .common import OUTPUT_QOS, AxclLifecycleNode, sibling_topic
 from .frame_pipeline import FramePipeline, FrameTimes
-from .model_host import ModelHost, run_main
+from .node_model import NodeModel
 from .parameters import ParamSpec
+from .process import run_main
 from .transport_input import TransportInput
 
+#: the depth image's topic (in the camera's namespace) per output_mode: "depth" only for metres (REP 118)
+OUTPUT_TOPICS = {MODE_INVERSE_RELATIVE: "inverse_depth_relative", MODE_METRIC: "depth", MODE_SCALE_SHIFT: "depth"}
 #: OpenCV colormaps by lower-case name (``turbo``, ``inferno``, ``viridis`` ...).
 COLORMAPS = {n[len("COLORMAP_"):].lower(): int(getattr(cv2, n)) for n in dir(cv2) if n.startswith("COLORMAP_")}
 
@@ -119,7 +123,7 @@ class DepthNode(AxclLifecycleNode):
     )
 
     def __init__(self, node_name: str = "depth", **kwargs) -> None:
-        self.host: Optional[ModelHost] = None
+        self.model: Optional[NodeModel] = None
         self.adapter: Optional[DepthAnythingAdapter] = None
         self.cameras: Optional[CameraInputs] = None
         self.pipeline: Optional[FramePipeline] = None
@@ -143,8 +147,8 @@ class DepthNode(AxclLifecycleNode):
         self._output_hw = (oh, ow) if ow else None
         if mode != MODE_INVERSE_RELATIVE and self.param("relative_points"):
             self.get_logger().warning("relative_points only applies to output_mode inverse_relative; ignored")
-        self.host = ModelHost.load(self, self.param("model_path"), self.param("backend"), self.param("device"))
-        handle = self.host.handle
+        self.model = NodeModel.load(self, self.param("model_path"), self.param("backend"), self.param("device"))
+        handle = self.model.handle
         scale = shift = None
         if mode == MODE_SCALE_SHIFT:
             scale, shift = float(self.param("scale")), float(self.param("shift"))
@@ -158,12 +162,12 @@ class DepthNode(AxclLifecycleNode):
                     if mode == MODE_SCALE_SHIFT else "")
             raise DepthConfigError(f"{exc}{hint}") from exc
         image_topic = str(self.param("image_topic"))
-        self.pipeline = FramePipeline(self, self.host, self.param("input_transport"), self._prepare,
+        self.pipeline = FramePipeline(self, self.model, self.param("input_transport"), self._prepare,
                                       self._publish_frame, input_errors=(ImageConversionError, DepthInputError))
         self.cameras = CameraInputs(self, [image_topic], self.param("input_transport"), self.param("input_qos"),
                                     self.pipeline.on_frame, depth=int(self.param("input_depth")))
         info = self.adapter.info
-        suffix = info.topic_suffix
+        suffix = OUTPUT_TOPICS[mode]
         self.output_topic = sibling_topic(image_topic, suffix)
         self.camera_info_topic = str(self.param("camera_info_topic")) or sibling_topic(image_topic, "camera_info")
         points = None
@@ -181,7 +185,7 @@ class DepthNode(AxclLifecycleNode):
             timing=self.create_lifecycle_publisher(InferenceTiming, f"{self.output_topic}/timing", OUTPUT_QOS),
             points=points)
         self.get_logger().info(
-            f"configured {self.host.describe()}; {self.adapter.layout} layout, input {self.adapter.input_hw}; "
+            f"configured {self.model.describe()}; {self.adapter.layout} layout, input {self.adapter.input_hw}; "
             f"{self.output_topic}: {info.description}; points: {self.points_topic or 'off'}")
 
     def activate(self) -> None:
@@ -208,9 +212,9 @@ class DepthNode(AxclLifecycleNode):
             for pub in (outputs.depth, outputs.camera_info, outputs.colored, outputs.timing, outputs.points):
                 if pub is not None:
                     self.destroy_lifecycle_publisher(pub)
-        if self.host is not None:
-            self.host.release()
-            self.host = None
+        if self.model is not None:
+            self.model.release()
+            self.model = None
         self.adapter = None
         self.camera = None
 
@@ -236,12 +240,12 @@ class DepthNode(AxclLifecycleNode):
         feeds = self.adapter.preprocess(bgr)
         want_rgb = (bool(self.param("publish_rgb_points")) and outputs.points is not None
                     and outputs.points.get_subscription_count() > 0)
-        return feeds, (outputs, self.adapter, self.host, bgr.shape[:2], bgr if want_rgb else None)
+        return feeds, (outputs, self.adapter, self.model, bgr.shape[:2], bgr if want_rgb else None)
 
     def _publish_frame(self, cam: CameraStream, header, context, result, times: FrameTimes) -> InferenceTiming:
-        outputs, adapter, host, image_hw, bgr = context
+        outputs, adapter, model, image_hw, bgr = context
         self._publish(outputs, adapter, header, image_hw, bgr, result)
-        timing = times.timing(host, result)
+        timing = times.timing(model, result)
         self._last_timing = {k: round(float(getattr(timing, k)), 2) for k in
                              ("preprocess_ms", "queue_ms", "inference_ms", "postprocess_ms", "total_ms")}
         if outputs.timing.get_subscription_count() > 0:  # InvalidHandle once cleanup destroyed it
@@ -298,8 +302,8 @@ class DepthNode(AxclLifecycleNode):
 
     def diagnostic_values(self) -> dict:
         values: dict = {}
-        if self.host is not None:
-            values.update(self.host.stats())
+        if self.model is not None:
+            values.update(self.model.stats())
         if self.cameras is not None:
             values.update(self.cameras.stats())
         if self.adapter is not None:

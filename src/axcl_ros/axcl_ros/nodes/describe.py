@@ -32,8 +32,8 @@ from ..models.llm.sampling import SamplingParams
 from ..runtime.base import BackendError
 from ..runtime.registry import BACKEND_CHOICES
 from .common import OUTPUT_QOS, QOS_CHOICES, AxclLifecycleNode, make_qos
-from .model_host import run_main
 from .parameters import ParamSpec
+from .process import run_main
 
 BUSY_POLICIES = ("reject", "queue")
 #: image encodings a vision-language model can be shown (depth and other single-channel data are refused)
@@ -193,15 +193,7 @@ class DescribeNode(AxclLifecycleNode):
         self._active = False
         if not self.slots.wait_idle(10.0):
             self.get_logger().error("cleanup: a generation did not stop within 10 s")
-        if self._action is not None:
-            self._action.destroy()
-            self._action = None
-        if self._srv is not None:
-            self.destroy_service(self._srv)
-            self._srv = None
-        if self._pub is not None:
-            self.destroy_lifecycle_publisher(self._pub)
-            self._pub = None
+        self.release_entities("_action", "_srv", "_pub")
         if self.model is not None:
             self.model.release()
             self.model = None

@@ -35,15 +35,16 @@ from ..io.detection_messages import fill_detection_array, to_label_info, to_visi
 from ..io.image import ImageConversionError, array_to_image_fields
 from ..io.image_transport import decode_bgr8
 from ..io.stamps import stamp_to_seconds
+from ..models.detector_config import DetectorConfig
 from ..models.labels import LabelsError
-from ..models.yolo import DetectorConfig
 from ..models.yolo_tasks import TASKS, YoloTaskAdapter
 from ..runtime.registry import BACKEND_CHOICES
 from .camera_input import INPUT_QOS_PARAMS, CameraInputs, CameraStream
 from .common import LATCHED_QOS, OUTPUT_QOS, AxclLifecycleNode
 from .frame_pipeline import FramePipeline, FrameTimes
-from .model_host import ModelHost, run_main
+from .node_model import NodeModel
 from .parameters import ParamSpec
+from .process import run_main
 from .task_messages import fill_instance_masks, fill_keypoint_array
 from .tracking_stage import NAMES as TRACKING_NAMES
 from .tracking_stage import TRACKING_PARAMS, CameraTrackers, apply_track_ids, label_with_ids, tracker_config
@@ -83,7 +84,7 @@ class DetectorNode(AxclLifecycleNode):
     ) + TRACKING_PARAMS
 
     def __init__(self, node_name: str = "detector", **kwargs) -> None:
-        self.host: Optional[ModelHost] = None
+        self.model: Optional[NodeModel] = None
         self.adapter: Optional[YoloTaskAdapter] = None
         self.cameras: Optional[CameraInputs] = None
         self.pipeline: Optional[FramePipeline] = None
@@ -97,14 +98,14 @@ class DetectorNode(AxclLifecycleNode):
         cpu = {"allow_spinning": bool(self.param("cpu_spinning"))}
         if int(self.param("cpu_threads")) > 0:
             cpu["intra_op_num_threads"] = int(self.param("cpu_threads"))
-        self.host = ModelHost.load(self, self.param("model_path"), self.param("backend"), self.param("device"),
+        self.model = NodeModel.load(self, self.param("model_path"), self.param("backend"), self.param("device"),
                                    cpu_options=cpu)
-        handle = self.host.handle
+        handle = self.model.handle
         self.adapter = YoloTaskAdapter.from_specs(handle.inputs, handle.outputs, labels=self.param("labels") or None,
                                                   input_size=self._input_size(handle), task=self.param("task"))
         self.adapter.config = self._config()
         self.trackers = CameraTrackers(tracker_config(self.param), float(self.param("tracking_max_gap")))
-        self.pipeline = FramePipeline(self, self.host, self.param("input_transport"), self._prepare, self._publish,
+        self.pipeline = FramePipeline(self, self.model, self.param("input_transport"), self._prepare, self._publish,
                                       input_errors=(ImageConversionError,))
         self.cameras = CameraInputs(self, list(self.param("image_topics")), self.param("input_transport"),
                                     self.param("input_qos"), self.pipeline.on_frame,
@@ -127,7 +128,7 @@ class DetectorNode(AxclLifecycleNode):
         # its own callback group: a slow one-shot request never stalls the image callbacks or lifecycle services
         self._detect_srv = self.create_service(Detect, "~/detect", self._on_detect,
                                                callback_group=MutuallyExclusiveCallbackGroup())
-        self.get_logger().info(f"configured {self.host.describe()}; {self.adapter.layout} layout, "
+        self.get_logger().info(f"configured {self.model.describe()}; {self.adapter.layout} layout, "
                                f"{self.adapter.task} task, {self.adapter.num_classes} classes; "
                                f"cameras {[c.topic for c in self.cameras.streams]}")
 
@@ -161,9 +162,9 @@ class DetectorNode(AxclLifecycleNode):
         if self._detect_srv is not None:
             self.destroy_service(self._detect_srv)
             self._detect_srv = None
-        if self.host is not None:
-            self.host.release()
-            self.host = None
+        if self.model is not None:
+            self.model.release()
+            self.model = None
         self.adapter = None
         self.trackers = None
 
@@ -232,10 +233,10 @@ class DetectorNode(AxclLifecycleNode):
         adapter = self.adapter
         feeds, meta = adapter.preprocess(bgr)
         annotate = bool(self.param("publish_annotated")) and cam.publishers["image"].get_subscription_count() > 0
-        return feeds, (adapter, self.host, meta, bgr if annotate else None)
+        return feeds, (adapter, self.model, meta, bgr if annotate else None)
 
     def _publish(self, cam: CameraStream, header, context, result, times: FrameTimes) -> Optional[InferenceTiming]:
-        adapter, host, meta, bgr = context
+        adapter, model, meta, bgr = context
         masks_pub = cam.publishers.get("masks")  # masks only when someone takes them (or the annotated image)
         with_masks = bgr is not None or (masks_pub is not None and masks_pub.get_subscription_count() > 0)
         task = adapter.postprocess(result.outputs, meta, with_masks=with_masks)
@@ -243,7 +244,7 @@ class DetectorNode(AxclLifecycleNode):
         trackers = self.trackers if self.param("tracking") else None
         ids = None if trackers is None else trackers.assign(cam.key, stamp_to_seconds(header.stamp), dets.boxes,
                                                             dets.scores)
-        out = self._message(host, header, dets, meta, result, times)
+        out = self._message(model, header, dets, meta, result, times)
         pubs = dict(cam.publishers)
         if not pubs or not pubs["detections"].is_activated:
             return None
@@ -273,25 +274,25 @@ class DetectorNode(AxclLifecycleNode):
         return out.timing
 
     @staticmethod
-    def _message(host: ModelHost, header, dets, meta, result, times: FrameTimes) -> DetectionArray:
+    def _message(model: NodeModel, header, dets, meta, result, times: FrameTimes) -> DetectionArray:
         out = DetectionArray()
         height, width = meta.image_size
         fill_detection_array(out, Detection, header, dets.boxes, dets.scores, dets.class_ids, dets.names,
                              width, height)
-        out.timing = times.timing(host, result)
+        out.timing = times.timing(model, result)
         return out
 
     def _on_detect(self, request, response):
         times = FrameTimes(time.perf_counter())
-        adapter, host = self.adapter, self.host
-        if adapter is None or host is None:
+        adapter, model = self.adapter, self.model
+        if adapter is None or model is None:
             response.success, response.message = False, "the detector is not configured"
             return response
         try:
             bgr = decode_bgr8(request.image, "raw", self.max_image_pixels)
             feeds, meta = adapter.preprocess(bgr)
             times.preprocessed = time.perf_counter()
-            result = host.submit(feeds).result(timeout=30.0)
+            result = model.submit(feeds).result(timeout=30.0)
             times.postprocess_started = time.perf_counter()
             dets = adapter.postprocess(result.outputs, meta, with_masks=False).detections
         except ImageConversionError as exc:
@@ -301,14 +302,14 @@ class DetectorNode(AxclLifecycleNode):
         except Exception as exc:  # noqa: BLE001 - the service answers, it never raises
             response.success, response.message = False, f"detection failed: {exc}"
             return response
-        response.detections = self._message(host, request.image.header, dets, meta, result, times)
+        response.detections = self._message(model, request.image.header, dets, meta, result, times)
         response.success, response.message = True, f"{len(dets.scores)} detections"
         return response
 
     def diagnostic_values(self) -> dict:
         values = {}
-        if self.host is not None:
-            values.update(self.host.stats())
+        if self.model is not None:
+            values.update(self.model.stats())
         if self.cameras is not None:
             values.update(self.cameras.stats())
         if self.trackers is not None:

@@ -47,8 +47,8 @@ from ..device_report import (
 )
 from ..runtime.registry import backend_names
 from .common import AxclLifecycleNode
-from .model_host import run_main
 from .parameters import ParamSpec
+from .process import run_main
 
 THRESHOLD_PARAMS = ("temperature_warn_c", "temperature_error_c", "memory_warn_percent", "cmm_warn_percent")
 RETRY_MAX_S = 30.0

@@ -21,9 +21,9 @@ from axcl_msgs.msg import InferenceTiming
 
 from ..io.image import ImageConversionError
 from ..io.image_transport import decode_bgr8
-from ..runtime.executor import ExecutorShutdownError, ModelReleasedError
+from ..runtime.model_handle import ExecutorShutdownError, ModelReleasedError
 from .camera_input import CameraStream
-from .model_host import ModelHost
+from .node_model import NodeModel
 
 
 @dataclass
@@ -34,11 +34,11 @@ class FrameTimes:
     preprocessed: float = 0.0
     postprocess_started: float = 0.0
 
-    def timing(self, host: Optional[ModelHost], result) -> InferenceTiming:
+    def timing(self, model: Optional[NodeModel], result) -> InferenceTiming:
         """The ``axcl_msgs/InferenceTiming`` of this frame, ending now (``result``: the executor's run result)."""
         now = time.perf_counter()
-        return InferenceTiming(model=host.model_name if host else "", backend=host.backend if host else "",
-                               device=host.device if host else "",
+        return InferenceTiming(model=model.model_name if model else "", backend=model.backend if model else "",
+                               device=model.device if model else "",
                                preprocess_ms=(self.preprocessed - self.received) * 1e3,
                                queue_ms=result.queue_wait_ms, inference_ms=result.run_ms,
                                postprocess_ms=(now - self.postprocess_started) * 1e3,
@@ -59,10 +59,10 @@ class FramePipeline:
     inside the node's callback boundary.
     """
 
-    def __init__(self, node, host: ModelHost, transport: str, prepare: Prepare, publish: Publish, *,
+    def __init__(self, node, model: NodeModel, transport: str, prepare: Prepare, publish: Publish, *,
                  input_errors: Tuple[Type[BaseException], ...] = (ImageConversionError,)) -> None:
         self.node = node
-        self.host = host
+        self.model = model
         self.transport = transport
         self.prepare = prepare
         self.publish = publish
@@ -87,7 +87,7 @@ class FramePipeline:
             return
         times = FrameTimes(t_received, time.perf_counter())
         try:
-            future = self.host.submit(feeds, stream=cam.key)
+            future = self.model.submit(feeds, stream=cam.key)
         except (ModelReleasedError, ExecutorShutdownError):
             return  # the model is going away (cleanup/shutdown): nothing to serve
         except Exception as exc:  # noqa: BLE001 - a callback must never take the process down

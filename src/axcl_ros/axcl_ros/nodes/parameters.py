@@ -93,7 +93,7 @@ IMAGE_PARAMS = (
     ParamSpec("max_image_pixels", DEFAULT_MAX_PIXELS, "Largest width x height accepted from an Image or a "
               "CompressedImage header, checked before decoding (default: 8K UHD fits).", min=1, max=1 << 31),
 )
-#: what the node executables add: bring-up without a manager (``nodes/model_host.run_main``)
+#: what the node executables add: bring-up without a manager (``nodes/process.run_main``)
 AUTOSTART = ParamSpec("autostart", False, "Configure and activate at start (off: wait for `ros2 lifecycle set` or a "
                                           "lifecycle manager).")
 

@@ -1,6 +1,7 @@
-"""Start-up and shut-down shared by every axcl_ros executable (node executables, ``perception_host``,
-``lifecycle_manager``): one place for the GIL setting, the transport profile, ``rclpy.init``, signals, spinning and
-the way down.
+"""Start-up and shut-down shared by every axcl_ros executable (node executables through :func:`run_main`,
+``perception_host``, ``lifecycle_manager``): one place for the GIL setting, the transport profile, ``rclpy.init``,
+signals, spinning and the way down. ``ros_executor`` is always the rclpy executor here; the inference executors are
+``runtime.executors``.
 
 SIGINT/SIGTERM only set an event (rclpy's own handlers are off), so the ROS context is still alive when the
 process brings its lifecycle nodes down (deactivate, cleanup, shutdown) and releases the card before exiting.
@@ -14,6 +15,8 @@ import threading
 import time
 from typing import Iterable, List, Optional, Sequence, Tuple
 
+from .executable_help import help_requested, node_help, node_help_name
+from .parameters import AUTOSTART
 from .spinning import init_args, spin_until
 
 #: GIL switch interval for processes that host nodes (Python's default is 5 ms)
@@ -64,9 +67,9 @@ def start_process(argv: Sequence[str], *, device_work: bool = True) -> Tuple[thr
     return stop, profile
 
 
-def run_until_signal(executor, stop: threading.Event) -> Optional[BaseException]:
-    """Spin ``executor`` in a background thread until SIGINT/SIGTERM arrives or ``stop`` is set; return the exception
-    that ended spinning early (a callback raised), else None. Call from the main thread after
+def run_until_signal(ros_executor, stop: threading.Event) -> Optional[BaseException]:
+    """Spin ``ros_executor`` (rclpy) in a background thread until SIGINT/SIGTERM arrives or ``stop`` is set; return
+    the exception that ended spinning early (a callback raised), else None. Call from the main thread after
     :func:`start_process`."""
     from rclpy.executors import ExternalShutdownException
 
@@ -74,7 +77,7 @@ def run_until_signal(executor, stop: threading.Event) -> Optional[BaseException]
 
     def spin() -> None:
         try:
-            spin_until(executor, stop.is_set)
+            spin_until(ros_executor, stop.is_set)
         except ExternalShutdownException:
             pass
         except Exception as exc:  # noqa: BLE001 - reported by the caller
@@ -119,16 +122,16 @@ def bring_down_local(node, timeout: float = 10.0) -> str:
     return state
 
 
-def finish_process(executor=None, nodes: Iterable = (), timeout: float = 2.0) -> None:
-    """The way out: stop ``executor``, destroy ``nodes``, shut the inference executors down (device contexts
+def finish_process(ros_executor=None, nodes: Iterable = (), timeout: float = 2.0) -> None:
+    """The way out: stop ``ros_executor``, destroy ``nodes``, shut the inference executors down (device contexts
     released) and rclpy. Best effort: every step runs even when an earlier one fails."""
     import rclpy
 
-    from ..runtime.executor import shutdown_all
+    from ..runtime.executors import shutdown_all
 
-    if executor is not None:
+    if ros_executor is not None:
         try:
-            executor.shutdown(timeout_sec=timeout)
+            ros_executor.shutdown(timeout_sec=timeout)
         except Exception:  # noqa: BLE001 - best effort on the way out
             pass
     for node in nodes:
@@ -139,3 +142,51 @@ def finish_process(executor=None, nodes: Iterable = (), timeout: float = 2.0) ->
     shutdown_all(timeout)
     if rclpy.ok():
         rclpy.shutdown()
+
+
+def run_main(node_class, args=None, **node_kwargs) -> int:
+    """Run one node until SIGINT/SIGTERM, then bring it down through its lifecycle (models and device memory
+    released); returns the exit code (0 after a signal, 1 when spinning stopped on an error).
+
+    ``--help`` prints what the node does, its parameters and how to bring it up. Parameter ``autostart`` (off by
+    default, as in Nav2) configures and activates the node at start; without it the node says it waits for
+    ``ros2 lifecycle set`` (or a lifecycle manager).
+    """
+    from rclpy.executors import MultiThreadedExecutor
+    from rclpy.parameter import Parameter
+    from rclpy.utilities import remove_ros_args
+
+    from ..bringup.node_registry import input_overrides, input_parser
+
+    argv = list(sys.argv if args is None else args)
+    if help_requested(argv):
+        print(node_help(node_class))
+        print(input_parser(node_help_name(node_class)).format_help())
+        return 0
+    options = input_parser(node_help_name(node_class)).parse_args(remove_ros_args(argv)[1:])
+    inputs = input_overrides(node_help_name(node_class), **vars(options))  # launch inputs (--camera-topic=...)
+    stop, profile = start_process(argv)
+    node = node_class(parameter_overrides=[Parameter(k, value=v) for k, v in inputs.items()], **node_kwargs)
+    node.get_logger().info(profile)
+    autostart = node.declare_parameter(AUTOSTART.name, AUTOSTART.default, AUTOSTART.descriptor()).value
+    ros_executor = MultiThreadedExecutor()
+    ros_executor.add_node(node)
+    fqn = node.get_fully_qualified_name()
+    if autostart:
+        node.trigger_configure()
+        if node._state_machine.current_state[1] == "inactive":
+            node.trigger_activate()
+        node.get_logger().info(f"autostart: {node._state_machine.current_state[1]}")
+    else:
+        node.get_logger().info(f"unconfigured: waiting for `ros2 lifecycle set {fqn} configure` then `activate` "
+                               f"(or run with -p autostart:=true, or under a lifecycle manager)")
+    error = None
+    try:
+        error = run_until_signal(ros_executor, stop)
+        if error is not None:
+            node.get_logger().error(f"executor stopped: a callback raised {type(error).__name__}: {error}")
+    finally:
+        ros_executor.remove_node(node)  # no callback races the transitions below
+        bring_down_local(node)
+        finish_process(ros_executor, [node])
+    return 1 if error is not None else 0

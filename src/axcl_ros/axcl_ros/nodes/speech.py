@@ -11,7 +11,7 @@ Actions: ``~/listen_once`` (axcl_msgs/action/ListenOnce: the transcript of the n
 each goal holds one executor thread while it waits).
 
 Whisper encoder runs and decoder steps go through the process-wide executor of the model's device, one job each
-(:mod:`axcl_ros.models.whisper.transcriber`, loaded with :class:`~.model_host.ModelHost` like every node's model);
+(:mod:`axcl_ros.models.whisper.transcriber`, loaded with :class:`~.node_model.NodeModel` like every node's model);
 segmentation and queueing live in :mod:`axcl_ros.models.speech.pipeline`.
 """
 
@@ -40,8 +40,9 @@ from ..models.speech.segmenter import MAX_SEGMENT_LIMIT_S, SpeechSegmenter
 from ..models.vad import EnergyVad, create_vad
 from ..runtime.registry import BACKEND_CHOICES
 from .common import LATCHED_QOS, AxclLifecycleNode
-from .model_host import ModelHost, run_main
+from .node_model import NodeModel
 from .parameters import ParamSpec
+from .process import run_main
 from .speech_listen import ListenOnceServer
 from .transcript_messages import transcript_message
 from .transport_input import INPUT_QOS_CHOICES, PROFILE_HINT, TransportInput
@@ -117,9 +118,9 @@ class SpeechNode(ListenOnceServer, AxclLifecycleNode):
         files = find_model_files(self.param("model_dir"), self.param("encoder_path"), self.param("decoder_path"),
                                  self.param("tokenizer_path"), self.param("config_path"))
         backend, device = self.param("backend"), self.param("device")
-        encoder = ModelHost.load(self, files.encoder, backend, device, what="encoder_path")
+        encoder = NodeModel.load(self, files.encoder, backend, device, what="encoder_path")
         try:
-            decoder = ModelHost.load(self, files.decoder, backend, device, what="decoder_path")
+            decoder = NodeModel.load(self, files.decoder, backend, device, what="decoder_path")
         except BaseException:
             encoder.release()
             raise
@@ -201,12 +202,7 @@ class SpeechNode(ListenOnceServer, AxclLifecycleNode):
                 self.get_logger().warning(f"{given_up} speech segments were not recognised (node cleaned up)")
             worker_busy = getattr(self.pipeline, "worker_alive", False)
             self.pipeline = None
-        if self._action is not None:
-            self._action.destroy()
-            self._action = None
-        if self._srv is not None:
-            self.destroy_service(self._srv)
-            self._srv = None
+        self.release_entities("_action", "_srv")
         for pub in self._pubs.values():
             self.destroy_lifecycle_publisher(pub)
         self._pubs = {}

@@ -12,7 +12,7 @@ from typing import Any, Callable, Dict, Hashable, Optional, Sequence
 import numpy as np
 
 from ..models.tracking import ByteTracker, TrackerConfig, TrackerConfigError
-from .common import ParamSpec
+from .parameters import ParamSpec
 
 #: parameter name → TrackerConfig field
 _FIELDS = {

@@ -11,7 +11,8 @@ from .base import (
     TensorSpec,
     check_feeds,
 )
-from .executor import CancelledError, InferenceExecutor, get_executor, shutdown_all
+from .executor import CancelledError, InferenceExecutor
+from .executors import get_executor, shutdown_all
 from .model_handle import ExecutorShutdownError, ModelHandle, ModelReleasedError, RunResult
 from .registry import UnknownBackendError, backend_names, get_backend, load_model, resolve_backend
 

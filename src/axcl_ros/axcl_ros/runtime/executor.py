@@ -1,7 +1,8 @@
 """One inference executor per process and device: a single worker thread runs every model serially.
 
 Why: the AX650N card runs one job at a time per NPU partition, and AXCL calls must come from a thread that holds the
-device context. So every node of a process shares one :class:`InferenceExecutor` per device (:func:`get_executor`):
+device context. So every node of a process shares one :class:`InferenceExecutor` per device
+(:func:`~axcl_ros.runtime.executors.get_executor`):
 
 * models are loaded, run and released on the executor's **worker thread** (``Backend.prepare_thread`` is called
   there once per backend and device before the first load);
@@ -41,7 +42,6 @@ shares one lock and one state, and reads best in one place.
 
 from __future__ import annotations
 
-import atexit
 import itertools
 import logging
 import os
@@ -67,10 +67,10 @@ from .model_handle import (
 from .registry import AUTO, resolve_backend
 from .run_queue import CallJob, RunJob, RunQueue
 
-#: the executor's API; the handle, result and error classes live in :mod:`.model_handle`
+#: the executor's API; the handle, result and error classes live in :mod:`.model_handle`, the process-wide
+#: executors (one per device) in :mod:`.executors`
 __all__ = [
-    "CancelledError", "ExecutorShutdownError", "InferenceExecutor", "ModelHandle", "ModelReleasedError",
-    "RunResult", "get_executor", "shutdown_all",
+    "CancelledError", "ExecutorShutdownError", "InferenceExecutor", "ModelHandle", "ModelReleasedError", "RunResult",
 ]
 
 _log = logging.getLogger(__name__)
@@ -533,55 +533,3 @@ class InferenceExecutor:
                     future.set_exception(value)
             except InvalidStateError:  # pragma: no cover - RUNNING futures cannot be cancelled
                 pass
-
-
-_registry_lock = threading.Lock()
-_executors: Dict[str, InferenceExecutor] = {}
-
-
-def get_executor(key: str = "default", on_thread_start: Optional[Callable[[], None]] = None) -> InferenceExecutor:
-    """Return the process-wide executor for ``key`` (one per device, e.g. ``"axcl:0"``), creating it if needed.
-
-    Thread safe. A shut-down executor is replaced by a new one. ``on_thread_start`` only applies when the executor
-    is created; passing a different hook for an existing executor raises ``ValueError``.
-    """
-    with _registry_lock:
-        executor = _executors.get(key)
-        if executor is None or executor.is_shutdown:
-            executor = InferenceExecutor(key, on_thread_start=on_thread_start)
-            _executors[key] = executor
-        elif on_thread_start is not None and executor.on_thread_start is not on_thread_start:
-            raise ValueError(f"executor {key!r} already exists with another on_thread_start hook")
-        return executor
-
-
-def shutdown_all(timeout: Optional[float] = 5.0) -> bool:
-    """Shut down every executor made by :func:`get_executor`; True when all their threads exited."""
-    with _registry_lock:
-        executors = list(_executors.values())
-        _executors.clear()
-    ok = True
-    for executor in executors:
-        ok = executor.shutdown(timeout) and ok
-    return ok
-
-
-atexit.register(shutdown_all, 2.0)
-
-
-#: GIL switch interval for processes that host nodes (Python's default is 5 ms)
-NODE_PROCESS_SWITCH_INTERVAL_S = 0.0005
-
-
-def tune_interpreter_for_device_work() -> None:
-    """Shorten the GIL switch interval of a node process.
-
-    The executor's worker releases the GIL in every device call and must get it back between calls while other
-    threads convert incoming frames; with Python's default 5 ms interval a 50 ms model run on 4 busy cameras took
-    227 ms, with 0.5 ms it took 61 ms (``make bench``, ``bench/bench_multicam.py``, 2026-11-24). Called by the node
-    executables (``run_main``, ``perception_host``); an application embedding the nodes may call it too.
-    """
-    import sys
-
-    sys.setswitchinterval(NODE_PROCESS_SWITCH_INTERVAL_S)
-

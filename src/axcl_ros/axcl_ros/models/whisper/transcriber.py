@@ -258,7 +258,7 @@ class WhisperTranscriber:
     """A Whisper model on the shared executor; :meth:`transcribe` is thread safe (calls are serialised).
 
     Takes the loaded encoder and decoder handles (of one executor) (the speech node loads them with
-    :class:`~axcl_ros.nodes.model_host.ModelHost`, like every node; :meth:`load` does it without ROS), detects
+    :class:`~axcl_ros.nodes.node_model.NodeModel`, like every node; :meth:`load` does it without ROS), detects
     schema A/B from the decoder's tensor names, builds the runner on the worker thread
     (:class:`~.axcl_runner.AxclWhisperRunner` for schema B on AXCL, else the host-buffer runners) and the tokenizer.
     From then on it owns the handles (:meth:`release` unloads them). Raises :class:`WhisperFilesError`,

@@ -1,20 +1,18 @@
-"""A node's model on the process-wide executor, and the ``main()`` every node executable shares."""
+"""A node's model, loaded on the process-wide inference executor of its device."""
 
 from __future__ import annotations
 
 import os
-import sys
 from concurrent.futures import Future
 from typing import Mapping, Optional, Sequence
 
 import numpy as np
 
 from ..runtime.base import ModelLoadError
-from ..runtime.executor import InferenceExecutor, ModelHandle, get_executor
+from ..runtime.executor import InferenceExecutor
+from ..runtime.executors import get_executor
+from ..runtime.model_handle import ModelHandle
 from ..runtime.registry import resolve_backend
-from .executable_help import help_requested, node_help, node_help_name
-from .parameters import AUTOSTART
-from .process import bring_down_local, finish_process, run_until_signal, start_process
 
 
 def executor_key(backend: str, device: str) -> str:
@@ -33,7 +31,7 @@ def executor_key(backend: str, device: str) -> str:
     return f"{backend}:{dev or 'default'}"
 
 
-class ModelHost:
+class NodeModel:
     """One loaded model of a node: its handle on the shared executor and what timing messages report."""
 
     def __init__(self, executor: InferenceExecutor, handle: ModelHandle, backend: str, device: str) -> None:
@@ -45,7 +43,7 @@ class ModelHost:
 
     @classmethod
     def load(cls, node, path: str, backend: str, device: str, *, what: str = "model_path",
-             cpu_options: Optional[Mapping[str, object]] = None) -> ModelHost:
+             cpu_options: Optional[Mapping[str, object]] = None) -> NodeModel:
         """Load ``path`` for ``node``; raise with a message that says which parameter to fix.
 
         ``cpu_options``: onnxruntime thread budget (``OnnxRuntimeBackend`` keyword arguments, e.g.
@@ -86,51 +84,3 @@ class ModelHost:
     def release(self) -> None:
         """Unload the model (frees device memory); idempotent."""
         self.handle.release()
-
-
-def run_main(node_class, args=None, **node_kwargs) -> int:
-    """Run one node until SIGINT/SIGTERM, then bring it down through its lifecycle (models and device memory
-    released); returns the exit code (0 after a signal, 1 when spinning stopped on an error).
-
-    ``--help`` prints what the node does, its parameters and how to bring it up. Parameter ``autostart`` (off by
-    default, as in Nav2) configures and activates the node at start; without it the node says it waits for
-    ``ros2 lifecycle set`` (or a lifecycle manager).
-    """
-    from rclpy.executors import MultiThreadedExecutor
-    from rclpy.parameter import Parameter
-    from rclpy.utilities import remove_ros_args
-
-    from ..bringup.node_registry import input_overrides, input_parser
-
-    argv = list(sys.argv if args is None else args)
-    if help_requested(argv):
-        print(node_help(node_class))
-        print(input_parser(node_help_name(node_class)).format_help())
-        return 0
-    options = input_parser(node_help_name(node_class)).parse_args(remove_ros_args(argv)[1:])
-    inputs = input_overrides(node_help_name(node_class), **vars(options))  # launch inputs (--camera-topic=...)
-    stop, profile = start_process(argv)
-    node = node_class(parameter_overrides=[Parameter(k, value=v) for k, v in inputs.items()], **node_kwargs)
-    node.get_logger().info(profile)
-    autostart = node.declare_parameter(AUTOSTART.name, AUTOSTART.default, AUTOSTART.descriptor()).value
-    executor = MultiThreadedExecutor()
-    executor.add_node(node)
-    fqn = node.get_fully_qualified_name()
-    if autostart:
-        node.trigger_configure()
-        if node._state_machine.current_state[1] == "inactive":
-            node.trigger_activate()
-        node.get_logger().info(f"autostart: {node._state_machine.current_state[1]}")
-    else:
-        node.get_logger().info(f"unconfigured: waiting for `ros2 lifecycle set {fqn} configure` then `activate` "
-                               f"(or run with -p autostart:=true, or under a lifecycle manager)")
-    error = None
-    try:
-        error = run_until_signal(executor, stop)
-        if error is not None:
-            node.get_logger().error(f"executor stopped: a callback raised {type(error).__name__}: {error}")
-    finally:
-        executor.remove_node(node)  # no callback races the transitions below
-        bring_down_local(node)
-        finish_process(executor, [node])
-    return 1 if error is not None else 0
