@@ -23,6 +23,7 @@ from typing import Dict, List, Optional
 
 from bench_common import Row, ratio
 
+from axcl_ros.io.stamps import stamp_to_nanoseconds, stamp_to_seconds
 from axcl_ros.transport_profile import APPLIED_MARK, PROFILE_VARS, apply_transport_profile
 
 SIZES = {"640x480": (640, 480), "1920x1080": (1920, 1080)}
@@ -49,7 +50,7 @@ def _subscriber(args) -> None:
     result: Dict[str, object] = {}
 
     def on_image(msg) -> None:
-        lat.append((node.get_clock().now().nanoseconds - (msg.header.stamp.sec * 10**9 + msg.header.stamp.nanosec))
+        lat.append((node.get_clock().now().nanoseconds - stamp_to_nanoseconds(msg.header.stamp))
                    / 1e6)
 
     cams = None
@@ -68,7 +69,7 @@ def _subscriber(args) -> None:
         from axcl_ros.nodes.transport_input import TransportInput
 
         audio_in = TransportInput(node, AudioChunk, "/bench_audio",
-                                  lambda m: audio.append(m.header.stamp.sec + m.header.stamp.nanosec * 1e-9),
+                                  lambda m: audio.append(stamp_to_seconds(m.header.stamp)),
                                   "auto", 1000)
         audio_in.start()
     seen = False

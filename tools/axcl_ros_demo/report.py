@@ -16,6 +16,7 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
 
 from axcl_ros.io.image import array_to_image_fields, to_bgr8
+from axcl_ros.io.stamps import nanoseconds_to_stamp, stamp_to_nanoseconds
 from axcl_ros_testing.lifecycle_client import LifecycleClient
 
 RELIABLE = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
@@ -94,7 +95,7 @@ class DemoObserver:
             msg.header.stamp = self.node.get_clock().now().to_msg()
             msg.header.frame_id = "camera_optical_frame"
             with self._lock:
-                self.sent[msg.header.stamp.sec * 10**9 + msg.header.stamp.nanosec] = name
+                self.sent[stamp_to_nanoseconds(msg.header.stamp)] = name
             self.image_pub.publish(msg)
             t_next += period
             time.sleep(max(0.0, t_next - time.monotonic()))
@@ -114,7 +115,7 @@ class DemoObserver:
             msg = AudioChunk(sample_rate=16000, channels=1, sample_format=AudioChunk.FORMAT_S16LE)
             msg.data = encode_chunk(samples[k:k + n], AudioChunk.FORMAT_S16LE, 1)
             stamp = start + k * 10**9 // 16000
-            msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(stamp, 10**9)
+            nanoseconds_to_stamp(stamp, msg.header.stamp)
             msg.header.frame_id = "microphone"
             self.audio_pub.publish(msg)
             self.audio_sent += 1
@@ -134,7 +135,7 @@ class DemoObserver:
     # -- outputs ----------------------------------------------------------------------------------------------------
     def _name_of(self, header) -> str:
         with self._lock:
-            return self.sent.get(header.stamp.sec * 10**9 + header.stamp.nanosec, "?")
+            return self.sent.get(stamp_to_nanoseconds(header.stamp), "?")
 
     def _on_detections(self, msg: DetectionArray) -> None:
         self._last_output = time.monotonic()

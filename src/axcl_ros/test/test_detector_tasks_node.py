@@ -157,7 +157,7 @@ def test_segmentation_and_pose_on_the_axcl_stub(stub, tmp_path, task):
 def test_mask_message_mono16_above_255_instances_and_keypoint_message_fields():
     from axcl_msgs.msg import Keypoint, KeypointSet
 
-    from axcl_ros.nodes.task_messages import fill_instance_masks, fill_keypoint_array
+    from axcl_ros.io.task_messages import fill_instance_masks, fill_keypoint_array
 
     labels = np.arange(300 * 2, dtype=np.uint16).reshape(20, 30) % 301
     msg = fill_instance_masks(InstanceMasks(), Image, _frame_msg(3).header, labels, np.arange(1, 301))

@@ -17,6 +17,11 @@ def stamp_to_seconds(stamp: Any) -> float:
     return float(stamp.sec) + float(stamp.nanosec) * 1e-9
 
 
+def stamp_to_nanoseconds(stamp: Any) -> int:
+    """Integer nanoseconds of a ``builtin_interfaces/Time``-like ``stamp`` (exact: a key for matching messages)."""
+    return int(stamp.sec) * NS_PER_S + int(stamp.nanosec)
+
+
 def nanoseconds_to_stamp(nanoseconds: int, msg_or_type: Any) -> Any:
     """Write ``nanoseconds`` (clamped to >= 0) into a ``builtin_interfaces/Time`` and return it.
 

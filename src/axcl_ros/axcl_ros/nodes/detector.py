@@ -35,6 +35,7 @@ from ..io.detection_messages import fill_detection_array, to_label_info, to_visi
 from ..io.image import ImageConversionError, array_to_image_fields
 from ..io.image_transport import decode_bgr8
 from ..io.stamps import stamp_to_seconds
+from ..io.task_messages import fill_instance_masks, fill_keypoint_array
 from ..models.detector_config import DetectorConfig
 from ..models.labels import LabelsError
 from ..models.yolo_tasks import TASKS, YoloTaskAdapter
@@ -45,7 +46,6 @@ from .frame_pipeline import FramePipeline, FrameTimes
 from .node_model import NodeModel
 from .parameters import ParamSpec
 from .process import run_main
-from .task_messages import fill_instance_masks, fill_keypoint_array
 from .tracking_stage import NAMES as TRACKING_NAMES
 from .tracking_stage import TRACKING_PARAMS, CameraTrackers, apply_track_ids, label_with_ids, tracker_config
 from .tracking_stage import check_parameter as check_tracking_parameter

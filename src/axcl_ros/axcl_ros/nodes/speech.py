@@ -34,6 +34,7 @@ from .. import assets
 from ..io.audio import AudioInput, decode_chunk
 from ..io.audio_format import AudioFormatError
 from ..io.stamps import stamp_to_seconds
+from ..io.transcript_messages import transcript_message
 from ..models.speech.outcome import SpeechOutcome
 from ..models.speech.pipeline import SpeechPipeline
 from ..models.speech.segmenter import MAX_SEGMENT_LIMIT_S, SpeechSegmenter
@@ -44,7 +45,6 @@ from .node_model import NodeModel
 from .parameters import ParamSpec
 from .process import run_main
 from .speech_listen import ListenOnceServer
-from .transcript_messages import transcript_message
 from .transport_input import INPUT_QOS_CHOICES, PROFILE_HINT, TransportInput
 
 TASKS = ("transcribe", "translate")

@@ -13,7 +13,7 @@ import time
 from axcl_msgs.action import ListenOnce
 from rclpy.action import GoalResponse
 
-from .transcript_messages import transcript_message
+from ..io.transcript_messages import transcript_message
 
 
 class ListenOnceServer:

@@ -6,8 +6,8 @@ from typing import Optional
 
 from axcl_msgs.msg import InferenceTiming, Transcript, TranscriptSegment
 
-from ..io.stamps import seconds_to_stamp
 from ..models.speech.outcome import SpeechOutcome
+from .stamps import seconds_to_stamp
 
 
 def timing_message(whisper, rec, queue_ms: float, total_ms: float) -> InferenceTiming:

@@ -6,7 +6,7 @@ from typing import Optional, Sequence, Tuple
 
 import numpy as np
 
-from ..io.image import array_to_image_fields
+from .image import array_to_image_fields
 
 
 def fill_instance_masks(out, image_cls, header, labels: np.ndarray, ids: np.ndarray):
