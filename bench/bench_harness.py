@@ -108,7 +108,7 @@ def transport_delivery(fps: float, seconds: float, qos: str) -> Dict[str, int]:
     """Frames a bare rclpy subscriber (no model, no work) receives from the camera process: the DDS baseline."""
     from sensor_msgs.msg import Image
 
-    from axcl_ros.nodes.common import make_qos
+    from axcl_ros.nodes.qos import make_qos
     from axcl_ros_testing.ros_graph import RosGraph
 
     topic = f"/bare_{qos}/image_raw"

@@ -37,7 +37,7 @@ from axcl_ros import assets  # noqa: E402
 from axcl_ros.io.audio_format import FORMAT_F32LE, FORMAT_S16LE  # noqa: E402
 from axcl_ros.io.compressed_image import array_to_compressed  # noqa: E402
 from axcl_ros.io.image import array_to_image_fields  # noqa: E402
-from axcl_ros.nodes.common import BadInputLog  # noqa: E402
+from axcl_ros.nodes.callback_guard import BadInputLog  # noqa: E402
 from axcl_ros.nodes.depth import DepthNode  # noqa: E402
 from axcl_ros.nodes.detector import DetectorNode  # noqa: E402
 from axcl_ros_testing.depth_models import build_onnx_probe  # noqa: E402

@@ -224,3 +224,16 @@ def test_a_lost_transition_answer_is_recovered_from_the_node_state(graph):
         assert manager.states() == {"/lossy": "active"}
     finally:
         lossy.release.set()
+
+
+def test_a_raising_manager_callback_is_answered_and_counted(graph, monkeypatch):
+    _dummy(graph, "a")
+    obs = Observer(graph, "/mgr")
+    manager = _manager(graph, ["a"])
+    graph.wait_for(lambda: obs.active is True, 15, "is_active true")
+    monkeypatch.setattr(manager, "submit", lambda command: 1 / 0)
+    ok, message = obs.manage(R.PAUSE)
+    assert not ok and "ZeroDivisionError" in message  # answered by the callback guard, not lost
+    assert manager.callback_errors.total == 1
+    monkeypatch.undo()
+    assert obs.manage(R.PAUSE) == (True, "1 node(s) inactive")  # still serving

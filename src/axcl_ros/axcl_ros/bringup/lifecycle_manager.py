@@ -39,6 +39,7 @@ from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from std_msgs.msg import Bool
 
+from ..nodes.callback_guard import CallbackGuard
 from ..nodes.parameters import ParamSpec
 from ..nodes.service_call import call_service
 from .node_registry import split_list
@@ -92,7 +93,7 @@ class _Command:
         self.done.set()
 
 
-class LifecycleManager(Node):
+class LifecycleManager(CallbackGuard, Node):
     """Brings ``node_names`` up in order and down in reverse through their lifecycle services (see module doc).
 
     ``select`` ({name: bool}) drops nodes switched off by the launch file's booleans from ``node_names``.
@@ -127,6 +128,7 @@ class LifecycleManager(Node):
     def __init__(self, node_name: str = "lifecycle_manager", *, select: Optional[Dict[str, bool]] = None,
                  **kwargs) -> None:
         super().__init__(node_name, **kwargs)
+        self.start_callback_guard()  # a callback that raises is counted and logged; the manager keeps serving
         for spec in self.PARAMS:
             self.declare_parameter(spec.name, spec.default, spec.descriptor("start"))
         select = select or {}

@@ -20,9 +20,10 @@ from axcl_msgs.msg import AudioChunk
 
 from ..io.audio_format import FORMAT_F32LE, FORMAT_S16LE
 from ..io.stamps import seconds_to_stamp
-from .common import QOS_CHOICES, AxclLifecycleNode, make_qos
+from .common import AxclLifecycleNode
 from .parameters import ParamSpec
 from .process import run_main
+from .qos import QOS_CHOICES, make_qos
 from .wav_publisher import encode_frames
 
 FORMATS = {"S16LE": FORMAT_S16LE, "F32LE": FORMAT_F32LE}

@@ -1,8 +1,8 @@
-"""What every axcl_ros lifecycle node shares: parameters with descriptors, QoS, diagnostics, bad-input accounting."""
+"""The base of every axcl_ros lifecycle node: parameters from the registry, lifecycle transitions that never raise,
+/diagnostics, bad-input accounting (the callback boundary: ``callback_guard.py``; QoS: ``qos.py``)."""
 
 from __future__ import annotations
 
-import functools
 import threading
 import time
 from collections import Counter
@@ -13,33 +13,15 @@ from rcl_interfaces.msg import SetParametersResult
 from rclpy.clock import Clock, ClockType
 from rclpy.exceptions import ParameterUninitializedException
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
-from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 
 from ..io.image import DEFAULT_MAX_PIXELS
 from ..runtime.base import BackendError, BackendUnavailableError, ModelLoadError
 from ..runtime.model_handle import ExecutorShutdownError, ModelReleasedError
+from .callback_guard import BadInputLog, CallbackGuard
 from .parameters import COMMON_PARAMS, ParamSpec, declared
+from .qos import LATCHED_QOS
 from .spinning import InvalidHandle
 
-QOS_CHOICES = ("sensor_data", "reliable", "system_default")
-
-
-def make_qos(kind: str, depth: int = 1) -> QoSProfile:
-    """QoS for an input: ``sensor_data`` (best effort, keep last ``depth``; subscribes to reliable and best-effort
-    publishers alike), ``reliable`` or ``system_default``."""
-    if kind == "sensor_data":
-        return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=depth, reliability=ReliabilityPolicy.BEST_EFFORT,
-                          durability=DurabilityPolicy.VOLATILE)
-    if kind == "reliable":
-        return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=depth, reliability=ReliabilityPolicy.RELIABLE,
-                          durability=DurabilityPolicy.VOLATILE)
-    if kind == "system_default":
-        return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=max(depth, 10))
-    raise ValueError(f"unknown QoS {kind!r}; choose one of {QOS_CHOICES}")
-
-
-LATCHED_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.RELIABLE,
-                         durability=DurabilityPolicy.TRANSIENT_LOCAL)
 #: latched ``diagnostic_msgs/DiagnosticStatus`` of the last configure: message = what to fix, value ``permanent``
 CONFIGURE_RESULT_TOPIC = "~/configure_result"
 
@@ -48,7 +30,6 @@ def is_permanent_failure(exc: BaseException) -> bool:
     """True for configure failures that waiting cannot fix: invalid parameters, a missing or unusable model file, an
     unavailable backend library. Device errors (a card still booting) are worth retrying."""
     return isinstance(exc, (ValueError, ModelLoadError, BackendUnavailableError, FileNotFoundError))
-OUTPUT_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=5, reliability=ReliabilityPolicy.RELIABLE)
 
 
 def sibling_topic(input_topic: str, name: str) -> str:
@@ -62,39 +43,7 @@ def sibling_topic(input_topic: str, name: str) -> str:
     return f"{head}/{name}" if head else f"/{name}"
 
 
-class BadInputLog:
-    """Counts rejected inputs per kind and logs them, throttled, so a flood of bad messages stays readable."""
-
-    def __init__(self, logger, period_s: float = 5.0, verb: str = "rejected") -> None:
-        self._logger = logger
-        self._verb = verb
-        self._period = period_s
-        self._last: Dict[str, float] = {}
-        self._suppressed: Counter = Counter()
-        self.counts: Counter = Counter()
-        self._lock = threading.Lock()
-
-    def report(self, kind: str, error: BaseException | str) -> None:
-        """Count one bad input of ``kind`` and log it unless the same kind was logged less than a period ago."""
-        now = time.monotonic()
-        with self._lock:
-            self.counts[kind] += 1
-            if now - self._last.get(kind, -1e9) < self._period:
-                self._suppressed[kind] += 1
-                return
-            self._last[kind] = now
-            suppressed = self._suppressed.pop(kind, 0)
-        more = f" ({suppressed} similar suppressed)" if suppressed else ""
-        self._logger.error(f"{self._verb} {kind}: {error}{more}")
-
-    @property
-    def total(self) -> int:
-        """All rejected inputs so far."""
-        with self._lock:
-            return sum(self.counts.values())
-
-
-class AxclLifecycleNode(LifecycleNode):
+class AxclLifecycleNode(CallbackGuard, LifecycleNode):
     """Base of the axcl_ros nodes.
 
     Subclasses list their parameters in ``PARAMS`` and implement ``configure()`` (load models, allocate; raise with
@@ -114,12 +63,10 @@ class AxclLifecycleNode(LifecycleNode):
         self._diag_timer = None
         self._diag_pub = None
         self._transition_lock = threading.RLock()
-        self.callback_errors = None  # before super().__init__: rclpy may create entities through our overrides
         super().__init__(node_name, **kwargs)
         self._configure_result_pub = self.create_publisher(DiagnosticStatus, CONFIGURE_RESULT_TOPIC, LATCHED_QOS)
         self.bad_inputs = BadInputLog(self.get_logger())
-        self.callback_errors = BadInputLog(self.get_logger(), verb="callback failed:")
-        self.last_callback_error = ""
+        self.start_callback_guard()
         self.counters: Counter = Counter()
         specs = declared(type(self))
         self._specs = {p.name: p for p in specs}
@@ -131,54 +78,6 @@ class AxclLifecycleNode(LifecycleNode):
         self._rclpy_change_state = None
         if service is not None:  # rclpy raises for a transition id not valid in the current state (rclpy#1209)
             self._rclpy_change_state, service.callback = service.callback, self._on_change_state
-
-    # -- the callback boundary -----------------------------------------------------------------------------------
-    def guard(self, kind: str, callback: Callable, fallback: Optional[Callable[..., Any]] = None) -> Callable:
-        """``callback`` wrapped so that no exception escapes it: each one is counted under ``kind`` (shown on
-        /diagnostics as ``callback_errors``), logged (throttled per kind), and ``fallback(*args)`` (or None) returned.
-
-        Every subscription, timer, service and parameter callback of these nodes goes through it (the ``create_*``
-        overrides below); nodes wrap their executor completions and action callbacks with it explicitly.
-        """
-        @functools.wraps(callback)
-        def guarded(*args, **kwargs):
-            try:
-                return callback(*args, **kwargs)
-            except Exception as exc:  # noqa: BLE001 - the boundary: a callback never takes the process down
-                self.note_callback_error(kind, exc)
-                return fallback(*args) if fallback is not None else None
-        return guarded
-
-    def note_callback_error(self, kind: str, exc: BaseException) -> None:
-        """Count and log (throttled) an exception caught at the callback boundary."""
-        text = f"{type(exc).__name__}: {exc}"
-        self.last_callback_error = f"{kind}: {text}"[:300]
-        if self.callback_errors is None:  # during construction
-            raise exc
-        self.callback_errors.report(kind, text)
-
-    def create_subscription(self, msg_type, topic, callback, qos_profile, **kwargs):
-        events = kwargs.get("event_callbacks")
-        for name in _EVENT_CALLBACKS:  # QoS event callbacks (incompatible QoS, message lost ...) are callbacks too
-            handler = getattr(events, name, None)
-            if handler is not None:
-                setattr(events, name, self.guard(f"{name} event on {topic}", handler))
-        return super().create_subscription(msg_type, topic, self.guard(f"subscription {topic}", callback),
-                                           qos_profile, **kwargs)
-
-    def create_timer(self, timer_period_sec, callback, *args, **kwargs):
-        return super().create_timer(timer_period_sec, self.guard("timer", callback), *args, **kwargs)
-
-    def create_service(self, srv_type, srv_name, callback, **kwargs):
-        def refuse(request, response):
-            return _failed_response(srv_type, response, self.last_callback_error)
-        return super().create_service(srv_type, srv_name, self.guard(f"service {srv_name}", callback, refuse),
-                                      **kwargs)
-
-    def add_on_set_parameters_callback(self, callback):
-        def refuse(params):
-            return SetParametersResult(successful=False, reason=f"internal error: {self.last_callback_error}")
-        return super().add_on_set_parameters_callback(self.guard("parameters", callback, refuse))
 
     # -- lifecycle requests ----------------------------------------------------------------------------------------
     def _on_change_state(self, request, response):
@@ -449,19 +348,6 @@ class AxclLifecycleNode(LifecycleNode):
         msg = DiagnosticArray(status=[status])
         msg.header.stamp = self.get_clock().now().to_msg()
         self._diag_pub.publish(msg)
-
-
-_EVENT_CALLBACKS = ("deadline", "incompatible_qos", "liveliness", "message_lost", "incompatible_type", "matched")
-
-def _failed_response(srv_type, response, reason: str):
-    """A service response saying the call failed (``success``/``message`` when the type has them)."""
-    if response is None:
-        response = srv_type.Response()
-    if hasattr(response, "success"):
-        response.success = False
-    if hasattr(response, "message"):
-        response.message = f"internal error: {reason}"
-    return response
 
 
 def _fmt(v: Any) -> str:

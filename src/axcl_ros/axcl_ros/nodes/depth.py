@@ -61,11 +61,12 @@ from ..models.depth_anything import (
 from ..models.depth_geometry import colorize, depth_to_points, scale_camera_info
 from ..runtime.registry import BACKEND_CHOICES
 from .camera_input import INPUT_QOS_PARAMS, CameraInputs, CameraStream
-from .common import OUTPUT_QOS, AxclLifecycleNode, sibling_topic
+from .common import AxclLifecycleNode, sibling_topic
 from .frame_pipeline import FramePipeline, FrameTimes
 from .node_model import NodeModel
 from .parameters import ParamSpec
 from .process import run_main
+from .qos import OUTPUT_QOS
 from .transport_input import TransportInput
 
 #: the depth image's topic (in the camera's namespace) per output_mode: "depth" only for metres (REP 118)

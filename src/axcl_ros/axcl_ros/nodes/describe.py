@@ -31,9 +31,10 @@ from ..models.llm.generate import GenerationResult, LlmModel
 from ..models.llm.sampling import SamplingParams
 from ..runtime.base import BackendError
 from ..runtime.registry import BACKEND_CHOICES
-from .common import OUTPUT_QOS, QOS_CHOICES, AxclLifecycleNode, make_qos
+from .common import AxclLifecycleNode
 from .parameters import ParamSpec
 from .process import run_main
+from .qos import OUTPUT_QOS, QOS_CHOICES, make_qos
 
 BUSY_POLICIES = ("reject", "queue")
 #: image encodings a vision-language model can be shown (depth and other single-channel data are refused)

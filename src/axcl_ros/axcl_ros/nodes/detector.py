@@ -41,11 +41,12 @@ from ..models.labels import LabelsError
 from ..models.yolo_tasks import TASKS, YoloTaskAdapter
 from ..runtime.registry import BACKEND_CHOICES
 from .camera_input import INPUT_QOS_PARAMS, CameraInputs, CameraStream
-from .common import LATCHED_QOS, OUTPUT_QOS, AxclLifecycleNode
+from .common import AxclLifecycleNode
 from .frame_pipeline import FramePipeline, FrameTimes
 from .node_model import NodeModel
 from .parameters import ParamSpec
 from .process import run_main
+from .qos import LATCHED_QOS, OUTPUT_QOS
 from .tracking_stage import NAMES as TRACKING_NAMES
 from .tracking_stage import TRACKING_PARAMS, CameraTrackers, apply_track_ids, label_with_ids, tracker_config
 from .tracking_stage import check_parameter as check_tracking_parameter

@@ -40,10 +40,11 @@ from ..models.speech.pipeline import SpeechPipeline
 from ..models.speech.segmenter import MAX_SEGMENT_LIMIT_S, SpeechSegmenter
 from ..models.vad import EnergyVad, create_vad
 from ..runtime.registry import BACKEND_CHOICES
-from .common import LATCHED_QOS, AxclLifecycleNode
+from .common import AxclLifecycleNode
 from .node_model import NodeModel
 from .parameters import ParamSpec
 from .process import run_main
+from .qos import LATCHED_QOS
 from .speech_listen import ListenOnceServer
 from .transport_input import INPUT_QOS_CHOICES, PROFILE_HINT, TransportInput
 

@@ -22,7 +22,7 @@ try:
 except ImportError:  # Humble
     from rclpy.qos_event import SubscriptionEventCallbacks
 
-from .common import QOS_CHOICES, make_qos
+from .qos import QOS_CHOICES, make_qos
 
 INPUT_QOS_CHOICES = ("auto",) + QOS_CHOICES
 #: keep-last depth of the camera inputs. 1 keeps latency bounded: with 5, a host whose frame intake cannot keep up

@@ -26,8 +26,9 @@ from rclpy.node import Node
 from ..io.audio_format import FORMAT_F32LE, FORMAT_S16LE
 from ..io.stamps import NS_PER_S, nanoseconds_to_stamp
 from ..io.wav import read_audio
-from .common import make_qos
+from .callback_guard import CallbackGuard
 from .parameters import ParamSpec
+from .qos import make_qos
 
 FORMATS = {"S16LE": FORMAT_S16LE, "F32LE": FORMAT_F32LE}
 
@@ -42,7 +43,7 @@ def encode_frames(frames: np.ndarray, sample_format: int) -> bytes:
     raise ValueError(f"sample_format={sample_format!r}: expected {FORMAT_S16LE} (S16LE) or {FORMAT_F32LE} (F32LE)")
 
 
-class WavPublisherNode(Node):
+class WavPublisherNode(CallbackGuard, Node):
     """Publishes one audio file as timed AudioChunk messages (see the module docstring).
 
     Attributes for tests and tools: ``done`` (event set after the last chunk of a non-looping playback),
@@ -71,6 +72,7 @@ class WavPublisherNode(Node):
 
     def __init__(self, node_name: str = "wav_publisher", **kwargs) -> None:
         super().__init__(node_name, **kwargs)
+        self.start_callback_guard()
         for spec in self.PARAMS:
             self.declare_parameter(spec.name, spec.default, spec.descriptor("start"))
 
