@@ -12,7 +12,8 @@ import pytest
 import yaml
 
 from axcl_ros.bringup.host import build_parser
-from axcl_ros.bringup.node_registry import DEFAULT_NODES, input_overrides, input_parser, parse_select
+from axcl_ros.bringup.node_registry import DEFAULT_NODES, INPUT_OPTIONS, input_overrides, input_parser, parse_select
+from axcl_ros.runtime.registry import BACKEND_CHOICES
 
 PKG = Path(__file__).resolve().parents[1]
 LAUNCH = PKG / "launch" / "perception.launch.py"
@@ -65,6 +66,20 @@ def test_arguments_match_the_documented_table():
         assert name in declared
     assert {"params_file", "use_composition", "autostart", "namespace", "camera_topic", "camera_info_topic",
             "audio_topic", "backend"} <= set(declared)
+
+
+def test_launch_lists_are_the_registrys():
+    """The launch file imports only launch/launch_ros (it must load before anything of ours is importable), so its
+    node and input lists are copies: they must equal the node registry's, and its backend choices the runtime's."""
+    tree = _tree()
+    lists = {t.id: ast.literal_eval(n.value) for n in tree.body if isinstance(n, ast.Assign)
+             for t in n.targets if isinstance(t, ast.Name) and t.id in ("NODES", "INPUTS")}
+    assert lists["NODES"] == list(DEFAULT_NODES)
+    assert lists["INPUTS"] == list(INPUT_OPTIONS)
+    backend = next(n for n in ast.walk(tree) if isinstance(n, ast.Call) and getattr(n.func, "id", "") ==
+                   "DeclareLaunchArgument" and n.args[0].value == "backend")
+    choices = next(k.value for k in backend.keywords if k.arg == "choices")
+    assert ast.literal_eval(choices) == ["", *BACKEND_CHOICES]
 
 
 # -- run the launch file against recording stand-ins ------------------------------------------------------------------
