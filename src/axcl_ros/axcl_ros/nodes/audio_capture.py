@@ -175,10 +175,10 @@ class AudioCaptureNode(AxclLifecycleNode):
                 "queue": self._queue.qsize()}
 
 
-def main(args=None) -> None:
+def main(args=None) -> int:
     """Run the capture node alone (``ros2 run axcl_ros audio_capture``)."""
-    run_main(AudioCaptureNode, args)
+    return run_main(AudioCaptureNode, args)
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

@@ -315,10 +315,10 @@ class DepthNode(AxclLifecycleNode):
         return values
 
 
-def main(args=None) -> None:
+def main(args=None) -> int:
     """Run the depth node alone (``ros2 run axcl_ros depth``)."""
-    run_main(DepthNode, args)
+    return run_main(DepthNode, args)
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

@@ -326,10 +326,10 @@ def _now_header(node):
     return h
 
 
-def main(args=None) -> None:
+def main(args=None) -> int:
     """Run the detector node alone (``ros2 run axcl_ros detector``)."""
-    run_main(DetectorNode, args)
+    return run_main(DetectorNode, args)
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

@@ -252,10 +252,10 @@ class DeviceMonitorNode(AxclLifecycleNode):
         return {"devices": len(self.last_samples)}
 
 
-def main(args=None) -> None:
+def main(args=None) -> int:
     """Run the device monitor alone (``ros2 run axcl_ros device_monitor``)."""
-    run_main(DeviceMonitorNode, args)
+    return run_main(DeviceMonitorNode, args)
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

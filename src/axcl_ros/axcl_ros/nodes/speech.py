@@ -368,10 +368,10 @@ class SpeechNode(ListenOnceServer, AxclLifecycleNode):
         return level, message
 
 
-def main(args=None) -> None:
+def main(args=None) -> int:
     """Run the speech node alone (``ros2 run axcl_ros speech``)."""
-    run_main(SpeechNode, args)
+    return run_main(SpeechNode, args)
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

@@ -15,6 +15,7 @@ the process after the last chunk; otherwise the node stays up and quiet), ``qos`
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
 from typing import Optional
@@ -180,43 +181,41 @@ class WavPublisherNode(CallbackGuard, Node):
                                    f"{self.chunks_published} chunks")
 
 
-def main(args=None) -> None:
-    """Run the publisher (``ros2 run axcl_ros wav_publisher --ros-args -p wav_path:=file.wav``)."""
-    import sys
-
+def main(args=None) -> int:
+    """Run the publisher (``ros2 run axcl_ros wav_publisher --ros-args -p wav_path:=file.wav``); with
+    ``exit_when_done`` the process exits after the last chunk. Returns the exit code."""
     import rclpy
-    from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+    from rclpy.executors import SingleThreadedExecutor
 
-    from ..transport_profile import apply_transport_profile
     from .executable_help import help_requested, node_help
-    from .spinning import init_args
+    from .process import finish_process, run_until_signal, start_process
 
-    if help_requested(list(sys.argv if args is None else args)):
+    argv = list(sys.argv if args is None else args)
+    if help_requested(argv):
         print(node_help(WavPublisherNode, lifecycle=False))
-        return
-    profile = apply_transport_profile()
-    rclpy.init(args=init_args(args))
+        return 0
+    stop, profile = start_process(argv, device_work=False)
     try:
         node = WavPublisherNode()
         node.get_logger().info(profile)
     except (ValueError, OSError) as exc:
         print(f"wav_publisher: {exc}", flush=True)
         rclpy.shutdown()
-        raise SystemExit(2) from None
-    executor = SingleThreadedExecutor()
-    executor.add_node(node)
-    try:
-        while rclpy.ok() and not (node.exit_when_done and node.done.is_set()):
-            executor.spin_once(timeout_sec=0.1)
-        if node.done.is_set():
-            time.sleep(0.5)  # let reliable subscribers fetch the last chunks before the writer goes away
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        node.destroy_node()
-        if rclpy.ok():
-            rclpy.shutdown()
+        return 2
+
+    def stop_when_done() -> None:
+        node.done.wait()
+        time.sleep(0.5)  # let reliable subscribers fetch the last chunks before the writer goes away
+        stop.set()
+
+    if node.exit_when_done:
+        threading.Thread(target=stop_when_done, name="wav-publisher-done", daemon=True).start()
+    ros_executor = SingleThreadedExecutor()
+    ros_executor.add_node(node)
+    error = run_until_signal(ros_executor, stop)
+    finish_process(ros_executor, [node])
+    return 1 if error is not None else 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
