@@ -15,6 +15,7 @@ from axcl_msgs.srv import Detect  # noqa: E402
 from rcl_interfaces.msg import Parameter as ParameterMsg  # noqa: E402
 from rcl_interfaces.msg import ParameterType, ParameterValue  # noqa: E402
 from rcl_interfaces.srv import SetParameters  # noqa: E402
+from rclpy.lifecycle import TransitionCallbackReturn  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
 from rclpy.qos import QoSProfile, ReliabilityPolicy  # noqa: E402
 from sensor_msgs.msg import CompressedImage, Image  # noqa: E402
@@ -221,3 +222,19 @@ def test_malformed_inputs_rejected_and_node_keeps_serving(graph, astronaut_bgr, 
     assert got[-1].header.stamp.sec == 7 and lc.state("/det_bad_in") == "active"
     lc.change("/det_bad_in", "deactivate")
     lc.change("/det_bad_in", "cleanup")
+
+
+@pytest.mark.parametrize("image_topics, remap, expected", [
+    (["image"], "detections:=/robot/objects", "/robot/objects"),                 # relative default, node namespace
+    (["/cam0/image_raw"], "/cam0/detections:=/robot/objects", "/robot/objects"),  # camera namespace
+    (["image"], None, "/ns1/detections"),                                         # relative names follow __ns
+])
+def test_output_topics_are_remappable_like_any_ros_name(graph, labels_file, image_topics, remap, expected):
+    overrides = [Parameter("model_path", value=str(assets.nudenet_yolov8n_onnx())),
+                 Parameter("labels", value=str(labels_file)), Parameter("image_topics", value=image_topics)]
+    cli = ["--ros-args"] + (["-r", remap] if remap else [])
+    node = graph.add(DetectorNode("det_remap", namespace="/ns1", context=graph.context, parameter_overrides=overrides,
+                                  cli_args=cli))
+    assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS, node.last_error
+    assert node.cameras.streams[0].publishers["detections"].topic_name == expected
+    node.trigger_cleanup()
