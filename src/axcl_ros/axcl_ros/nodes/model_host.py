@@ -14,7 +14,7 @@ from ..runtime.executor import InferenceExecutor, ModelHandle, get_executor
 from ..runtime.registry import resolve_backend
 from .executable_help import help_requested, node_help, node_help_name
 from .parameters import AUTOSTART
-from .process import bring_down_local, finish_process, run_until_signal, start_process
+from .process import bring_down_local, finish_process, node_executor, run_until_signal, start_process
 
 
 def executor_key(backend: str, device: str) -> str:
@@ -96,7 +96,6 @@ def run_main(node_class, args=None, **node_kwargs) -> int:
     default, as in Nav2) configures and activates the node at start; without it the node says it waits for
     ``ros2 lifecycle set`` (or a lifecycle manager).
     """
-    from rclpy.executors import MultiThreadedExecutor
     from rclpy.parameter import Parameter
     from rclpy.utilities import remove_ros_args
 
@@ -113,7 +112,7 @@ def run_main(node_class, args=None, **node_kwargs) -> int:
     node = node_class(parameter_overrides=[Parameter(k, value=v) for k, v in inputs.items()], **node_kwargs)
     node.get_logger().info(profile)
     autostart = node.declare_parameter(AUTOSTART.name, AUTOSTART.default, AUTOSTART.descriptor()).value
-    executor = MultiThreadedExecutor()
+    executor = node_executor()
     executor.add_node(node)
     fqn = node.get_fully_qualified_name()
     if autostart:

@@ -64,6 +64,13 @@ def start_process(argv: Sequence[str], *, device_work: bool = True) -> Tuple[thr
     return stop, profile
 
 
+def node_executor():
+    """The rclpy executor a node executable spins its node on (``run_main``)."""
+    from rclpy.executors import MultiThreadedExecutor
+
+    return MultiThreadedExecutor()
+
+
 def run_until_signal(executor, stop: threading.Event) -> Optional[BaseException]:
     """Spin ``executor`` in a background thread until SIGINT/SIGTERM arrives or ``stop`` is set; return the exception
     that ended spinning early (a callback raised), else None. Call from the main thread after
