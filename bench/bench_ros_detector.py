@@ -4,17 +4,36 @@ Three processes per run, as on a robot: the camera (``bench_camera.py``: publish
 30 Hz, reliable keep-last input, stamps it just before publishing, and receives the detections), the node under test
 (``bench_ros_node.py``: our ``DetectorNode`` or the plain baseline node — a minimal rclpy node with onnxruntime's
 default session and straightforward numpy pre/post), and, for the busy rows, a process spinning on one core.
-Model: NudeNet's YOLOv8n (``320n.onnx``, real weights from PyPI) at 640×640. 0 boxes: a grey frame at confidence
-0.25. ~300 boxes: the astronaut photo at confidence 1e-4, IoU 0.7, at most 300 detections (both nodes output 300).
-Ours and the baseline alternate within each scenario.
+Model: NudeNet's YOLOv8n (``320n.onnx``, real weights from PyPI) at 640×640 unless ``--model`` names another ONNX.
+0 boxes: a grey frame at confidence 0.25. ~300 boxes: the astronaut photo at confidence 1e-4 (``--conf300``), IoU 0.7,
+at most 300 detections (both nodes output 300). Ours and the baseline alternate within each scenario.
 
 Figures per run: out Hz (detections received ÷ seconds), dropped (1 − received ÷ sent), latency p50/p90/p99
-(receive time − input stamp), CPU % of one core and CPU ms per processed frame (the node process's utime + stime over
-the camera's run, from ``/proc``), threads and resident memory of the node process at the end. Every row is ours
-beside the baseline with the ratio ours ÷ baseline.
+(receive time − input stamp), CPU % of one core and CPU ms per processed frame (utime + stime of the node's process
+tree over the counted period, from ``/proc``), threads and resident memory of the process tree at the end. Each run
+starts with ``--warmup`` seconds of uncounted frames (model warm-up, lazy initialisation). Every row is an impl beside
+the reference (default: ours beside the plain baseline) with the ratio impl ÷ reference; with ``--rounds N`` the impls
+alternate N times per scenario (order rotating), the rows give medians and the range of the per-round ratios.
 
     python bench/bench_ros_detector.py                      # all 8 scenarios, 8 s each
     python bench/bench_ros_detector.py --seconds 4 --load busy --fps 10 --boxes 0
+    python bench/bench_ros_detector.py --impls ours ours:single ours:4 --reference ours --boxes 300   # rclpy executor
+
+**Another node beside ours** (off by default; ``make bench`` and CI never run it): ``--external CMD`` starts
+``CMD`` per run — a command template whose ``{ns}`` (the namespace: the node must subscribe ``{ns}/image_raw`` with
+reliable-compatible QoS and publish ``{ns}/detections``), ``{model}`` (``--external-model``), ``{conf}``, ``{iou}``,
+``{max_det}`` and ``{size}`` are filled in — and ``--impls ... external`` runs it interleaved with ours. Its output
+type is ``--external-type`` (default ``yolo_msgs/msg/DetectionArray``: source the workspace that provides it before
+running the bench); it counts as ready once it subscribes (up to 180 s). For example, with a yolo_ros install
+(its ``yolo_node`` takes the model, device and thresholds as parameters) and the same network as ``.pt`` and ONNX::
+
+    python bench/bench_ros_detector.py --impls ours external --reference external --rounds 3 \
+      --model yolo11n.onnx --external-model yolo11n.pt --conf300 1e-5 \
+      --external "ros2 run yolo_ros yolo_node --ros-args -r __ns:={ns} -p model:={model} -p device:=cpu \
+                  -p threshold:={conf} -p iou:={iou} -p max_det:={max_det} -p image_reliability:=1"
+
+``--conf300`` is the confidence that gives ~300 boxes with the chosen model (1e-4 for the default NudeNet model,
+1e-5 for a random-weight yolo11n); the rows' notes give the median detections per output of both sides.
 """
 
 from __future__ import annotations
