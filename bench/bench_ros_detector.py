@@ -333,7 +333,8 @@ def main(argv=None) -> int:
     p.add_argument("--external-model", default="", help="{model} of the external command (default: --model)")
     p.add_argument("--external-type", default="yolo_msgs/msg/DetectionArray", help="its output message type")
     p.add_argument("--external-name", default="yolo_ros", help="its name in the rows")
-    p.add_argument("--json", default="", help="write every run's figures here")
+    p.add_argument("--json", default="", help="write the rows and every run's figures here")
+    p.add_argument("--md", default="", help="write the rows as a results table (bench/results format) here")
     p.add_argument("--logs", default="", help="keep the node processes' logs in this folder")
     args = p.parse_args(argv)
     external = None
@@ -355,7 +356,18 @@ def main(argv=None) -> int:
         print(f"{r.metric:70s} {val:>9s}  vs {base:>9s}  ratio {rat:>6s}  {r.unit} {r.note}")
     if args.json:
         Path(args.json).write_text(json.dumps({"rows": [r.as_dict() for r in rows], "runs": raw}, indent=1))
+    if args.md:
+        Path(args.md).write_text(results_markdown(rows, sys.argv if argv is None else ["bench_ros_detector.py"] + argv))
     return 0
+
+
+def results_markdown(rows: List[Row], argv: List[str]) -> str:
+    """``rows`` as a ``bench/results`` table (``run_all``'s format) headed by the command that measured them."""
+    from bench_common import machine_info
+    from run_all import markdown
+
+    command = shlex.join(["python", "bench/" + Path(argv[0]).name] + list(argv[1:]))
+    return markdown(machine_info(), rows, quick=False).replace("\n\nMethod:", f"\n- command: `{command}`\n\nMethod:", 1)
 
 
 if __name__ == "__main__":
