@@ -59,7 +59,7 @@ class DetectorRig:
         ``sampler()``, when given, is called every 10 ms while the cameras run (e.g. to record the backlog).
         ``qos`` is the cameras' publisher QoS (``sensor_data`` or ``reliable``).
         Report: ``sent`` {topic: n}, ``start`` (wall clock of the first frame), ``outputs`` {topic: [[stamp,
-        latency_s, total_ms, queue_ms, inference_ms], ...]}.
+        latency_s, total_ms, queue_ms, inference_ms, detections], ...]}.
         """
         return run_cameras(self.topics, fps, seconds, sampler, width, height, qos)
 
@@ -80,16 +80,22 @@ class DetectorRig:
 
 
 def run_cameras(topics: Sequence[str], fps: float, seconds: float, sampler=None, width: int = 640,
-                height: int = 480, qos: str = "sensor_data", image: str = "") -> dict:
-    """Run ``bench_camera.py`` on ``topics`` and return its report (see :meth:`DetectorRig.stream`)."""
+                height: int = 480, qos: str = "sensor_data", image: str = "", output_type: str = "",
+                warmup: float = 0.0, wait: float = 30.0) -> dict:
+    """Run ``bench_camera.py`` on ``topics`` and return its report (see :meth:`DetectorRig.stream`).
+
+    ``output_type``: message type of the outputs (default ``axcl_msgs/msg/DetectionArray``); ``warmup``: seconds of
+    uncounted frames first; ``wait``: seconds the camera waits for the node's subscriptions.
+    """
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "camera.json"
         cmd = [sys.executable, str(HERE / "bench_camera.py"), "--topics", *topics, "--fps", str(fps),
                "--seconds", str(seconds), "--width", str(width), "--height", str(height), "--qos", qos,
-               "--out", str(out)] + (["--image", image] if image else [])
+               "--warmup", str(warmup), "--wait", str(wait), "--out", str(out)]
+        cmd += (["--image", image] if image else []) + (["--output-type", output_type] if output_type else [])
         proc = subprocess.Popen(cmd, env=dict(os.environ), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                                 text=True)
-        deadline = time.monotonic() + seconds + 60
+        deadline = time.monotonic() + wait + warmup + seconds + 60
         while proc.poll() is None and time.monotonic() < deadline:
             if sampler is not None:
                 sampler()

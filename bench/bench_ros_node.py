@@ -1,7 +1,8 @@
 """The process under test of ``bench_ros_detector.py``: our detector node, or the plain baseline node.
 
 ``--impl ours``: :class:`axcl_ros.nodes.detector.DetectorNode` (configured and activated here, spun as
-``ros2 run axcl_ros detector`` spins it).
+``ros2 run axcl_ros detector`` spins it; ``--executor single|multi|N`` spins it on a ``SingleThreadedExecutor``, a
+``MultiThreadedExecutor()`` (one thread per core) or one with N threads instead, to measure that choice).
 ``--impl baseline``: what a straightforward rclpy detector looks like — one node, inference inside the image
 callback on a single-threaded executor, onnxruntime's default ``InferenceSession`` (no session options), numpy
 pre-processing (``cv2.resize`` + ``cv2.copyMakeBorder``, ``[..., ::-1].transpose(2, 0, 1).astype(float32) / 255``),
@@ -90,9 +91,25 @@ def _baseline(model: str, topic: str, conf: float, iou: float, max_det: int, siz
     return node, executor, rclpy
 
 
-def _ours(model: str, topic: str, conf: float, iou: float, max_det: int, size: int, qos_name: str):
+def make_executor(spec: str):
+    """The rclpy executor named by ``spec``: ``run_main`` (what the node executables use), ``single``, ``multi``
+    (``MultiThreadedExecutor()``: one thread per core) or a thread count."""
+    from rclpy.executors import MultiThreadedExecutor, SingleThreadedExecutor
+
+    if spec == "run_main":
+        from axcl_ros.nodes.process import node_executor
+
+        return node_executor()
+    if spec == "single":
+        return SingleThreadedExecutor()
+    if spec == "multi":
+        return MultiThreadedExecutor()
+    return MultiThreadedExecutor(num_threads=int(spec))
+
+
+def _ours(model: str, topic: str, conf: float, iou: float, max_det: int, size: int, qos_name: str,
+          executor_spec: str = "run_main"):
     import rclpy
-    from rclpy.executors import MultiThreadedExecutor
     from rclpy.parameter import Parameter
 
     from axcl_ros.nodes.detector import DetectorNode
@@ -105,7 +122,7 @@ def _ours(model: str, topic: str, conf: float, iou: float, max_det: int, size: i
                  Parameter("input_size", value=size), Parameter("input_qos", value=qos_name),
                  Parameter("labels", value="")]
     node = DetectorNode("detector", parameter_overrides=overrides)
-    executor = MultiThreadedExecutor()  # as run_main (``ros2 run axcl_ros detector``) spins it
+    executor = make_executor(executor_spec)
     executor.add_node(node)
     node.trigger_configure()
     node.trigger_activate()
@@ -121,6 +138,7 @@ def main(argv=None) -> int:
     p.add_argument("--iou", type=float, default=0.45)
     p.add_argument("--max-det", type=int, default=300)
     p.add_argument("--size", type=int, default=640)
+    p.add_argument("--executor", default="run_main", help="ours: run_main (default), single, multi or a thread count")
     args = p.parse_args(argv)
 
     import rclpy
@@ -131,7 +149,8 @@ def main(argv=None) -> int:
     if args.impl == "baseline":
         node, executor, _ = _baseline(args.model, args.topic, args.conf, args.iou, args.max_det, args.size, qos)
     else:
-        node, executor, _ = _ours(args.model, args.topic, args.conf, args.iou, args.max_det, args.size, "reliable")
+        node, executor, _ = _ours(args.model, args.topic, args.conf, args.iou, args.max_det, args.size, "reliable",
+                                  args.executor)
     stop = []
     signal.signal(signal.SIGTERM, lambda *_: stop.append(1))
     signal.signal(signal.SIGINT, lambda *_: stop.append(1))

@@ -67,6 +67,15 @@ def start_process(argv: Sequence[str], *, device_work: bool = True) -> Tuple[thr
     return stop, profile
 
 
+def node_executor():
+    """The rclpy executor a node executable spins its node on (:func:`run_main`): multi-threaded with one thread per
+    core. Measured against one thread and four (``bench/bench_ros_detector.py``, README "Detector on the CPU"): no
+    variant won on every figure, one thread was 1.4-1.5x slower at p50 with a core busy."""
+    from rclpy.executors import MultiThreadedExecutor
+
+    return MultiThreadedExecutor()
+
+
 def run_until_signal(ros_executor, stop: threading.Event) -> Optional[BaseException]:
     """Spin ``ros_executor`` (rclpy) in a background thread until SIGINT/SIGTERM arrives or ``stop`` is set; return
     the exception that ended spinning early (a callback raised), else None. Call from the main thread after
@@ -152,7 +161,6 @@ def run_main(node_class, args=None, **node_kwargs) -> int:
     default, as in Nav2) configures and activates the node at start; without it the node says it waits for
     ``ros2 lifecycle set`` (or a lifecycle manager).
     """
-    from rclpy.executors import MultiThreadedExecutor
     from rclpy.parameter import Parameter
     from rclpy.utilities import remove_ros_args
 
@@ -169,7 +177,7 @@ def run_main(node_class, args=None, **node_kwargs) -> int:
     node = node_class(parameter_overrides=[Parameter(k, value=v) for k, v in inputs.items()], **node_kwargs)
     node.get_logger().info(profile)
     autostart = node.declare_parameter(AUTOSTART.name, AUTOSTART.default, AUTOSTART.descriptor()).value
-    ros_executor = MultiThreadedExecutor()
+    ros_executor = node_executor()
     ros_executor.add_node(node)
     fqn = node.get_fully_qualified_name()
     if autostart:
