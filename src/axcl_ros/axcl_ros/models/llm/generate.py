@@ -92,6 +92,14 @@ class _Streamer:
                 self.on_delta(delta, self.n_tokens)
 
 
+def _card_index(device: str) -> int:
+    """Card index of a ``device`` parameter: ``''``, ``'0'``, ``'axcl:1'``."""
+    text = (device or "0").split(":")[-1]
+    if not text.isdigit():
+        raise ModelFilesError(f"device {device!r} is not a card index ('0', '1' or 'axcl:0') for the axcl backend")
+    return int(text)
+
+
 class LlmModel:
     """A language (or vision-language) model loaded from a model folder, ready to generate.
 
@@ -116,11 +124,12 @@ class LlmModel:
         self.vision = None
         self._lock = threading.Lock()
         if stack is None:
-            if self.files.backend != "onnxruntime":
-                raise ModelFilesError(f"{model_dir}: the card runner for {self.files.backend} layer files is not "
-                                      f"part of this build yet; convert the model to ONNX with 'axcl_ros "
-                                      f"convert-llm' to run it on the CPU")
-            stack = OnnxLayerStack(self.files, threads=threads, device=device)
+            if self.files.backend == "axcl":
+                from .axcl_layers import AxclLayerStack
+
+                stack = AxclLayerStack(self.files, device_index=_card_index(device))
+            else:
+                stack = OnnxLayerStack(self.files, threads=threads, device=device)
         self.stack = stack
         try:
             if self.files.vision:

@@ -1,0 +1,220 @@
+"""The describe node's card path on the AXCL stub: shape groups in the binding and the stub, AXERA's per-layer layout
+run by AxclLayerStack (KV cache on the card, written in place), bytes per generated token, errors and lifecycle."""
+
+import ctypes
+
+import numpy as np
+import pytest
+
+from axcl_ros.models.llm.axcl_layers import AxclLayerStack, from_bf16, to_bf16
+from axcl_ros.models.llm.config import ModelFilesError, find_model_files
+from axcl_ros.models.llm.generate import LlmModel
+from axcl_ros.models.llm.layers import ContextFullError
+from axcl_ros.runtime.axcl import get_runtime
+from axcl_ros.runtime.axcl_abi import AxclError, IODims
+from axcl_ros.runtime.axcl_groups import DeviceBuffer, GroupedModel
+from axcl_ros.runtime.base import DeviceError, InputMismatchError
+from axcl_ros_testing import axera_llm_stub as als
+from axcl_ros_testing import stub_models as sm
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory):
+    return als.axera_llm_stub(str(tmp_path_factory.mktemp("axera_llm")), layers=3, hidden=16, kv_dim=8, kv_len=384,
+                              capacities=(128, 256))
+
+
+def test_stub_reports_shape_groups_through_the_raw_api(stub, folder):
+    """GetShapeGroupsCount, per-group sizes and dims as axcl_api.md documents them; bad group → invalid index."""
+    m = GroupedModel(find_model_files(folder.folder).layers[0])
+    lib, info = get_runtime().lib, m._info
+    n = ctypes.c_int32()
+    assert lib.call("axclrtEngineGetShapeGroupsCount", info, ctypes.byref(n)) == 0 and n.value == 3
+    assert m.tensor("input").shapes == ((1, 1, 16), (1, 128, 16), (1, 128, 16))
+    assert m.tensor("K_cache").shapes == ((1, 384, 8), (1, 128, 8), (1, 256, 8))
+    assert m.tensor("mask").shapes == ((1, 1, 385), (1, 128, 256), (1, 128, 384))
+    assert m.tensor("K_cache").sizes == (384 * 8 * 2, 128 * 8 * 2, 256 * 8 * 2)
+    dims = IODims()
+    rc = lib.call("axclrtEngineGetInputDims", info, 3, 0, ctypes.byref(dims))
+    assert rc & 0xFFFFFFFF == 0x80300781  # engine / invalid index
+    size = lib.call("axclrtEngineGetInputSizeByIndex", info, 3, 0)
+    assert size & 0xFFFFFFFF == 0x80300781  # the getter returns the error code as its value
+    with pytest.raises(InputMismatchError):
+        m.execute(3)
+    m.release()
+    m.release()  # idempotent
+
+
+def test_execute_checks_the_bound_buffer_against_the_group(stub, folder):
+    """A buffer big enough for group 1 but not group 2 executes in group 1 and fails in group 2 (engine param)."""
+    m = GroupedModel(find_model_files(folder.folder).layers[0])
+    bufs = []
+    try:
+        def bind(g, name, nbytes, output=False):
+            b = DeviceBuffer(nbytes)
+            bufs.append(b)
+            m.bind(g, name, b.at(0), nbytes, output=output)
+
+        for g in (1, 2):
+            for name in ("input", "indices", "K_cache", "V_cache", "mask"):
+                bind(g, name, m.inputs[name].sizes[1])
+            for name in ("K_cache_out", "V_cache_out", "output"):
+                bind(g, name, m.outputs[name].sizes[1], output=True)
+        m.execute(1)
+        with pytest.raises(AxclError) as err:
+            m.execute(2)
+        assert err.value.code == 0x80300703
+        # smaller than every group's size: refused at bind time
+        small = DeviceBuffer(16)
+        bufs.append(small)
+        with pytest.raises(AxclError):
+            m.bind(0, "K_cache", small.at(0), 16)
+    finally:
+        for b in bufs:
+            b.free()
+        m.release()
+
+
+def test_device_buffer_offsets_and_bounds(stub):
+    b = DeviceBuffer(64)
+    b.write(np.arange(8, dtype=np.uint32), byte_offset=16)
+    out = b.read(np.empty(4, np.uint32), byte_offset=24)
+    assert out.tolist() == [2, 3, 4, 5]
+    b.fill(0, 28, 4)
+    assert b.read(np.empty(4, np.uint32), byte_offset=24).tolist() == [2, 0, 4, 5]
+    with pytest.raises(InputMismatchError):
+        b.at(60, 8)
+    b.free()
+    b.free()
+    with pytest.raises(DeviceError):
+        b.at(0)
+
+
+def test_generates_the_stub_sequence_with_cache_checks(stub, folder):
+    """End to end through LlmModel: prefill (one chunk), decode via group 0; every layer checks cache, mask and
+    positions and the post model checks that every layer ran — a wrong runner answers '#' tokens."""
+    model = LlmModel(folder.folder)
+    try:
+        assert model.files.backend == "axcl" and isinstance(model.stack, AxclLayerStack)
+        r = model.generate("hello", max_new_tokens=10)
+        ids, _ = model.tokenizer.prompt_ids("hello", "", 0)
+        assert r.token_ids == als.expected_tokens(folder, ids[-1], 10)
+        assert r.text == " hey!" and r.stop_reason == "eos"
+        # a second request re-prefills and reuses the cache rows (state from the first one must not leak)
+        r2 = model.generate("hi", max_new_tokens=3)
+        assert r2.token_ids == als.expected_tokens(folder, model.tokenizer.prompt_ids("hi", "", 0)[0][-1], 3)
+    finally:
+        model.release()
+        model.release()
+
+
+def test_long_prompt_uses_several_prefill_chunks(stub, folder):
+    """A prompt of 2+ chunks goes through groups 1 and 2 (capacities 128, 256); a longer one is refused clearly."""
+    model = LlmModel(folder.folder)
+    try:
+        stack = model.stack
+        n = 300
+        rows = model.embeddings([5] * n)
+        hidden = stack.forward(rows, 0)
+        assert stack.position == n
+        tok = int(np.argmax(stack.logits(hidden)))
+        assert tok == folder.sequence[0]  # tag 5 is not in the sequence: first token, not '#'
+        for p in range(n, n + 4):  # decode on top of a multi-chunk prefill
+            tok = int(np.argmax(stack.logits(stack.forward(model.embeddings([tok]), p))))
+        assert tok == folder.eot or tok in folder.sequence
+        stack.reset()
+        with pytest.raises(ContextFullError):
+            stack.forward(model.embeddings([5] * 385), 0)
+    finally:
+        model.release()
+
+
+def test_wrong_state_on_the_card_is_detected(stub, folder):
+    """The stub is not lenient: a corrupted cache row makes the next token '#' (the state checks work)."""
+    model = LlmModel(folder.folder)
+    try:
+        stack = model.stack
+        stack.forward(model.embeddings([5, 6, 7]), 0)
+        stack._k[1].write(np.zeros(8, np.uint16), byte_offset=8 * 2)  # layer 1, row 1
+        tok = int(np.argmax(stack.logits(stack.forward(model.embeddings([9]), 3))))
+        assert tok == folder.bad
+    finally:
+        model.release()
+
+
+def test_bytes_per_generated_token(stub, folder):
+    """Per decode token: one bf16 embedding row in, the bf16 logits out, nothing else over PCIe."""
+    model = LlmModel(folder.folder)
+    try:
+        stack = model.stack
+        stack.forward(model.embeddings([5, 6, 7, 8]), 0)
+        stack.logits(stack.forward(model.embeddings([9]), 4))  # first decode writes the mask pattern once
+        stub.reset()
+        steps = 20
+        for p in range(5, 5 + steps):
+            stack.logits(stack.forward(model.embeddings([9]), p))
+        c = stub.counters()
+        cfg = model.config
+        assert c["h2d_bytes"] == steps * cfg.hidden_size * 2
+        assert c["d2h_bytes"] == steps * cfg.vocab_size * 2
+        assert c["h2d_calls"] == steps and c["d2h_calls"] == steps and c["d2d_bytes"] == 0
+        assert c["executes"] == steps * (cfg.num_layers + 1)
+    finally:
+        model.release()
+
+
+def test_top_k_post_model_sends_k_values(stub, tmp_path):
+    f = als.axera_llm_stub(str(tmp_path / "topk"), layers=2, top_k=4)
+    model = LlmModel(f.folder)
+    try:
+        assert model.stack.top_k == 4
+        r = model.generate("hello", max_new_tokens=10)
+        assert r.text == " hey!"
+        stack = model.stack
+        stub.reset()
+        stack.logits(stack.forward(model.embeddings([9]), stack.position))
+        assert stub.counters()["d2h_bytes"] == 4 * 2 + 4 * 4
+    finally:
+        model.release()
+
+
+def test_missing_layer_and_wrong_dims_are_clear_errors(stub, tmp_path):
+    f = als.axera_llm_stub(str(tmp_path / "m"), layers=2)
+    (tmp_path / "m" / "qwen2_p128_l1_together.axmodel").unlink()
+    with pytest.raises(ModelFilesError, match=r"\[1\]"):
+        LlmModel(f.folder)
+    g = als.axera_llm_stub(str(tmp_path / "d"), layers=2, hidden=16)
+    cfg = g.config
+    cfg.head_dim = 4  # kv_dim 4 in config.json, 8 in the models
+    cfg.save(g.folder)
+    with pytest.raises(ModelFilesError, match="kv_dim 8"):
+        LlmModel(g.folder)
+    assert stub.counters()["outstanding_allocs"] == 0 and stub.counters()["loaded_models"] == 0
+
+
+def test_configure_cleanup_cycles_leave_nothing_on_the_card(stub, folder):
+    for _ in range(50):
+        model = LlmModel(folder.folder)
+        model.release()
+    c = stub.counters()
+    assert c["outstanding_allocs"] == 0 and c["loaded_models"] == 0 and c["outstanding_ios"] == 0
+    assert c["outstanding_ioinfos"] == 0
+
+
+def test_cancel_mid_generation_then_release_frees_once(stub, folder):
+    model = LlmModel(folder.folder)
+    seen = []
+    r = model.generate("hello", max_new_tokens=10, on_delta=lambda d, n: seen.append(n),
+                       should_stop=lambda: len(seen) >= 2)
+    assert r.stop_reason == "cancelled"
+    model.release()
+    model.release()
+    c = stub.counters()
+    assert c["outstanding_allocs"] == 0 and c["loaded_models"] == 0
+    assert stub.calls("axclrtFree") == stub.calls("axclrtMalloc")
+
+
+def test_bf16_helpers_round_trip():
+    x = np.array([1.0, -65536.0, 3.140625, 0.0], np.float32)
+    assert from_bf16(to_bf16(x)).tolist() == x.tolist()
+    assert sm.OPS[-2:] == ("llm_layer", "llm_post")

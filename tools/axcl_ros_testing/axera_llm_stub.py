@@ -1,0 +1,127 @@
+"""A language model in AXERA's compiled per-layer layout, as AXCL stub models (``axcl_stub.c`` ops ``llm_layer`` and
+``llm_post``), for the card path of the ``describe`` node.
+
+The folder looks like AXERA's (``vlm.md``): ``{prefix}_p{chunk}_l{i}_together.axmodel`` decoder layers with shape
+groups (group 0 decode ``[1,1,H]`` over a ``kv_len`` cache, groups g >= 1 one ``chunk``-token prefill chunk over a
+cache of ``capacity_g`` rows), ``{prefix}_post.axmodel`` (``[1,1,H]`` → bf16 logits, or bf16 values + int32 ids of
+the top k), ``model.embed_tokens.weight.bfloat16.bin`` (raw bf16), ``tokenizer.json`` and ``config.json``.
+
+What the stub computes (``axcl_stub.c``, section "LLM layer / post"): a hidden row carries its token id as a tag;
+each layer checks the KV cache, mask and positions the caller keeps on the card and counts itself in the row; the
+post model answers with the successor of the tag in ``sequence`` — or ``bad`` when any layer saw a wrong state or
+was skipped. :func:`expected_tokens` gives the answer a correct runner produces.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Optional, Sequence, Tuple
+
+import numpy as np
+
+from axcl_ros.models.llm.config import EMBED_BF16, LlmConfig
+from axcl_ros.models.llm.export_onnx import build_tokenizer_json
+
+from .llm_models import byte_tokenizer_data
+from .stub_models import StubTensor, write_stub_model
+
+
+@dataclass(frozen=True)
+class AxeraLlmStub:
+    """Folder and dimensions of a stub model set."""
+
+    folder: str
+    config: LlmConfig
+    kv_len: int
+    capacities: Tuple[int, ...]
+    sequence: Tuple[int, ...]
+    eot: int
+    bad: int
+
+
+def embedding_rows(vocab: int, hidden: int, seed: int = 0) -> np.ndarray:
+    """bf16 bits ``[vocab, hidden]``: row v carries the tag v (``x[0] + 128·x[3] + 16384·x[4]``), zeros in the
+    layer counter ``x[1]`` and the error flag ``x[2]``, and small random values elsewhere."""
+    rng = np.random.default_rng(seed)
+    table = rng.uniform(-1, 1, (vocab, hidden)).astype(np.float32)
+    v = np.arange(vocab)
+    table[:, 0], table[:, 3], table[:, 4] = v % 128, (v // 128) % 128, v // 16384
+    table[:, 1] = table[:, 2] = 0
+    return (table.view(np.uint32) >> 16).astype(np.uint16)
+
+
+def write_layer(path: str, layer: int, hidden: int, kv_dim: int, kv_len: int, chunk: int,
+                capacities: Sequence[int]) -> str:
+    """One decoder layer: group 0 decode, group g (1…) a ``chunk``-token prefill over ``capacities[g-1]`` rows."""
+    bf = "bf16"
+    inputs = [StubTensor("input", (1, 1, hidden), bf), StubTensor("indices", (1, 1), np.uint32),
+              StubTensor("K_cache", (1, kv_len, kv_dim), bf), StubTensor("V_cache", (1, kv_len, kv_dim), bf),
+              StubTensor("mask", (1, 1, kv_len + 1), bf)]
+    outputs = [StubTensor("K_cache_out", (1, 1, kv_dim), bf), StubTensor("V_cache_out", (1, 1, kv_dim), bf),
+               StubTensor("output", (1, 1, hidden), bf)]
+    groups = [{"input": (1, chunk, hidden), "indices": (1, chunk), "K_cache": (1, c, kv_dim),
+               "V_cache": (1, c, kv_dim), "mask": (1, chunk, c + chunk), "K_cache_out": (1, chunk, kv_dim),
+               "V_cache_out": (1, chunk, kv_dim), "output": (1, chunk, hidden)} for c in capacities]
+    return str(write_stub_model(path, "llm_layer", inputs, outputs, {"layer": layer}, groups=groups, cores=3))
+
+
+def write_post(path: str, hidden: int, vocab: int, layers: int, sequence: Sequence[int], eot: int, bad: int,
+               top_k: int = 0) -> str:
+    """The post model: ``input [1,1,H]`` → ``output`` bf16 ``[1,1,V]`` (or, with ``top_k``, bf16 values and
+    int32 ``indices`` ``[1,1,k]``)."""
+    if top_k:
+        outputs = [StubTensor("output", (1, 1, top_k), "bf16"), StubTensor("indices", (1, 1, top_k), np.int32)]
+    else:
+        outputs = [StubTensor("output", (1, 1, vocab), "bf16")]
+    return str(write_stub_model(path, "llm_post", [StubTensor("input", (1, 1, hidden), "bf16")], outputs,
+                                {"layers": layers, "eot": eot, "bad": bad, "vocab": vocab}, ints=sequence, cores=3))
+
+
+def axera_llm_stub(folder: str, *, layers: int = 2, hidden: int = 16, kv_dim: int = 8, kv_len: int = 384,
+                   chunk: int = 128, capacities: Sequence[int] = (128, 256), sequence: Sequence[int] = (),
+                   bad: Optional[int] = None, prefix: str = "qwen2", top_k: int = 0, with_tokenizer: bool = True,
+                   vocab: Optional[int] = None, seed: int = 0) -> AxeraLlmStub:
+    """Write the whole folder (byte-level tokenizer of :mod:`.llm_models`: vocab 264, eos ``<|im_end|>`` = 2).
+
+    ``sequence`` (distinct ids) defaults to the ids of " hey!" — the answer a correct runner gives to any prompt
+    not ending in one of them is that sequence, then ``<|im_end|>``; ``bad`` defaults to the id of "#".
+    """
+    os.makedirs(folder, exist_ok=True)
+    tok = byte_tokenizer_data()
+    if with_tokenizer:
+        with open(os.path.join(folder, "tokenizer.json"), "w") as f:
+            f.write(build_tokenizer_json(tok))
+    vocab = len(tok.tokens) if vocab is None else int(vocab)
+    eot = int(tok.eos_id)
+    from tokenizers import Tokenizer
+
+    encode = Tokenizer.from_str(build_tokenizer_json(tok)).encode
+    if not sequence:
+        sequence = encode(" hey!", add_special_tokens=False).ids
+    sequence = tuple(int(t) for t in sequence)
+    if len(set(sequence)) != len(sequence):
+        raise ValueError(f"sequence {sequence} must hold distinct token ids")
+    bad = encode("#", add_special_tokens=False).ids[0] if bad is None else int(bad)
+    cfg = LlmConfig(architecture="qwen2", num_layers=layers, hidden_size=hidden, num_heads=1, num_kv_heads=1,
+                    head_dim=kv_dim, vocab_size=vocab, max_context=kv_len, prefill_chunk=chunk,
+                    prompt_format="chatml", default_system_prompt="You are a tiny test model.", eos_ids=[eot],
+                    source="axcl stub (axcl_ros_testing.axera_llm_stub)")
+    cfg.save(folder)
+    for i in range(layers):
+        write_layer(os.path.join(folder, f"{prefix}_p{chunk}_l{i}_together.axmodel"), i, hidden, kv_dim, kv_len,
+                    chunk, capacities)
+    write_post(os.path.join(folder, f"{prefix}_post.axmodel"), hidden, vocab, layers, sequence, eot, bad, top_k)
+    embedding_rows(vocab, hidden, seed).tofile(os.path.join(folder, EMBED_BF16))
+    return AxeraLlmStub(folder, cfg, kv_len, tuple(capacities), sequence, eot, bad)
+
+
+def expected_tokens(stub: AxeraLlmStub, last_prompt_token: int, max_new_tokens: int) -> list:
+    """Tokens a correct runner generates after a prompt ending in ``last_prompt_token`` (eos not included)."""
+    seq, out, tok = stub.sequence, [], last_prompt_token
+    while len(out) < max_new_tokens:
+        tok = seq[seq.index(tok) + 1] if tok in seq[:-1] else (stub.eot if tok in seq or tok == stub.eot else seq[0])
+        if tok == stub.eot:
+            break
+        out.append(tok)
+    return out
