@@ -125,3 +125,28 @@ def expected_tokens(stub: AxeraLlmStub, last_prompt_token: int, max_new_tokens: 
             break
         out.append(tok)
     return out
+
+
+#: InternVL2/2.5/3-1B's language model as AXERA compiles it (Qwen2-0.5B: 24 layers, hidden 896, 2 KV heads x 64 =
+#: kv_dim 128, vocabulary 151,674); the cache length and prefill capacities are this stub's choice (vlm.md: they
+#: differ per build)
+INTERNVL_1B = dict(layers=24, hidden=896, kv_dim=128, vocab=151674, kv_len=1024,
+                   capacities=(128, 256, 384, 512, 640, 768, 896))
+
+
+def internvl_1b_shaped_files(folder: str, top_k: int = 0, sequence: Sequence[int] = (1000, 1001, 1002),
+                             eot: int = 151645, bad: int = 7):
+    """Layer and post stub models of InternVL-1B's shapes (no embedding table or tokenizer: the 272 MB table is not
+    needed to count bytes), as :class:`~axcl_ros.models.llm.config.LlmFiles` for
+    :class:`~axcl_ros.models.llm.axcl_layers.AxclLayerStack`."""
+    from axcl_ros.models.llm.config import LlmFiles
+
+    d = INTERNVL_1B
+    os.makedirs(folder, exist_ok=True)
+    cfg = LlmConfig(architecture="qwen2", num_layers=d["layers"], hidden_size=d["hidden"], num_heads=14,
+                    num_kv_heads=2, head_dim=64, vocab_size=d["vocab"], max_context=d["kv_len"], eos_ids=[eot])
+    layers = [write_layer(os.path.join(folder, f"qwen2_p128_l{i}_together.axmodel"), i, d["hidden"], d["kv_dim"],
+                          d["kv_len"], 128, d["capacities"]) for i in range(d["layers"])]
+    post = write_post(os.path.join(folder, f"qwen2_post{f'_top{top_k}' if top_k else ''}.axmodel"), d["hidden"],
+                      d["vocab"], d["layers"], sequence, eot, bad, top_k)
+    return LlmFiles(folder=folder, config=cfg, layers=layers, post=post, embeddings="", tokenizer="")

@@ -147,18 +147,22 @@ def test_bytes_per_generated_token(stub, folder):
     model = LlmModel(folder.folder)
     try:
         stack = model.stack
-        stack.forward(model.embeddings([5, 6, 7, 8]), 0)
-        stack.logits(stack.forward(model.embeddings([9]), 4))  # first decode writes the mask pattern once
-        stub.reset()
-        steps = 20
-        for p in range(5, 5 + steps):
-            stack.logits(stack.forward(model.embeddings([9]), p))
-        c = stub.counters()
         cfg = model.config
-        assert c["h2d_bytes"] == steps * cfg.hidden_size * 2
-        assert c["d2h_bytes"] == steps * cfg.vocab_size * 2
-        assert c["h2d_calls"] == steps and c["d2h_calls"] == steps and c["d2d_bytes"] == 0
-        assert c["executes"] == steps * (cfg.num_layers + 1)
+        steps = 20
+        for prompt in ([5, 6, 7, 8, 10, 11, 12], [5, 6, 7]):  # the second conversation is shorter
+            stack.reset()
+            stack.logits(stack.forward(model.embeddings(prompt), 0))
+            stub.reset()
+            for p in range(len(prompt), len(prompt) + steps):
+                tok = int(np.argmax(stack.logits(stack.forward(model.embeddings([9]), p))))
+                assert tok != folder.bad
+            c = stub.counters()
+            assert c["h2d_bytes"] == steps * cfg.hidden_size * 2
+            assert c["d2h_bytes"] == steps * cfg.vocab_size * 2
+            assert c["h2d_calls"] == steps and c["d2h_calls"] == steps
+            assert c["executes"] == steps * (cfg.num_layers + 1)
+        # re-masking the first conversation's slots for the shorter one happened on the card, once
+        assert c["d2d_calls"] == 1 and c["d2d_bytes"] == (7 + steps - 1 - 3) * 2  # slots 3 … 25
     finally:
         model.release()
 

@@ -26,7 +26,7 @@ from typing import Dict, List, Optional, Tuple, Union
 import numpy as np
 
 from .axcl import AxclRuntime, get_runtime
-from .axcl_abi import D2H, DTYPE_NAMES, H2D, AxclError, AxclLoadError, IODims, MallocPolicy
+from .axcl_abi import D2D, D2H, DTYPE_NAMES, H2D, AxclError, AxclLoadError, IODims, MallocPolicy
 from .base import DeviceError, InputMismatchError, ModelLoadError
 
 __all__ = ["DeviceBuffer", "GroupTensor", "GroupedModel"]
@@ -78,6 +78,15 @@ class DeviceBuffer:
         self._rt.ensure_thread_context(self.device_index)
         self._rt.lib.check("axclrtMemcpy", out.ctypes.data, src, out.nbytes, D2H)
         return out
+
+    def copy_from(self, src: DeviceBuffer, byte_offset: int = 0, src_offset: int = 0,
+                  nbytes: Optional[int] = None) -> None:
+        """Device-to-device copy of ``nbytes`` (default: all of ``src`` from ``src_offset``) to ``byte_offset``."""
+        count = src.nbytes - src_offset if nbytes is None else int(nbytes)
+        dst, from_ = self.at(byte_offset, count), src.at(src_offset, count)
+        if count:
+            self._rt.ensure_thread_context(self.device_index)
+            self._rt.lib.check("axclrtMemcpy", dst, from_, count, D2D)
 
     def fill(self, value: int, byte_offset: int = 0, nbytes: Optional[int] = None) -> None:
         """``axclrtMemset`` ``nbytes`` (default: to the end) from ``byte_offset`` to byte ``value`` (no PCIe)."""

@@ -9,7 +9,8 @@ slot is the current token), groups g >= 1 prefill one chunk of N tokens over a c
 Device memory (allocated once at load, freed by :meth:`AxclLayerStack.release`): per layer one K and one V cache of
 ``max(kv_len, largest capacity + N)`` rows; two hidden buffers of N rows used in turn (layer i's output buffer is
 bound as layer i+1's input); a table of positions ``0…`` (uint32; a call's ``indices`` are an offset pointer into
-it); the decode mask (extended per token with ``axclrtMemset``, no PCIe traffic); one prefill mask; the post
+it); the decode mask (extended per token with ``axclrtMemset``, shortened for a new conversation by a device-to-device
+copy from a masked template: no PCIe traffic); one prefill mask; the post
 model's output. Each layer has one IO set per group (:class:`~axcl_ros.runtime.axcl_groups.GroupedModel`); per call
 only ``indices`` and ``K_cache_out``/``V_cache_out`` are re-bound — the outputs to the cache rows of the positions
 being computed, so the cache is written in place — and the post model's input to the last row of the last hidden
@@ -74,7 +75,7 @@ class AxclLayerStack(LayerStack):
         self._post: Optional[GroupedModel] = None
         self._buffers: List[DeviceBuffer] = []
         self._pos = 0
-        self._mask_upto = -1  # leading visible slots in the decode mask (-1: pattern not written)
+        self._mask_upto = 0  # leading visible slots in the decode mask
         self.host_bytes_per_token = 0
         try:
             for path in files.layers:
@@ -89,6 +90,11 @@ class AxclLayerStack(LayerStack):
             self._idx = buf(rows * 4)
             self._idx.write(np.arange(rows, dtype=np.uint32))
             self._dmask = buf((self.kv_len + 1) * 2)
+            self._dmask_all = buf((self.kv_len + 1) * 2)  # all masked, last slot visible: written once
+            pattern = np.full(self.kv_len + 1, BF16_MASKED, np.uint16)
+            pattern[-1] = 0
+            self._dmask_all.write(pattern)
+            self._dmask.write(pattern)
             big = max(self.capacities, default=0)
             self._pmask = buf(self.chunk * (big + self.chunk) * 2) if self.capacities else None
             post_out = self._post.outputs
@@ -206,11 +212,9 @@ class AxclLayerStack(LayerStack):
     def _decode(self, row: np.ndarray, pos: int) -> CardHidden:
         if pos >= self.kv_len:
             raise ContextFullError(f"position {pos} is beyond the card model's {self.kv_len} cache rows")
-        if self._mask_upto < 0 or self._mask_upto > pos:  # (re)write the pattern: all masked, last slot visible
-            pattern = np.full(self.kv_len + 1, BF16_MASKED, np.uint16)
-            pattern[-1] = 0
-            self._dmask.write(pattern)
-            self._mask_upto = 0
+        if self._mask_upto > pos:  # an earlier, longer conversation: mask its slots again (on the card)
+            self._dmask.copy_from(self._dmask_all, pos * 2, pos * 2, (self._mask_upto - pos) * 2)
+            self._mask_upto = pos
         if pos > self._mask_upto:  # the slots of the positions since the last call become visible
             self._dmask.fill(0, self._mask_upto * 2, (pos - self._mask_upto) * 2)
             self._mask_upto = pos
@@ -235,7 +239,6 @@ class AxclLayerStack(LayerStack):
         self._hid[0].write(padded)
         self._rebind(g, start, t)
         out = self._run_layers(g)
-        self._mask_upto = -1 if self._mask_upto > start else self._mask_upto
         return CardHidden(out, (n - 1) * self.hidden * 2, self.hidden * 2)
 
     def logits(self, hidden: Union[CardHidden, np.ndarray]) -> np.ndarray:
