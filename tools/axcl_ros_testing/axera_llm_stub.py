@@ -78,14 +78,28 @@ def write_post(path: str, hidden: int, vocab: int, layers: int, sequence: Sequen
                                 {"layers": layers, "eot": eot, "bad": bad, "vocab": vocab}, ints=sequence, cores=3))
 
 
+def write_vit(path: str, hidden: int, n_tokens: int = 16, size: int = 32) -> str:
+    """Vision encoder ``u8 images [1,S,S,3]`` (NHWC RGB, as AXERA's NHWC build) → ``bf16 [1,N,H]``; row n is
+    ``{tag, 0, 0, 0, 0, n, n, …}`` with tag = floor(mean input byte) mod 128 (:func:`expected_vit_tag`)."""
+    return str(write_stub_model(path, "vit", [StubTensor("images", (1, size, size, 3), np.uint8, "NHWC")],
+                                [StubTensor("output", (1, n_tokens, hidden), "bf16")], cores=3))
+
+
+def expected_vit_tag(model_input: np.ndarray) -> int:
+    """The tag :func:`write_vit`'s model writes for the (resized) ``u8`` input it was given."""
+    return int(np.floor(np.asarray(model_input, np.float64).mean())) % 128
+
+
 def axera_llm_stub(folder: str, *, layers: int = 2, hidden: int = 16, kv_dim: int = 8, kv_len: int = 384,
                    chunk: int = 128, capacities: Sequence[int] = (128, 256), sequence: Sequence[int] = (),
                    bad: Optional[int] = None, prefix: str = "qwen2", top_k: int = 0, with_tokenizer: bool = True,
-                   vocab: Optional[int] = None, seed: int = 0) -> AxeraLlmStub:
+                   vocab: Optional[int] = None, seed: int = 0, vision_tokens: int = 0) -> AxeraLlmStub:
     """Write the whole folder (byte-level tokenizer of :mod:`.llm_models`: vocab 264, eos ``<|im_end|>`` = 2).
 
     ``sequence`` (distinct ids) defaults to the ids of " hey!" — the answer a correct runner gives to any prompt
     not ending in one of them is that sequence, then ``<|im_end|>``; ``bad`` defaults to the id of "#".
+    ``vision_tokens`` > 0 adds ``{prefix}_vit.axmodel`` (:func:`write_vit`, 32 px) and InternVL's image keys
+    (``<img>`` + ``<image>`` x N + ``</img>``) to ``config.json``.
     """
     os.makedirs(folder, exist_ok=True)
     tok = byte_tokenizer_data()
@@ -107,6 +121,10 @@ def axera_llm_stub(folder: str, *, layers: int = 2, hidden: int = 16, kv_dim: in
                     head_dim=kv_dim, vocab_size=vocab, max_context=kv_len, prefill_chunk=chunk,
                     prompt_format="chatml", default_system_prompt="You are a tiny test model.", eos_ids=[eot],
                     source="axcl stub (axcl_ros_testing.axera_llm_stub)")
+    if vision_tokens:
+        cfg.image_token, cfg.image_prefix, cfg.image_suffix = "<image>", "<img>", "</img>\n"
+        cfg.n_image_tokens, cfg.image_size = int(vision_tokens), 32
+        write_vit(os.path.join(folder, f"{prefix}_vit.axmodel"), hidden, int(vision_tokens), 32)
     cfg.save(folder)
     for i in range(layers):
         write_layer(os.path.join(folder, f"{prefix}_p{chunk}_l{i}_together.axmodel"), i, hidden, kv_dim, kv_len,

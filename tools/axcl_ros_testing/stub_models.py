@@ -39,7 +39,7 @@ EXTRA_DTYPE_CODES = {"int4": 1, "uint4": 2, "fp4": 11, "fp8": 12, "bf16": 14}
 #: layout name → ``axclrtEngineDataLayout`` value
 LAYOUT_CODES = {"": 0, "NHWC": 1, "NCHW": 2}
 
-OPS = ("copy", "affine", "yolo", "depth", "whisper_encoder", "whisper_decoder", "llm_layer", "llm_post")
+OPS = ("copy", "affine", "yolo", "depth", "whisper_encoder", "whisper_decoder", "llm_layer", "llm_post", "vit")
 
 
 @dataclass(frozen=True)

@@ -221,4 +221,22 @@ def test_cancel_mid_generation_then_release_frees_once(stub, folder):
 def test_bf16_helpers_round_trip():
     x = np.array([1.0, -65536.0, 3.140625, 0.0], np.float32)
     assert from_bf16(to_bf16(x)).tolist() == x.tolist()
-    assert sm.OPS[-2:] == ("llm_layer", "llm_post")
+    assert {"llm_layer", "llm_post", "vit"} <= set(sm.OPS)
+
+
+def test_image_through_a_vit_axmodel_on_the_card(stub, tmp_path):
+    """AXERA's layout with a ViT axmodel (u8 NHWC input): its rows replace the image tokens' embeddings, and the
+    answer is unchanged (the stub layers pass them through with every cache check passing)."""
+    f = als.axera_llm_stub(str(tmp_path / "vlm"), layers=2, vision_tokens=16)
+    model = LlmModel(f.folder, device="0")
+    try:
+        assert model.has_vision and model.vision.path.endswith("qwen2_vit.axmodel")
+        rgb = np.full((30, 40, 3), 77, np.uint8)
+        rows, ms = model.vision.encode(rgb)
+        assert rows.shape == (16, 16) and ms > 0
+        assert (rows[:, 0] == als.expected_vit_tag(model.vision.preprocess(rgb))).all() and rows[3, 5] == 3
+        r = model.generate("what is this?", image=rgb, max_new_tokens=10)
+        assert r.text == " hey!" and r.image_encode_ms > 0 and r.prompt_tokens > 16
+    finally:
+        model.release()
+    assert stub.counters()["outstanding_allocs"] == 0

@@ -10,7 +10,7 @@
  *
  * Model files are not axmodels: they are small text files written by axcl_ros_testing.stub_models ("AXCLSTUB 1"
  * header) that declare tensors (name, dtype enum, layout enum, dims) and a deterministic operation that computes the
- * outputs from the inputs (yolo, depth, whisper_encoder, whisper_decoder, copy, affine, llm_layer, llm_post).
+ * outputs from the inputs (yolo, depth, whisper_encoder, whisper_decoder, copy, affine, llm_layer, llm_post, vit).
  *
  * Shape groups (as the AXCL docs describe them: GetShapeGroupsCount, Get*SizeByIndex / Get*Dims take a group,
  * CreateIO takes none, Execute takes one): a model file may declare "groups N" and, per group g >= 1, "shape g
@@ -169,7 +169,7 @@ typedef struct {
     uint64_t elems;
 } tensor_t;
 
-enum { OP_COPY = 0, OP_AFFINE, OP_YOLO, OP_DEPTH, OP_WENC, OP_WDEC, OP_LLM_LAYER, OP_LLM_POST };
+enum { OP_COPY = 0, OP_AFFINE, OP_YOLO, OP_DEPTH, OP_WENC, OP_WDEC, OP_LLM_LAYER, OP_LLM_POST, OP_VIT };
 #define MAX_G 16
 
 typedef struct model {
@@ -490,6 +490,7 @@ static int op_from_name(const char *s) {
     if (strcmp(s, "whisper_decoder") == 0) return OP_WDEC;
     if (strcmp(s, "llm_layer") == 0) return OP_LLM_LAYER;
     if (strcmp(s, "llm_post") == 0) return OP_LLM_POST;
+    if (strcmp(s, "vit") == 0) return OP_VIT;
     return -1;
 }
 
@@ -582,6 +583,11 @@ static const char *check_model(const model_t *m) {
             return "llm_post needs input bf16 [1,1,H>=8] -> output bf16 logits";
         if (m->n_out > 1 && (m->out[1].dtype != DT_INT32 || m->out[1].elems != m->out[0].elems))
             return "llm_post top-k: output 0 bf16 values [1,1,k], output 1 int32 indices [1,1,k]";
+        return NULL;
+    case OP_VIT:
+        if (m->n_in != 1 || m->in[0].ndim != 4 || (m->in[0].dtype != DT_UINT8 && m->in[0].dtype != DT_FP32) ||
+            m->n_out != 1 || !shape_is(&m->out[0], DT_BF16, 3) || m->out[0].dims[2] < 8)
+            return "vit needs u8 [1,S,S,3] or fp32 [1,3,S,S] -> bf16 [1,N,H>=8]";
         return NULL;
     default:
         return "unknown op";
@@ -961,6 +967,20 @@ static void op_llm_post(const model_t *m, unsigned char **in, unsigned char **ou
     }
 }
 
+/* vision encoder stand-in: every output row n is {tag, 0, 0, 0, 0, n, n, ...} with tag = floor(mean input) mod 128
+ * (u8 input: mean byte; fp32 input: mean value * 16) -- rows that the LLM stub layers pass through untouched */
+static void op_vit(const model_t *m, unsigned char **in, unsigned char **out) {
+    double s = 0;
+    const tensor_t *ti = &m->in[0];
+    for (uint64_t i = 0; i < ti->elems; i++)
+        s += ti->dtype == DT_UINT8 ? (double)in[0][i] : 16.0 * (double)((const float *)in[0])[i];
+    int tag = ((int)floor(ti->elems ? s / (double)ti->elems : 0.0) % 128 + 128) % 128;
+    const int N = m->out[0].dims[1], H = m->out[0].dims[2];
+    uint16_t *y = (uint16_t *)out[0];
+    for (int n = 0; n < N; n++)
+        for (int h = 0; h < H; h++) y[(uint64_t)n * H + h] = f2bf(h == 0 ? (float)tag : (h < 5 ? 0.0f : (float)n));
+}
+
 static void run_op(const model_t *m, uint32_t group, unsigned char **in, unsigned char **out) {
     switch (m->op) {
     case OP_COPY:
@@ -987,6 +1007,7 @@ static void run_op(const model_t *m, uint32_t group, unsigned char **in, unsigne
     case OP_WDEC: op_wdec(m, in, out); break;
     case OP_LLM_LAYER: op_llm_layer(m, group, in, out); break;
     case OP_LLM_POST: op_llm_post(m, in, out); break;
+    case OP_VIT: op_vit(m, in, out); break;
     default: break;
     }
 }

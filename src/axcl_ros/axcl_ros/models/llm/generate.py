@@ -92,14 +92,6 @@ class _Streamer:
                 self.on_delta(delta, self.n_tokens)
 
 
-def _card_index(device: str) -> int:
-    """Card index of a ``device`` parameter: ``''``, ``'0'``, ``'axcl:1'``."""
-    text = (device or "0").split(":")[-1]
-    if not text.isdigit():
-        raise ModelFilesError(f"device {device!r} is not a card index ('0', '1' or 'axcl:0') for the axcl backend")
-    return int(text)
-
-
 class LlmModel:
     """A language (or vision-language) model loaded from a model folder, ready to generate.
 
@@ -125,9 +117,10 @@ class LlmModel:
         self._lock = threading.Lock()
         if stack is None:
             if self.files.backend == "axcl":
+                from ...runtime.axcl_backend import parse_device
                 from .axcl_layers import AxclLayerStack
 
-                stack = AxclLayerStack(self.files, device_index=_card_index(device))
+                stack = AxclLayerStack(self.files, device_index=parse_device(device))
             else:
                 stack = OnnxLayerStack(self.files, threads=threads, device=device)
         self.stack = stack
