@@ -2,6 +2,7 @@
 run by AxclLayerStack (KV cache on the card, written in place), bytes per generated token, errors and lifecycle."""
 
 import ctypes
+import os
 
 import numpy as np
 import pytest
@@ -240,3 +241,32 @@ def test_image_through_a_vit_axmodel_on_the_card(stub, tmp_path):
     finally:
         model.release()
     assert stub.counters()["outstanding_allocs"] == 0
+
+
+def test_generation_through_the_shared_executor(stub, folder):
+    """With an executor the stack is built on its worker thread and every prefill chunk, decode step and logits
+    call is one job there; a detector-like model on the same executor runs between the tokens."""
+    from axcl_ros.runtime.executors import get_executor
+
+    executor = get_executor("axcl:0")
+    other = executor.load(sm.affine_stub(str(folder.folder) + "_affine.axmodel", (1, 4)), backend="axcl")
+    model = LlmModel(folder.folder, executor=executor)
+    try:
+        seen = []
+
+        def between(delta, n):  # a frame of another model, queued while the answer is generated
+            seen.append(executor.submit(other, {"x": np.full((1, 4), n, np.float32)}))
+
+        r = model.generate("hello", max_new_tokens=10, on_delta=between)
+        assert r.text == " hey!" and r.stop_reason == "eos"
+        assert model.stack.jobs == 1 + 1 + 1 + 2 * 5  # reset, prefill chunk, first logits, 5 x (forward + logits)
+        assert [f.result(10).outputs["y"][0, 0] for f in seen] == [2.0 * n + 1 for n in range(1, 6)]
+        stats = executor.stats()["models"]
+        assert stats[os.path.basename(folder.folder)]["count"] == 13
+        long = model.generate("x" * 200, max_new_tokens=2)  # 2 prefill chunks = 2 jobs
+        assert long.token_ids and model.stack.jobs == 13 + 1 + 2 + 1 + 2
+    finally:
+        model.release()
+        other.release()
+    c = stub.counters()
+    assert c["outstanding_allocs"] == 0 and c["loaded_models"] == 0
