@@ -52,8 +52,9 @@ def embedding_rows(vocab: int, hidden: int, seed: int = 0) -> np.ndarray:
 
 
 def write_layer(path: str, layer: int, hidden: int, kv_dim: int, kv_len: int, chunk: int,
-                capacities: Sequence[int]) -> str:
-    """One decoder layer: group 0 decode, group g (1…) a ``chunk``-token prefill over ``capacities[g-1]`` rows."""
+                capacities: Sequence[int], delay_us: int = 0) -> str:
+    """One decoder layer: group 0 decode, group g (1…) a ``chunk``-token prefill over ``capacities[g-1]`` rows;
+    every execute sleeps ``delay_us``."""
     bf = "bf16"
     inputs = [StubTensor("input", (1, 1, hidden), bf), StubTensor("indices", (1, 1), np.uint32),
               StubTensor("K_cache", (1, kv_len, kv_dim), bf), StubTensor("V_cache", (1, kv_len, kv_dim), bf),
@@ -63,7 +64,8 @@ def write_layer(path: str, layer: int, hidden: int, kv_dim: int, kv_len: int, ch
     groups = [{"input": (1, chunk, hidden), "indices": (1, chunk), "K_cache": (1, c, kv_dim),
                "V_cache": (1, c, kv_dim), "mask": (1, chunk, c + chunk), "K_cache_out": (1, chunk, kv_dim),
                "V_cache_out": (1, chunk, kv_dim), "output": (1, chunk, hidden)} for c in capacities]
-    return str(write_stub_model(path, "llm_layer", inputs, outputs, {"layer": layer}, groups=groups, cores=3))
+    return str(write_stub_model(path, "llm_layer", inputs, outputs, {"layer": layer, "delay_us": delay_us},
+                                groups=groups, cores=3))
 
 
 def write_post(path: str, hidden: int, vocab: int, layers: int, sequence: Sequence[int], eot: int, bad: int,
@@ -93,7 +95,8 @@ def expected_vit_tag(model_input: np.ndarray) -> int:
 def axera_llm_stub(folder: str, *, layers: int = 2, hidden: int = 16, kv_dim: int = 8, kv_len: int = 384,
                    chunk: int = 128, capacities: Sequence[int] = (128, 256), sequence: Sequence[int] = (),
                    bad: Optional[int] = None, prefix: str = "qwen2", top_k: int = 0, with_tokenizer: bool = True,
-                   vocab: Optional[int] = None, seed: int = 0, vision_tokens: int = 0) -> AxeraLlmStub:
+                   vocab: Optional[int] = None, seed: int = 0, vision_tokens: int = 0,
+                   delay_us: int = 0) -> AxeraLlmStub:
     """Write the whole folder (byte-level tokenizer of :mod:`.llm_models`: vocab 264, eos ``<|im_end|>`` = 2).
 
     ``sequence`` (distinct ids) defaults to the ids of " hey!" — the answer a correct runner gives to any prompt
@@ -128,7 +131,7 @@ def axera_llm_stub(folder: str, *, layers: int = 2, hidden: int = 16, kv_dim: in
     cfg.save(folder)
     for i in range(layers):
         write_layer(os.path.join(folder, f"{prefix}_p{chunk}_l{i}_together.axmodel"), i, hidden, kv_dim, kv_len,
-                    chunk, capacities)
+                    chunk, capacities, delay_us)
     write_post(os.path.join(folder, f"{prefix}_post.axmodel"), hidden, vocab, layers, sequence, eot, bad, top_k)
     embedding_rows(vocab, hidden, seed).tofile(os.path.join(folder, EMBED_BF16))
     return AxeraLlmStub(folder, cfg, kv_len, tuple(capacities), sequence, eot, bad)

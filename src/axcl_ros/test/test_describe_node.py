@@ -326,3 +326,36 @@ def test_card_backend_on_the_axcl_stub(graph, stub, tmp_path):
         ns.lc.change("/card", "cleanup")
     c = stub.counters()
     assert c["outstanding_allocs"] == 0 and c["loaded_models"] == 0 and c["outstanding_ios"] == 0
+
+
+def test_card_backend_cancel_and_fifty_cycles_leave_nothing_on_the_card(graph, stub, tmp_path):
+    """Cancel mid-generation on the card, then 50 configure/cleanup cycles: every device allocation, IO set and
+    model is freed, each exactly once (a second free would fail in the stub and show as Free calls > Malloc)."""
+    from axcl_ros_testing.axera_llm_stub import axera_llm_stub
+
+    text = "abcdefghijklmnopqrsuvwxyz0123456789"
+    from tokenizers import Tokenizer
+
+    folder = str(tmp_path / "slow")
+    axera_llm_stub(folder, layers=2, delay_us=10000)
+    seq = Tokenizer.from_file(os.path.join(folder, "tokenizer.json")).encode(text, add_special_tokens=False).ids
+    axera_llm_stub(folder, layers=2, delay_us=10000, sequence=seq)
+    ns = _start(graph, "cardcycle", folder, backend="axcl")
+    deltas = []
+    handle = _send(graph, ns, Describe.Goal(prompt="count", max_new_tokens=100), lambda f: deltas.append(f))
+    assert handle.accepted
+    graph.wait_for(lambda: len(deltas) >= 2, 30, "streamed feedback")
+    cancel = handle.cancel_goal_async()
+    graph.wait_for(cancel.done, 10, "cancel response")
+    res = _result(graph, handle)
+    assert res.status == GoalStatus.STATUS_CANCELED
+    d = res.result.description
+    assert d.stop_reason == "cancelled" and 2 <= d.tokens_generated < len(seq) and text.startswith(d.text)
+    assert ns.lc.change("/cardcycle", "deactivate") and ns.lc.change("/cardcycle", "cleanup")
+    for _ in range(50):
+        assert ns.lc.change("/cardcycle", "configure"), ns.node.last_error
+        assert ns.lc.change("/cardcycle", "cleanup")
+    c = stub.counters()
+    assert c["outstanding_allocs"] == 0 and c["loaded_models"] == 0 and c["outstanding_ios"] == 0
+    assert c["outstanding_ioinfos"] == 0 and stub.calls("axclrtFree") == stub.calls("axclrtMalloc")
+    assert stub.calls("axclrtEngineUnload") == stub.calls("axclrtEngineLoadFromFile") == 51 * 3
