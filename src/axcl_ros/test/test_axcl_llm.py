@@ -270,3 +270,17 @@ def test_generation_through_the_shared_executor(stub, folder):
         other.release()
     c = stub.counters()
     assert c["outstanding_allocs"] == 0 and c["loaded_models"] == 0
+
+
+def test_prompt_beyond_the_prefill_groups_is_a_clear_error(stub, tmp_path):
+    """kv_len 384 but prefill capacity 128: a 300-token prompt fits the context, not the prefill groups."""
+    from axcl_ros.runtime.executors import get_executor
+
+    f = als.axera_llm_stub(str(tmp_path / "short"), layers=2, capacities=(128,))
+    model = LlmModel(f.folder, executor=get_executor("axcl:0"))
+    try:
+        with pytest.raises(ContextFullError, match="largest cache capacity 128"):
+            model.generate("x" * 300, max_new_tokens=2)
+        assert model.generate("hello", max_new_tokens=10).text == " hey!"  # still serving
+    finally:
+        model.release()
