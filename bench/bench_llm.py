@@ -160,12 +160,15 @@ def _card_bytes(files, embeds: np.ndarray, n_prompt: int, steps: int, stub) -> D
         hidden = stack.forward(embeds[:n_prompt], 0)
         tokens = [int(np.argmax(stack.logits(hidden)))]
         stub.reset()
+        t0 = time.perf_counter()
         for j in range(steps):
             hidden = stack.forward(embeds[n_prompt + j % 3][None], stack.position)
             tokens.append(int(np.argmax(stack.logits(hidden))))
+        ms = (time.perf_counter() - t0) * 1e3 / steps
         c = stub.counters()
+        calls = sum(stub.calls().values()) / steps
         return {"h2d": c["h2d_bytes"] / steps, "d2h": c["d2h_bytes"] / steps, "ids": tokens[:steps],
-                "top_k": stack.top_k}
+                "top_k": stack.top_k, "ms": ms, "calls": calls}
     finally:
         stack.release()
 
@@ -208,6 +211,10 @@ def card_rows(quick: bool = False) -> List[Row]:
             total, "full bf16 logits", ratio(topk["h2d"] + topk["d2h"], ours["h2d"] + ours["d2h"]),
             f"post model with a top-k output (Pulsar2 --post_topk): 10 bf16 values + 10 int32 ids; "
             f"{'same' if topk['ids'] == ours['ids'] else 'DIFFERENT'} tokens"),
+        Row(TOPIC, "card: host time per generated token on the stub (top-10 post)", topk["ms"], "ms", None, "",
+            None, f"{topk['calls']:.0f} AXCL calls per token through ctypes (binds, executes, copies); the stub's "
+                  f"execute does almost no work, so this is our host side per token, not the card's time; "
+                  f"full-logits post: {ours['ms']:.2f} ms"),
     ]
 
 
