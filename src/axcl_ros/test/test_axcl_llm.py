@@ -225,11 +225,16 @@ def test_bf16_helpers_round_trip():
     assert {"llm_layer", "llm_post", "vit"} <= set(sm.OPS)
 
 
-def test_image_through_a_vit_axmodel_on_the_card(stub, tmp_path):
+@pytest.mark.parametrize("on_executor", [False, True])
+def test_image_through_a_vit_axmodel_on_the_card(stub, tmp_path, on_executor):
     """AXERA's layout with a ViT axmodel (u8 NHWC input): its rows replace the image tokens' embeddings, and the
-    answer is unchanged (the stub layers pass them through with every cache check passing)."""
+    answer is unchanged (the stub layers pass them through with every cache check passing). On the executor the
+    image is one job there."""
+    from axcl_ros.runtime.executors import get_executor
+
     f = als.axera_llm_stub(str(tmp_path / "vlm"), layers=2, vision_tokens=16)
-    model = LlmModel(f.folder, device="0")
+    executor = get_executor("axcl:0") if on_executor else None
+    model = LlmModel(f.folder, device="0", executor=executor)
     try:
         assert model.has_vision and model.vision.path.endswith("qwen2_vit.axmodel")
         rgb = np.full((30, 40, 3), 77, np.uint8)
@@ -238,6 +243,8 @@ def test_image_through_a_vit_axmodel_on_the_card(stub, tmp_path):
         assert (rows[:, 0] == als.expected_vit_tag(model.vision.preprocess(rgb))).all() and rows[3, 5] == 3
         r = model.generate("what is this?", image=rgb, max_new_tokens=10)
         assert r.text == " hey!" and r.image_encode_ms > 0 and r.prompt_tokens > 16
+        if on_executor:
+            assert executor.stats()["models"]["qwen2_vit"]["count"] == 2
     finally:
         model.release()
     assert stub.counters()["outstanding_allocs"] == 0

@@ -149,7 +149,7 @@ class LlmModel:
                 if self.image_token_id is None:
                     raise ModelFilesError(f"a vision encoder was given ({self.files.vision}) but config.json has no "
                                           f"image_token to splice its rows into")
-                self.vision = VisionEncoder(self.files.vision, cfg, device=device)
+                self.vision = VisionEncoder(self.files.vision, cfg, device=device, executor=executor)
         except Exception:
             self.stack.release()
             raise
