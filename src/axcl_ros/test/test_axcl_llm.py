@@ -126,6 +126,13 @@ def test_long_prompt_uses_several_prefill_chunks(stub, folder):
         stack.reset()
         with pytest.raises(ContextFullError):
             stack.forward(model.embeddings([5] * 385), 0)
+        # a chunk off the 128 grid (a second forward of several rows) sends its own mask and stays correct
+        stack.reset()
+        stack.forward(model.embeddings([5] * 5), 0)
+        tok = int(np.argmax(stack.logits(stack.forward(model.embeddings([6, 7, 5]), 5))))
+        assert tok == folder.sequence[0] and stack.position == 8
+        tok = int(np.argmax(stack.logits(stack.forward(model.embeddings([9]), 8))))
+        assert tok == folder.sequence[0]
     finally:
         model.release()
 
@@ -139,6 +146,9 @@ def test_wrong_state_on_the_card_is_detected(stub, folder):
         stack._k[1].write(np.zeros(8, np.uint16), byte_offset=8 * 2)  # layer 1, row 1
         tok = int(np.argmax(stack.logits(stack.forward(model.embeddings([9]), 3))))
         assert tok == folder.bad
+        stack.reset()
+        stack._pmasks[0].write(np.zeros(1, np.uint16), byte_offset=2 * 1)  # row 0 would see cache row 1 (empty)
+        assert int(np.argmax(stack.logits(stack.forward(model.embeddings([5, 6, 7]), 0)))) == folder.bad
     finally:
         model.release()
 
@@ -164,6 +174,12 @@ def test_bytes_per_generated_token(stub, folder):
             assert c["executes"] == steps * (cfg.num_layers + 1)
         # re-masking the first conversation's slots for the shorter one happened on the card, once
         assert c["d2d_calls"] == 1 and c["d2d_bytes"] == (7 + steps - 1 - 3) * 2  # slots 3 … 25
+        # a prefill chunk sends its 128 padded rows only (the masks of aligned starts are on the card)
+        stack.reset()
+        stub.reset()
+        stack.logits(stack.forward(model.embeddings([5] * 130), 0))
+        c = stub.counters()
+        assert c["h2d_bytes"] == 2 * 128 * cfg.hidden_size * 2 and c["d2h_bytes"] == cfg.vocab_size * 2
     finally:
         model.release()
 

@@ -10,7 +10,8 @@ Device memory (allocated once at load, freed by :meth:`AxclLayerStack.release`):
 ``max(kv_len, largest capacity + N)`` rows; two hidden buffers of N rows used in turn (layer i's output buffer is
 bound as layer i+1's input); a table of positions ``0…`` (uint32; a call's ``indices`` are an offset pointer into
 it); the decode mask (extended per token with ``axclrtMemset``, shortened for a new conversation by a device-to-device
-copy from a masked template: no PCIe traffic); one prefill mask; the post
+copy from a masked template: no PCIe traffic); the prefill masks of every chunk-aligned start, written once (a start
+off that grid sends its mask); the post
 model's output. Each layer has one IO set per group (:class:`~axcl_ros.runtime.axcl_groups.GroupedModel`); per call
 only ``indices`` and ``K_cache_out``/``V_cache_out`` are re-bound — the outputs to the cache rows of the positions
 being computed, so the cache is written in place — and the post model's input to the last row of the last hidden
@@ -97,6 +98,13 @@ class AxclLayerStack(LayerStack):
             self._dmask.write(pattern)
             big = max(self.capacities, default=0)
             self._pmask = buf(self.chunk * (big + self.chunk) * 2) if self.capacities else None
+            # prefill masks of the chunk-aligned starts, built on the card once (AXERA's runner does the same)
+            self._pmasks = {}
+            for start in range(0, big + 1, self.chunk) if self.capacities else ():
+                g = self._group_for(start)
+                table = buf(self.chunk * (self.capacities[g - 1] + self.chunk) * 2)
+                table.write(self._prefill_mask(start, self.capacities[g - 1]))
+                self._pmasks[start] = table
             post_out = self._post.outputs
             self._logits = buf(post_out["output"].sizes[0])
             self._topk_ids = buf(post_out["indices"].sizes[0]) if self.top_k else None
@@ -223,17 +231,32 @@ class AxclLayerStack(LayerStack):
         out = self._run_layers(0)
         return CardHidden(out, 0, self.hidden * 2)
 
+    def _group_for(self, start: int) -> int:
+        """The prefill group whose cache capacity holds ``start`` positions (the smallest), 0 if none."""
+        return next((i + 1 for i, c in enumerate(self.capacities) if c >= start), 0)
+
+    def _prefill_mask(self, start: int, cap: int) -> np.ndarray:
+        """``[chunk, cap + chunk]`` bf16 bits: the cache's first ``start`` rows visible, the chunk causal."""
+        t = self.chunk
+        mask = np.zeros((t, cap + t), np.uint16)
+        mask[:, start:cap] = BF16_MASKED
+        mask[:, cap:] = np.where(np.triu(np.ones((t, t), bool), k=1), BF16_MASKED, 0)
+        return mask
+
     def _prefill(self, rows: np.ndarray, start: int) -> CardHidden:
         n, t = rows.shape[0], self.chunk
-        g = next((i + 1 for i, c in enumerate(self.capacities) if c >= start), 0)
+        g = self._group_for(start)
         if g == 0:
             raise ContextFullError(f"a prompt chunk at position {start} is beyond the card model's prefill groups "
                                    f"(largest cache capacity {max(self.capacities)}): shorten the prompt")
         cap = self.capacities[g - 1]
-        mask = np.zeros((t, cap + t), np.uint16)
-        mask[:, start:cap] = BF16_MASKED
-        mask[:, cap:] = np.where(np.triu(np.ones((t, t), bool), k=1), BF16_MASKED, 0)
-        self._pmask.write(mask)
+        mask = self._pmasks.get(start)
+        if mask is None:  # a start off the chunk grid: send its mask
+            mask = self._pmask
+            mask.write(self._prefill_mask(start, cap))
+        size = t * (cap + t) * 2
+        for m in self._layers:
+            m.bind(g, "mask", mask.at(0, size), size)
         padded = np.zeros((t, self.hidden), np.uint16)
         padded[:n] = rows
         self._hid[0].write(padded)
