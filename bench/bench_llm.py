@@ -218,6 +218,31 @@ def card_rows(quick: bool = False) -> List[Row]:
     ]
 
 
+def _executor_rows(folder: str, model, prompt_ids: List[List[int]], n: int) -> List[Row]:
+    """Decode through the shared inference executor (what the describe node does: one job per chunk, step and
+    logits call) against calling the stack directly, alternated, quiet."""
+    from axcl_ros.models.llm.generate import LlmModel
+    from axcl_ros.runtime.executor import InferenceExecutor
+
+    executor = InferenceExecutor("bench-llm")
+    on_exec = LlmModel(folder, threads=THREADS, executor=executor)
+    try:
+        _ours(on_exec, prompt_ids[0], 2)
+        direct, jobs = [], []
+        for ids in prompt_ids:
+            direct.append(_ours(model, ids, n))
+            jobs.append(_ours(on_exec, ids, n))
+    finally:
+        on_exec.release()
+        executor.shutdown()
+    d, e = (statistics.median(r["tok_s"] for r in x) for x in (direct, jobs))
+    same = all(a["ids"] == b["ids"] for a, b in zip(direct, jobs))
+    return [Row(TOPIC, "SmolLM2-135M decode through the shared executor (quiet)", e, "tokens/s", d,
+                "the same stack called directly", ratio(e, d),
+                f"one executor job per generated token (decode step + logits); "
+                f"{'same' if same else 'DIFFERENT'} tokens")]
+
+
 def run(quick: bool = False) -> List[Row]:
     """Benchmark rows (see the module docstring)."""
     rows = card_rows(quick)
@@ -257,6 +282,7 @@ def _cpu_rows(quick: bool = False) -> List[Row]:
     finally:
         spinner.kill()
         spinner.wait()
+    rows += _executor_rows(folder, model, prompt_ids, n)
     py = os.environ.get("AXCL_BENCH_TRANSFORMERS_PYTHON", "")
     if py:
         ours = [_ours(model, ids, n) for ids in prompt_ids]
