@@ -1,4 +1,9 @@
-"""LLM host loop on the CPU: SmolLM2-135M-Instruct greedy decode tokens/s and time to first token (TTFT), against a
+"""Card path (AXCL stub): bytes over PCIe per generated token of an InternVL-1B-shaped model in AXERA's per-layer
+layout, ours (AxclLayerStack: KV cache on the card, written in place) against the whole-cache re-send of AXERA's Python
+samples (every layer input H2D and every output D2H per token, as pyaxengine's ``run`` does), both decoding the same
+tokens in the same run; and with a top-k post model. Counted by the stub's byte counters (no timing claims).
+
+LLM host loop on the CPU: SmolLM2-135M-Instruct greedy decode tokens/s and time to first token (TTFT), against a
 plain numpy implementation of the same model (same dequantized weights) in the same run, quiet and with one core
 kept busy; and against Hugging Face transformers when a Python with it is given.
 
@@ -110,8 +115,141 @@ def _rows(label: str, res, note: str) -> List[Row]:
     ]
 
 
+def _resend_baseline(files, embeds: np.ndarray, n_prompt: int, steps: int, stub) -> Dict[str, object]:
+    """AXERA's Python-sample data flow: one session per layer, the KV cache on the host, every input sent and every
+    output read per token (group 0 for every position). Returns bytes per decode token and the tokens."""
+    from axcl_ros.models.llm.axcl_layers import BF16_MASKED, from_bf16, to_bf16
+    from axcl_ros.runtime.axcl_session import AxclSession
+
+    cfg = files.config
+    layers = [AxclSession(p) for p in files.layers]
+    post = AxclSession(files.post)
+    try:
+        kv_len = layers[0].inputs[2].shape[1]
+        k = np.zeros((len(layers), kv_len, cfg.kv_dim), np.uint16)
+        v = np.zeros_like(k)
+        tokens: List[int] = []
+        x = None
+        for p in range(n_prompt + steps):
+            if p == n_prompt:
+                stub.reset()
+            row = embeds[p] if p < n_prompt else embeds[n_prompt + len(tokens) % 3]
+            x = to_bf16(row.reshape(1, 1, -1))
+            mask = np.full((1, 1, kv_len + 1), BF16_MASKED, np.uint16)
+            mask[0, 0, :p] = 0
+            mask[0, 0, -1] = 0
+            for i, s in enumerate(layers):
+                out = s.run({"input": x, "indices": np.array([[p]], np.uint32), "K_cache": k[i][None],
+                             "V_cache": v[i][None], "mask": mask})
+                k[i, p], v[i, p] = out["K_cache_out"][0, 0], out["V_cache_out"][0, 0]
+                x = out["output"].copy()
+            if p >= n_prompt - 1:
+                tokens.append(int(np.argmax(from_bf16(post.run({"input": x})["output"].reshape(-1)))))
+        c = stub.counters()
+        return {"h2d": c["h2d_bytes"] / steps, "d2h": c["d2h_bytes"] / steps, "ids": tokens[1:]}
+    finally:
+        for s in [*layers, post]:
+            s.release()
+
+
+def _card_bytes(files, embeds: np.ndarray, n_prompt: int, steps: int, stub) -> Dict[str, object]:
+    from axcl_ros.models.llm.axcl_layers import AxclLayerStack
+
+    stack = AxclLayerStack(files)
+    try:
+        hidden = stack.forward(embeds[:n_prompt], 0)
+        tokens = [int(np.argmax(stack.logits(hidden)))]
+        stub.reset()
+        t0 = time.perf_counter()
+        for j in range(steps):
+            hidden = stack.forward(embeds[n_prompt + j % 3][None], stack.position)
+            tokens.append(int(np.argmax(stack.logits(hidden))))
+        ms = (time.perf_counter() - t0) * 1e3 / steps
+        c = stub.counters()
+        calls = sum(stub.calls().values()) / steps
+        return {"h2d": c["h2d_bytes"] / steps, "d2h": c["d2h_bytes"] / steps, "ids": tokens[:steps],
+                "top_k": stack.top_k, "ms": ms, "calls": calls}
+    finally:
+        stack.release()
+
+
+def card_rows(quick: bool = False) -> List[Row]:
+    """Bytes per generated token on the AXCL stub (see the module docstring)."""
+    import tempfile
+
+    from bench_common import stub_library
+
+    lib = stub_library()
+    if lib is None:
+        return [Row(TOPIC, "card bytes per token", None, note="skipped: the AXCL stub could not be built")]
+    from axcl_ros_testing.axcl_stub_build import StubControl
+    from axcl_ros_testing.axera_llm_stub import INTERNVL_1B, internvl_1b_shaped_files
+
+    stub = StubControl(lib)
+    n_prompt, steps = 20, (4 if quick else 16)
+    rng = np.random.default_rng(0)
+    h = INTERNVL_1B["hidden"]
+    embeds = rng.uniform(-1, 1, (n_prompt + 3, h)).astype(np.float32)
+    embeds[:, [1, 2]] = 0  # the stub's layer counter and error flag (axera_llm_stub.embedding_rows)
+    embeds[:, 0], embeds[:, 3], embeds[:, 4] = 5, 0, 0  # token tag 5: the stub answers its sequence
+    with tempfile.TemporaryDirectory() as tmp:
+        files = internvl_1b_shaped_files(tmp)
+        ours = _card_bytes(files, embeds, n_prompt, steps, stub)
+        theirs = _resend_baseline(files, embeds, n_prompt, steps, stub)
+        topk = _card_bytes(internvl_1b_shaped_files(tmp, top_k=10), embeds, n_prompt, steps, stub)
+    same = "same tokens" if ours["ids"] == theirs["ids"] else "TOKENS DIFFER"
+    mb = 1e6
+    total, base = (ours["h2d"] + ours["d2h"]) / mb, (theirs["h2d"] + theirs["d2h"]) / mb
+    shape = (f"InternVL-1B-shaped stub: 24 layers, hidden 896 bf16, kv 128 x {INTERNVL_1B['kv_len']} rows, "
+             f"vocab 151,674; {steps} decode tokens after a {n_prompt}-token prompt")
+    return [
+        Row(TOPIC, "card: PCIe bytes per generated token", total, "MB", base,
+            "whole-cache re-send (AXERA Python samples)", ratio(total, base),
+            f"{shape}; ours H2D {ours['h2d']:.0f} B + D2H {ours['d2h']:.0f} B; baseline H2D {theirs['h2d']:.0f} B + "
+            f"D2H {theirs['d2h']:.0f} B; {same}"),
+        Row(TOPIC, "card: PCIe bytes per generated token, top-10 post model", (topk["h2d"] + topk["d2h"]) / mb, "MB",
+            total, "full bf16 logits", ratio(topk["h2d"] + topk["d2h"], ours["h2d"] + ours["d2h"]),
+            f"post model with a top-k output (Pulsar2 --post_topk): 10 bf16 values + 10 int32 ids; "
+            f"{'same' if topk['ids'] == ours['ids'] else 'DIFFERENT'} tokens"),
+        Row(TOPIC, "card: host time per generated token on the stub (top-10 post)", topk["ms"], "ms", None, "",
+            None, f"{topk['calls']:.0f} AXCL calls per token through ctypes (binds, executes, copies); the stub's "
+                  f"execute does almost no work, so this is our host side per token, not the card's time; "
+                  f"full-logits post: {ours['ms']:.2f} ms"),
+    ]
+
+
+def _executor_rows(folder: str, model, prompt_ids: List[List[int]], n: int) -> List[Row]:
+    """Decode through the shared inference executor (what the describe node does: one job per chunk, step and
+    logits call) against calling the stack directly, alternated, quiet."""
+    from axcl_ros.models.llm.generate import LlmModel
+    from axcl_ros.runtime.executor import InferenceExecutor
+
+    executor = InferenceExecutor("bench-llm")
+    on_exec = LlmModel(folder, threads=THREADS, executor=executor)
+    try:
+        _ours(on_exec, prompt_ids[0], 2)
+        direct, jobs = [], []
+        for ids in prompt_ids:
+            direct.append(_ours(model, ids, n))
+            jobs.append(_ours(on_exec, ids, n))
+    finally:
+        on_exec.release()
+        executor.shutdown()
+    d, e = (statistics.median(r["tok_s"] for r in x) for x in (direct, jobs))
+    same = all(a["ids"] == b["ids"] for a, b in zip(direct, jobs))
+    return [Row(TOPIC, "SmolLM2-135M decode through the shared executor (quiet)", e, "tokens/s", d,
+                "the same stack called directly", ratio(e, d),
+                f"one executor job per generated token (decode step + logits); "
+                f"{'same' if same else 'DIFFERENT'} tokens")]
+
+
 def run(quick: bool = False) -> List[Row]:
     """Benchmark rows (see the module docstring)."""
+    rows = card_rows(quick)
+    return rows + _cpu_rows(quick)
+
+
+def _cpu_rows(quick: bool = False) -> List[Row]:
     from axcl_ros import assets
     from axcl_ros.models.llm.checkpoint import read_gguf
     from axcl_ros.models.llm.export_onnx import cached_conversion
@@ -144,6 +282,7 @@ def run(quick: bool = False) -> List[Row]:
     finally:
         spinner.kill()
         spinner.wait()
+    rows += _executor_rows(folder, model, prompt_ids, n)
     py = os.environ.get("AXCL_BENCH_TRANSFORMERS_PYTHON", "")
     if py:
         ours = [_ours(model, ids, n) for ids in prompt_ids]

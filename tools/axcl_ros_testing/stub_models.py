@@ -9,6 +9,8 @@ A stub model is a small text file (never an axmodel)::
     ints seq 5 6 7               # integer list (whisper decoder token sequence)
     input images 4 1 4 1 640 640 3        # name, DataType enum, DataLayout enum, ndim, dims... [pad=N]
     output /model.23/Concat_output_0 15 1 4 1 80 80 144
+    groups 2                     # optional: shape groups (AXERA's prefill/decode groups)
+    shape 1 input images 4 1 320 320 3    # group g >= 1 dims of a declared tensor (others keep group 0's)
     end
 
 The operations are deterministic functions of the inputs (documented per writer below) so tests can check every
@@ -37,7 +39,7 @@ EXTRA_DTYPE_CODES = {"int4": 1, "uint4": 2, "fp4": 11, "fp8": 12, "bf16": 14}
 #: layout name → ``axclrtEngineDataLayout`` value
 LAYOUT_CODES = {"": 0, "NHWC": 1, "NCHW": 2}
 
-OPS = ("copy", "affine", "yolo", "depth", "whisper_encoder", "whisper_decoder")
+OPS = ("copy", "affine", "yolo", "depth", "whisper_encoder", "whisper_decoder", "llm_layer", "llm_post", "vit")
 
 
 @dataclass(frozen=True)
@@ -69,8 +71,13 @@ class StubTensor:
 
 
 def write_stub_model(path: PathLike, op: str, inputs: Sequence[StubTensor], outputs: Sequence[StubTensor],
-                     params: Optional[Mapping[str, float]] = None, ints: Iterable[int] = (), cores: int = 1) -> Path:
-    """Write a stub model file and return its path (parent folders are created)."""
+                     params: Optional[Mapping[str, float]] = None, ints: Iterable[int] = (), cores: int = 1,
+                     groups: Sequence[Mapping[str, Tuple[int, ...]]] = ()) -> Path:
+    """Write a stub model file and return its path (parent folders are created).
+
+    ``groups`` adds shape groups 1…len(groups): each maps a declared tensor name to its dims in that group (tensors
+    not named keep group 0's dims, i.e. the ``inputs``/``outputs`` shapes).
+    """
     if op not in OPS:
         raise ValueError(f"op {op!r} not in {OPS}")
     lines = ["AXCLSTUB 1", f"op {op}", f"cores {int(cores)}"]
@@ -80,6 +87,15 @@ def write_stub_model(path: PathLike, op: str, inputs: Sequence[StubTensor], outp
         lines.append("ints seq " + " ".join(str(i) for i in ints))
     lines += [t.line("input") for t in inputs]
     lines += [t.line("output") for t in outputs]
+    if groups:
+        lines.append(f"groups {len(groups) + 1}")
+        kinds = {t.name: "input" for t in inputs}
+        kinds.update({t.name: "output" for t in outputs if t.name not in kinds})
+        for g, dims in enumerate(groups, start=1):
+            for name, shape in dims.items():
+                if name not in kinds:
+                    raise ValueError(f"group {g}: {name!r} is not a declared tensor")
+                lines.append(f"shape {g} {kinds[name]} {name} {len(shape)} " + " ".join(str(int(d)) for d in shape))
     lines.append("end")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -300,3 +300,62 @@ def test_deactivate_and_cleanup_during_a_generation(graph, model_dirs):
     assert res.result.success
     ns.lc.change("/stopper", "deactivate")
     ns.lc.change("/stopper", "cleanup")
+
+
+def test_card_backend_on_the_axcl_stub(graph, stub, tmp_path):
+    """backend: axcl with AXERA's per-layer layout (tiny stub models): the action streams the answer the stub's
+    state checks allow only for a correct card runner, the Ask service answers, cleanup frees every device object."""
+    from axcl_ros_testing.axera_llm_stub import axera_llm_stub
+
+    folder = axera_llm_stub(str(tmp_path / "card"), layers=3)
+    ns = _start(graph, "card", folder.folder, backend="axcl", device="0")
+    try:
+        assert ns.node.model.files.backend == "axcl"
+        deltas = []
+        res = _result(graph, _send(graph, ns, Describe.Goal(prompt="what is on the table?", max_new_tokens=8),
+                                   lambda f: deltas.append(f.feedback)))
+        assert res.status == GoalStatus.STATUS_SUCCEEDED, res.result.error
+        d = res.result.description
+        assert d.text == " hey!" and d.stop_reason == "eos" and d.tokens_generated == 5
+        graph.wait_for(lambda: "".join(f.delta for f in deltas) == d.text, 5, "streamed deltas")
+        ok = graph.call(ns.ask, Ask.Request(text_only=True, prompt="and now?", max_new_tokens=2))
+        assert ok.success and ok.description.text == " h"
+        assert stub.counters()["outstanding_allocs"] > 0
+    finally:
+        ns.lc.change("/card", "deactivate")
+        ns.lc.change("/card", "cleanup")
+    c = stub.counters()
+    assert c["outstanding_allocs"] == 0 and c["loaded_models"] == 0 and c["outstanding_ios"] == 0
+
+
+def test_card_backend_cancel_and_fifty_cycles_leave_nothing_on_the_card(graph, stub, tmp_path):
+    """Cancel mid-generation on the card, then 50 configure/cleanup cycles: every device allocation, IO set and
+    model is freed, each exactly once (a second free would fail in the stub and show as Free calls > Malloc)."""
+    from axcl_ros_testing.axera_llm_stub import axera_llm_stub
+
+    text = "abcdefghijklmnopqrsuvwxyz0123456789"
+    from tokenizers import Tokenizer
+
+    folder = str(tmp_path / "slow")
+    axera_llm_stub(folder, layers=2, delay_us=10000)
+    seq = Tokenizer.from_file(os.path.join(folder, "tokenizer.json")).encode(text, add_special_tokens=False).ids
+    axera_llm_stub(folder, layers=2, delay_us=10000, sequence=seq)
+    ns = _start(graph, "cardcycle", folder, backend="axcl")
+    deltas = []
+    handle = _send(graph, ns, Describe.Goal(prompt="count", max_new_tokens=100), lambda f: deltas.append(f))
+    assert handle.accepted
+    graph.wait_for(lambda: len(deltas) >= 2, 30, "streamed feedback")
+    cancel = handle.cancel_goal_async()
+    graph.wait_for(cancel.done, 10, "cancel response")
+    res = _result(graph, handle)
+    assert res.status == GoalStatus.STATUS_CANCELED
+    d = res.result.description
+    assert d.stop_reason == "cancelled" and 2 <= d.tokens_generated < len(seq) and text.startswith(d.text)
+    assert ns.lc.change("/cardcycle", "deactivate") and ns.lc.change("/cardcycle", "cleanup")
+    for _ in range(50):
+        assert ns.lc.change("/cardcycle", "configure"), ns.node.last_error
+        assert ns.lc.change("/cardcycle", "cleanup")
+    c = stub.counters()
+    assert c["outstanding_allocs"] == 0 and c["loaded_models"] == 0 and c["outstanding_ios"] == 0
+    assert c["outstanding_ioinfos"] == 0 and stub.calls("axclrtFree") == stub.calls("axclrtMalloc")
+    assert stub.calls("axclrtEngineUnload") == stub.calls("axclrtEngineLoadFromFile") == 51 * 3

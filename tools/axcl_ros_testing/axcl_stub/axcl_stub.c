@@ -10,7 +10,15 @@
  *
  * Model files are not axmodels: they are small text files written by axcl_ros_testing.stub_models ("AXCLSTUB 1"
  * header) that declare tensors (name, dtype enum, layout enum, dims) and a deterministic operation that computes the
- * outputs from the inputs (yolo, depth, whisper_encoder, whisper_decoder, copy, affine).
+ * outputs from the inputs (yolo, depth, whisper_encoder, whisper_decoder, copy, affine, llm_layer, llm_post, vit).
+ *
+ * Shape groups (as the AXCL docs describe them: GetShapeGroupsCount, Get*SizeByIndex / Get*Dims take a group,
+ * CreateIO takes none, Execute takes one): a model file may declare "groups N" and, per group g >= 1, "shape g
+ * input|output NAME ndim dims..." lines overriding group 0's dims (a tensor keeps group 0's dims in groups without
+ * a line). Stub choices where the docs are silent: Set*BufferByIndex accepts a buffer at least as large as the
+ * smallest size of that tensor over all groups; Execute with group g fails (engine / illegal parameter) when a bound
+ * buffer is smaller than group g's size; device pointers may point anywhere inside an allocation (offset pointers),
+ * and an input and an output may share memory (the KV cache written in place).
  *
  * Device memory lives in a fake address space (DEV_BASE...) that no host pointer uses; every copy checks the kind
  * and the range of both pointers. A thread without a current context gets a context error from memory and engine
@@ -161,7 +169,8 @@ typedef struct {
     uint64_t elems;
 } tensor_t;
 
-enum { OP_COPY = 0, OP_AFFINE, OP_YOLO, OP_DEPTH, OP_WENC, OP_WDEC };
+enum { OP_COPY = 0, OP_AFFINE, OP_YOLO, OP_DEPTH, OP_WENC, OP_WDEC, OP_LLM_LAYER, OP_LLM_POST, OP_VIT };
+#define MAX_G 16
 
 typedef struct model {
     uint64_t id;
@@ -169,6 +178,8 @@ typedef struct model {
     int op, cores;
     int n_in, n_out;
     tensor_t in[MAX_T], out[MAX_T];
+    int n_groups;                          /* shape groups (1 for a normal model) */
+    tensor_t gin[MAX_G][MAX_T], gout[MAX_G][MAX_T]; /* per-group tensors (gin[0] = in) */
     int n_params;
     char pkey[MAX_PARAMS][32];
     double pval[MAX_PARAMS];
@@ -193,6 +204,8 @@ typedef struct info {
     int32_t device;
     int n_in, n_out;
     tensor_t in[MAX_T], out[MAX_T]; /* copies: names live as long as the info */
+    int n_groups;
+    tensor_t gin[MAX_G][MAX_T], gout[MAX_G][MAX_T];
     struct info *next;
 } info_t;
 
@@ -475,6 +488,9 @@ static int op_from_name(const char *s) {
     if (strcmp(s, "depth") == 0) return OP_DEPTH;
     if (strcmp(s, "whisper_encoder") == 0) return OP_WENC;
     if (strcmp(s, "whisper_decoder") == 0) return OP_WDEC;
+    if (strcmp(s, "llm_layer") == 0) return OP_LLM_LAYER;
+    if (strcmp(s, "llm_post") == 0) return OP_LLM_POST;
+    if (strcmp(s, "vit") == 0) return OP_VIT;
     return -1;
 }
 
@@ -536,6 +552,43 @@ static const char *check_model(const model_t *m) {
         if (sk->dims[3] < 3) return "decoder needs D >= 3";
         return NULL;
     }
+    case OP_LLM_LAYER: {
+        static const char *ins[] = { "input", "indices", "K_cache", "V_cache", "mask" };
+        static const char *outs[] = { "K_cache_out", "V_cache_out", "output" };
+        for (int i = 0; i < 5; i++)
+            if (find_tensor(m->in, m->n_in, ins[i]) < 0) return "llm_layer misses an input (input, indices, ...)";
+        for (int i = 0; i < 3; i++)
+            if (find_tensor(m->out, m->n_out, outs[i]) < 0) return "llm_layer misses an output (K_cache_out, ...)";
+        for (int g = 0; g < m->n_groups; g++) {
+            const tensor_t *x = &m->gin[g][find_tensor(m->in, m->n_in, "input")];
+            const tensor_t *ix = &m->gin[g][find_tensor(m->in, m->n_in, "indices")];
+            const tensor_t *k = &m->gin[g][find_tensor(m->in, m->n_in, "K_cache")];
+            const tensor_t *mk = &m->gin[g][find_tensor(m->in, m->n_in, "mask")];
+            const tensor_t *ko = &m->gout[g][find_tensor(m->out, m->n_out, "K_cache_out")];
+            const tensor_t *o = &m->gout[g][find_tensor(m->out, m->n_out, "output")];
+            if (!shape_is(x, DT_BF16, 3) || !shape_is(k, DT_BF16, 3) || !shape_is(mk, DT_BF16, 3) ||
+                !shape_is(ko, DT_BF16, 3) || !shape_is(o, DT_BF16, 3) || ix->dtype != DT_UINT32)
+                return "llm_layer tensors must be bf16 [1,T,.] (indices uint32)";
+            int T = x->dims[1], C = k->dims[1];
+            if ((int64_t)ix->elems != T || ko->dims[1] != T || o->dims[1] != T || ko->dims[2] != k->dims[2] ||
+                o->dims[2] != x->dims[2] || mk->dims[1] != T || mk->dims[2] != C + (g == 0 ? 1 : T))
+                return "llm_layer group shapes are inconsistent (mask [1,T,C+1] in group 0, [1,T,C+T] in prefill)";
+            if (x->dims[2] < 8 || k->dims[2] < 4) return "llm_layer needs H >= 8 and kv_dim >= 4";
+        }
+        return NULL;
+    }
+    case OP_LLM_POST:
+        if (m->n_in != 1 || !shape_is(&m->in[0], DT_BF16, 3) || m->in[0].dims[2] < 8 || m->n_out < 1 ||
+            m->out[0].dtype != DT_BF16)
+            return "llm_post needs input bf16 [1,1,H>=8] -> output bf16 logits";
+        if (m->n_out > 1 && (m->out[1].dtype != DT_INT32 || m->out[1].elems != m->out[0].elems))
+            return "llm_post top-k: output 0 bf16 values [1,1,k], output 1 int32 indices [1,1,k]";
+        return NULL;
+    case OP_VIT:
+        if (m->n_in != 1 || m->in[0].ndim != 4 || (m->in[0].dtype != DT_UINT8 && m->in[0].dtype != DT_FP32) ||
+            m->n_out != 1 || !shape_is(&m->out[0], DT_BF16, 3) || m->out[0].dims[2] < 8)
+            return "vit needs u8 [1,S,S,3] or fp32 [1,3,S,S] -> bf16 [1,N,H>=8]";
+        return NULL;
     default:
         return "unknown op";
     }
@@ -597,6 +650,47 @@ static axclError parse_model(const char *path, model_t *m, const char **why) {
                 break;
             }
             (*n)++;
+        } else if (strcmp(kw, "groups") == 0) {
+            char *v = strtok_r(NULL, " \t\r\n", &save);
+            m->n_groups = v ? atoi(v) : 0;
+            if (m->n_groups < 1 || m->n_groups > MAX_G) {
+                *why = "groups must be 1..16";
+                rc = ERR(SUB_ENGINE, E_PARAM);
+                break;
+            }
+        } else if (strcmp(kw, "shape") == 0) {
+            /* shape <group> input|output <name> <ndim> <dims...> (after the tensor lines) */
+            char *gs = strtok_r(NULL, " \t\r\n", &save);
+            char *kind = strtok_r(NULL, " \t\r\n", &save);
+            char *name = strtok_r(NULL, " \t\r\n", &save);
+            int g = gs ? atoi(gs) : -1;
+            int is_in = kind && strcmp(kind, "input") == 0;
+            int k = name ? find_tensor(is_in ? m->in : m->out, is_in ? m->n_in : m->n_out, name) : -1;
+            if (g < 1 || g >= MAX_G || g >= (m->n_groups ? m->n_groups : 1) || k < 0 ||
+                (!is_in && (!kind || strcmp(kind, "output") != 0))) {
+                *why = "bad shape line (shape <group 1..groups-1> input|output <declared name> ndim dims...)";
+                rc = ERR(SUB_ENGINE, E_PARAM);
+                break;
+            }
+            tensor_t *base = is_in ? &m->in[k] : &m->out[k];
+            tensor_t *t = is_in ? &m->gin[g][k] : &m->gout[g][k];
+            *t = *base;
+            char *c = strtok_r(NULL, " \t\r\n", &save);
+            t->ndim = c ? atoi(c) : -1;
+            t->elems = 1;
+            int okd = t->ndim >= 0 && t->ndim <= AXCLRT_ENGINE_MAX_DIM_CNT;
+            for (int d = 0; okd && d < t->ndim; d++) {
+                char *dv = strtok_r(NULL, " \t\r\n", &save);
+                t->dims[d] = dv ? atoi(dv) : 0;
+                okd = t->dims[d] > 0;
+                t->elems *= (uint64_t)(okd ? t->dims[d] : 1);
+            }
+            if (!okd) {
+                *why = "bad dims in shape line";
+                rc = ERR(SUB_ENGINE, E_PARAM);
+                break;
+            }
+            t->size = dtype_bytes(t->dtype, t->elems) + (base->size - dtype_bytes(base->dtype, base->elems));
         } else if (strcmp(kw, "end") == 0) {
             break;
         } else {
@@ -613,6 +707,15 @@ static axclError parse_model(const char *path, model_t *m, const char **why) {
     if (!rc && m->op < 0) {
         *why = "missing or unknown op";
         rc = ERR(SUB_ENGINE, E_PARAM);
+    }
+    if (!rc) { /* groups without a shape line for a tensor keep group 0's dims */
+        if (m->n_groups < 1) m->n_groups = 1;
+        for (int g = 0; g < m->n_groups; g++) {
+            for (int k = 0; k < m->n_in; k++)
+                if (g == 0 || m->gin[g][k].size == 0) m->gin[g][k] = m->in[k];
+            for (int k = 0; k < m->n_out; k++)
+                if (g == 0 || m->gout[g][k].size == 0) m->gout[g][k] = m->out[k];
+        }
     }
     if (!rc && (m->cores < 1 || m->cores > 3)) {
         *why = "cores must be 1..3";
@@ -766,7 +869,119 @@ static void op_wdec(const model_t *m, unsigned char **in, unsigned char **out) {
     }
 }
 
-static void run_op(const model_t *m, unsigned char **in, unsigned char **out) {
+/* ---- LLM layer / post (AXERA's per-layer decoder contract, bf16) ---------------------------------------------------
+ * Token tag of a hidden row: x[0] + 128*x[3] + 16384*x[4] (each < 128, exact in bf16); x[1] counts the layers the
+ * row went through; x[2] != 0 marks a row that saw a wrong cache, mask or position. A layer at position p writes
+ * K row = {layer+1, p%128, p/128, tag%128...}, V row = -K row, passes the hidden row on with x[1]+1, and checks the
+ * state the caller keeps on the device: indices consecutive, mask (0 visible / -65536 masked: decode group 0
+ * [1,1,C+1] visible j<p and the last slot; prefill [1,T,C+T] visible j<start and causal in the chunk), and every
+ * visible cache row written by this layer at that position. The post model's winning logit is the successor of
+ * the tag in "ints seq" (then eot; seq[0] for other tags), or "bad" when the row was marked or missed a layer. */
+static float bf2f(uint16_t b) {
+    uint32_t u = (uint32_t)b << 16;
+    float f;
+    memcpy(&f, &u, 4);
+    return f;
+}
+
+static uint16_t f2bf(float f) {
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    return (uint16_t)((u + 0x7FFFu + ((u >> 16) & 1u)) >> 16);
+}
+
+#define BF_MASKED 0xC780u /* -65536 */
+
+static void op_llm_layer(const model_t *m, uint32_t g, unsigned char **in, unsigned char **out) {
+    const int ix = find_tensor(m->in, m->n_in, "input"), ii = find_tensor(m->in, m->n_in, "indices"),
+              ik = find_tensor(m->in, m->n_in, "K_cache"), iv = find_tensor(m->in, m->n_in, "V_cache"),
+              im = find_tensor(m->in, m->n_in, "mask");
+    const int ok_ = find_tensor(m->out, m->n_out, "K_cache_out"), ov = find_tensor(m->out, m->n_out, "V_cache_out"),
+              oo = find_tensor(m->out, m->n_out, "output");
+    const int T = m->gin[g][ix].dims[1], H = m->gin[g][ix].dims[2];
+    const int C = m->gin[g][ik].dims[1], D = m->gin[g][ik].dims[2], M = m->gin[g][im].dims[2];
+    const int layer = (int)param(m, "layer", 0);
+    const uint16_t *x = (const uint16_t *)in[ix], *kc = (const uint16_t *)in[ik], *vc = (const uint16_t *)in[iv];
+    const uint16_t *mask = (const uint16_t *)in[im];
+    const uint32_t *pos = (const uint32_t *)in[ii];
+    uint16_t *ko = (uint16_t *)out[ok_], *vo = (uint16_t *)out[ov], *y = (uint16_t *)out[oo];
+    const uint32_t start = pos[0];
+    int ok = 1;
+    for (int t = 1; t < T && ok; t++) ok = pos[t] == start + (uint32_t)t;
+    for (int t = 0; t < T && ok; t++) {
+        const uint32_t p = pos[t];
+        const uint16_t *row = mask + (uint64_t)t * M;
+        for (int j = 0; j < C && ok; j++) {
+            int visible = g == 0 ? (uint32_t)j < p : (uint32_t)j < start;
+            ok = row[j] == (visible ? 0 : BF_MASKED);
+        }
+        for (int j = C; j < M && ok; j++) ok = row[j] == ((g == 0 || j - C <= t) ? 0 : BF_MASKED);
+    }
+    const uint32_t seen = start; /* cache rows before the first position of this call */
+    if (seen > (uint32_t)C) ok = 0;
+    for (uint32_t j = 0; j < seen && j < (uint32_t)C && ok; j++) {
+        const uint16_t *rk = kc + (uint64_t)j * D, *rv = vc + (uint64_t)j * D;
+        ok = bf2f(rk[0]) == (float)(layer + 1) && bf2f(rk[1]) == (float)(j % 128) &&
+             bf2f(rk[2]) == (float)(j / 128) && bf2f(rv[0]) == -(float)(layer + 1);
+    }
+    /* outputs last: K_cache_out may share memory with K_cache (in-place write at row p) */
+    for (int t = 0; t < T; t++) {
+        const uint16_t *xr = x + (uint64_t)t * H;
+        uint16_t *yr = y + (uint64_t)t * H;
+        uint16_t tag = xr[0];
+        float k[4] = { (float)(layer + 1), (float)(pos[t] % 128), (float)(pos[t] / 128), bf2f(tag) };
+        for (int d = 0; d < D; d++) {
+            float v = d < 4 ? k[d] : bf2f(tag);
+            ko[(uint64_t)t * D + d] = f2bf(v);
+            vo[(uint64_t)t * D + d] = f2bf(-v);
+        }
+        memmove(yr, xr, (size_t)H * 2);
+        yr[1] = f2bf(bf2f(xr[1]) + 1.0f);
+        if (!ok) yr[2] = f2bf(1.0f);
+    }
+}
+
+static void op_llm_post(const model_t *m, unsigned char **in, unsigned char **out) {
+    const uint16_t *x = (const uint16_t *)in[0];
+    const int V = (int)param(m, "vocab", (double)m->out[0].elems);
+    int layers = (int)param(m, "layers", 0), eot = (int)param(m, "eot", V - 1), bad = (int)param(m, "bad", 0);
+    int tag = (int)bf2f(x[0]) + 128 * (int)bf2f(x[3]) + 16384 * (int)bf2f(x[4]);
+    int next = m->n_ints > 0 ? m->ints[0] : eot;
+    if (tag == eot) next = eot;
+    for (int i = 0; i < m->n_ints; i++)
+        if (m->ints[i] == tag) next = i + 1 < m->n_ints ? m->ints[i + 1] : eot;
+    if (bf2f(x[2]) != 0.0f || (int)bf2f(x[1]) != layers) next = bad;
+    if (m->n_out == 1) { /* full logits: winner 30, others -1 */
+        uint16_t *lg = (uint16_t *)out[0];
+        const uint16_t lo = f2bf(-1.0f), hi = f2bf(30.0f);
+        for (uint64_t j = 0; j < m->out[0].elems; j++) lg[j] = lo;
+        if (next >= 0 && (uint64_t)next < m->out[0].elems) lg[next] = hi;
+    } else { /* top-k (Pulsar2 --post_topk): values descending + their token ids */
+        uint16_t *val = (uint16_t *)out[0];
+        int32_t *idx = (int32_t *)out[1];
+        for (uint64_t j = 0; j < m->out[0].elems; j++) {
+            int id = (int)(((uint64_t)next + j) % (uint64_t)V);
+            val[j] = f2bf(j == 0 ? 30.0f : -1.0f);
+            idx[j] = id;
+        }
+    }
+}
+
+/* vision encoder stand-in: every output row n is {tag, 0, 0, 0, 0, n, n, ...} with tag = floor(mean input) mod 128
+ * (u8 input: mean byte; fp32 input: mean value * 16) -- rows that the LLM stub layers pass through untouched */
+static void op_vit(const model_t *m, unsigned char **in, unsigned char **out) {
+    double s = 0;
+    const tensor_t *ti = &m->in[0];
+    for (uint64_t i = 0; i < ti->elems; i++)
+        s += ti->dtype == DT_UINT8 ? (double)in[0][i] : 16.0 * (double)((const float *)in[0])[i];
+    int tag = ((int)floor(ti->elems ? s / (double)ti->elems : 0.0) % 128 + 128) % 128;
+    const int N = m->out[0].dims[1], H = m->out[0].dims[2];
+    uint16_t *y = (uint16_t *)out[0];
+    for (int n = 0; n < N; n++)
+        for (int h = 0; h < H; h++) y[(uint64_t)n * H + h] = f2bf(h == 0 ? (float)tag : (h < 5 ? 0.0f : (float)n));
+}
+
+static void run_op(const model_t *m, uint32_t group, unsigned char **in, unsigned char **out) {
     switch (m->op) {
     case OP_COPY:
         for (int i = 0; i < m->n_out; i++) {
@@ -790,6 +1005,9 @@ static void run_op(const model_t *m, unsigned char **in, unsigned char **out) {
     case OP_DEPTH: op_depth(m, in, out); break;
     case OP_WENC: op_wenc(m, in, out); break;
     case OP_WDEC: op_wdec(m, in, out); break;
+    case OP_LLM_LAYER: op_llm_layer(m, group, in, out); break;
+    case OP_LLM_POST: op_llm_post(m, in, out); break;
+    case OP_VIT: op_vit(m, in, out); break;
     default: break;
     }
 }
@@ -1454,6 +1672,9 @@ EXPORT axclError axclrtEngineGetIOInfo(uint64_t model_id, axclrtEngineIOInfo *in
     i->n_out = m->n_out;
     memcpy(i->in, m->in, sizeof(m->in));
     memcpy(i->out, m->out, sizeof(m->out));
+    i->n_groups = m->n_groups;
+    memcpy(i->gin, m->gin, sizeof(m->gin));
+    memcpy(i->gout, m->gout, sizeof(m->gout));
     i->next = g_infos;
     g_infos = i;
     g_c.outstanding_ioinfos++;
@@ -1484,7 +1705,7 @@ EXPORT axclError axclrtEngineGetShapeGroupsCount(axclrtEngineIOInfo h, int32_t *
     LOCKED_ENTER(axclrtEngineGetShapeGroupsCount);
     if (!count) RETURN(ERR(SUB_ENGINE, E_NULL));
     if (!as_info(h)) RETURN(ERR(SUB_ENGINE, E_PARAM));
-    *count = 1;
+    *count = as_info(h)->n_groups;
     RETURN(0);
 }
 
@@ -1518,13 +1739,13 @@ EXPORT uint32_t axclrtEngineGetNumOutputs(axclrtEngineIOInfo h) {
 
 EXPORT uint64_t axclrtEngineGetInputSizeByIndex(axclrtEngineIOInfo h, uint32_t group, uint32_t index) {
     INFO_GETTER(axclrtEngineGetInputSizeByIndex, uint64_t,
-                if (group == 0 && index < (uint32_t)i->n_in) _v = i->in[index].size;
+                if (group < (uint32_t)i->n_groups && index < (uint32_t)i->n_in) _v = i->gin[group][index].size;
                 else _e = ERR(SUB_ENGINE, E_INVALID_INDEX));
 }
 
 EXPORT uint64_t axclrtEngineGetOutputSizeByIndex(axclrtEngineIOInfo h, uint32_t group, uint32_t index) {
     INFO_GETTER(axclrtEngineGetOutputSizeByIndex, uint64_t,
-                if (group == 0 && index < (uint32_t)i->n_out) _v = i->out[index].size;
+                if (group < (uint32_t)i->n_groups && index < (uint32_t)i->n_out) _v = i->gout[group][index].size;
                 else _e = ERR(SUB_ENGINE, E_INVALID_INDEX));
 }
 
@@ -1558,12 +1779,13 @@ EXPORT int32_t axclrtEngineGetOutputIndexByName(axclrtEngineIOInfo h, const char
                 if (_v < 0) _e = ERR(SUB_ENGINE, name ? E_PARAM : E_NULL));
 }
 
-static axclError get_dims(const tensor_t *t, int n, uint32_t group, uint32_t index, axclrtEngineIODims *dims) {
+static axclError get_dims(const tensor_t (*t)[MAX_T], int n, int n_groups, uint32_t group, uint32_t index,
+                          axclrtEngineIODims *dims) {
     if (!dims) return ERR(SUB_ENGINE, E_NULL);
-    if (group != 0 || index >= (uint32_t)n) return ERR(SUB_ENGINE, E_INVALID_INDEX);
+    if (group >= (uint32_t)n_groups || index >= (uint32_t)n) return ERR(SUB_ENGINE, E_INVALID_INDEX);
     memset(dims, 0, sizeof(*dims));
-    dims->dimCount = t[index].ndim;
-    for (int k = 0; k < t[index].ndim; k++) dims->dims[k] = t[index].dims[k];
+    dims->dimCount = t[group][index].ndim;
+    for (int k = 0; k < t[group][index].ndim; k++) dims->dims[k] = t[group][index].dims[k];
     return 0;
 }
 
@@ -1572,7 +1794,7 @@ EXPORT axclError axclrtEngineGetInputDims(axclrtEngineIOInfo h, uint32_t group, 
     LOCKED_ENTER(axclrtEngineGetInputDims);
     info_t *i = as_info(h);
     if (!i) RETURN(ERR(SUB_ENGINE, E_PARAM));
-    RETURN(get_dims(i->in, i->n_in, group, index, dims));
+    RETURN(get_dims((const tensor_t (*)[MAX_T])i->gin, i->n_in, i->n_groups, group, index, dims));
 }
 
 EXPORT axclError axclrtEngineGetOutputDims(axclrtEngineIOInfo h, uint32_t group, uint32_t index,
@@ -1580,7 +1802,7 @@ EXPORT axclError axclrtEngineGetOutputDims(axclrtEngineIOInfo h, uint32_t group,
     LOCKED_ENTER(axclrtEngineGetOutputDims);
     info_t *i = as_info(h);
     if (!i) RETURN(ERR(SUB_ENGINE, E_PARAM));
-    RETURN(get_dims(i->out, i->n_out, group, index, dims));
+    RETURN(get_dims((const tensor_t (*)[MAX_T])i->gout, i->n_out, i->n_groups, group, index, dims));
 }
 
 #define INFO_FIELD(fn, arr, cnt, field)                                  \
@@ -1621,8 +1843,17 @@ EXPORT axclError axclrtEngineCreateIO(axclrtEngineIOInfo h, axclrtEngineIO *io_o
     io->device = i->device;
     io->n_in = i->n_in;
     io->n_out = i->n_out;
-    for (int k = 0; k < i->n_in; k++) io->need_in[k] = i->in[k].size;
-    for (int k = 0; k < i->n_out; k++) io->need_out[k] = i->out[k].size;
+    /* no group yet: a buffer must hold the tensor's smallest size over the groups (Execute checks the group's) */
+    for (int k = 0; k < i->n_in; k++) {
+        io->need_in[k] = i->in[k].size;
+        for (int g = 1; g < i->n_groups; g++)
+            if (i->gin[g][k].size < io->need_in[k]) io->need_in[k] = i->gin[g][k].size;
+    }
+    for (int k = 0; k < i->n_out; k++) {
+        io->need_out[k] = i->out[k].size;
+        for (int g = 1; g < i->n_groups; g++)
+            if (i->gout[g][k].size < io->need_out[k]) io->need_out[k] = i->gout[g][k].size;
+    }
     io->next = g_ios;
     g_ios = io;
     g_c.outstanding_ios++;
@@ -1716,15 +1947,17 @@ static axclError exec_prepare(ctx_t *c, uint64_t model_id, uint64_t context_id, 
     int ctx_ok = 0;
     for (int k = 0; k < m->n_ctx; k++) ctx_ok |= m->ctx_ids[k] == context_id;
     if (!ctx_ok) return ERR(SUB_ENGINE, E_PARAM);
-    if (group != 0) return ERR(SUB_ENGINE, E_INVALID_INDEX);
+    if (group >= (uint32_t)m->n_groups) return ERR(SUB_ENGINE, E_INVALID_INDEX);
     io_t *io = as_io(h);
     if (!io || io->model_id != model_id) return ERR(SUB_ENGINE, E_PARAM);
     for (int k = 0; k < io->n_in; k++) {
-        in[k] = io->in_addr[k] ? dev_host(io->in_addr[k], io->need_in[k], io->device) : NULL;
-        if (!in[k]) return ERR(SUB_ENGINE, E_PARAM); /* unbound or freed buffer */
+        uint64_t need = m->gin[group][k].size;
+        in[k] = io->in_addr[k] && io->in_size[k] >= need ? dev_host(io->in_addr[k], need, io->device) : NULL;
+        if (!in[k]) return ERR(SUB_ENGINE, E_PARAM); /* unbound, freed or too small for this group */
     }
     for (int k = 0; k < io->n_out; k++) {
-        out[k] = io->out_addr[k] ? dev_host(io->out_addr[k], io->need_out[k], io->device) : NULL;
+        uint64_t need = m->gout[group][k].size;
+        out[k] = io->out_addr[k] && io->out_size[k] >= need ? dev_host(io->out_addr[k], need, io->device) : NULL;
         if (!out[k]) return ERR(SUB_ENGINE, E_PARAM);
     }
     long fail_after = env_long("AXCL_STUB_FAIL_EXECUTE_AFTER", -1);
@@ -1753,7 +1986,7 @@ EXPORT axclError axclrtEngineExecute(uint64_t model_id, uint64_t context_id, uin
     uint64_t end = link_exec(c, m, &t_sync_tail);
     pthread_mutex_unlock(&g_mu);
     /* compute outside the lock: concurrent executes of different models (or IOs) overlap like on the device */
-    run_op(m, in, out);
+    run_op(m, group, in, out);
     sleep_us(delay_us);
     sleep_until_us(end);
     return 0;
@@ -1773,7 +2006,7 @@ EXPORT axclError axclrtEngineExecuteAsync(uint64_t model_id, uint64_t context_id
     link_exec(c, m, &st->tail);
     g_c.async_ops++;
     pthread_mutex_unlock(&g_mu);
-    run_op(m, in, out);
+    run_op(m, group, in, out);
     return 0;
 }
 

@@ -8,7 +8,9 @@ frame is described with ``narration_prompt``; header copied from that frame), ``
 
 One generation runs at a time. ``busy_policy: reject`` refuses a request while one runs; ``queue`` lets one request
 wait for it (a third is refused). Every refusal is counted by kind. A model without a vision encoder serves
-text-only requests (a small LLM).
+text-only requests (a small LLM). The decoder layers run on the process-wide inference executor of their device (the
+one the other nodes of the process share): every prefill chunk and every generated token is one job there
+(:mod:`axcl_ros.models.llm.executor_stack`), so a detector's frames are interleaved with a long answer.
 """
 
 from __future__ import annotations
@@ -27,11 +29,14 @@ from sensor_msgs.msg import Image
 from std_msgs.msg import Header
 
 from ..io.image import ImageConversionError, to_rgb8
+from ..models.llm.config import find_model_files
 from ..models.llm.generate import GenerationResult, LlmModel
 from ..models.llm.sampling import SamplingParams
 from ..runtime.base import BackendError
+from ..runtime.executors import get_executor
 from ..runtime.registry import BACKEND_CHOICES
 from .common import AxclLifecycleNode
+from .node_model import executor_key
 from .parameters import ParamSpec
 from .process import run_main
 from .qos import OUTPUT_QOS, QOS_CHOICES, make_qos
@@ -155,13 +160,15 @@ class DescribeNode(AxclLifecycleNode):
 
     # -- lifecycle ---------------------------------------------------------------------------------------------------
     def configure(self) -> None:
-        model = LlmModel(self.param("model_dir"), vision_path=self.param("vision_model_path"),
-                         threads=int(self.param("threads")), device=self.param("device"))
-        backend = self.param("backend")
-        if backend not in ("auto", model.files.backend):
-            model.release()
-            raise ValueError(f"backend={backend!r} but the model files in {model.files.folder} are for "
-                             f"{model.files.backend!r}; set backend: auto")
+        files = find_model_files(self.param("model_dir"), self.param("vision_model_path"))
+        backend, device = self.param("backend"), self.param("device")
+        if backend not in ("auto", files.backend):
+            raise ValueError(f"backend={backend!r} but the model files in {files.folder} are for "
+                             f"{files.backend!r}; set backend: auto")
+        # the layers run on the process-wide executor of the device: one job per prefill chunk and per token
+        model = LlmModel(files.folder, vision_path=self.param("vision_model_path"),
+                         threads=int(self.param("threads")), device=device,
+                         executor=get_executor(executor_key(files.backend, device)))
         self.model = model
         self._pub = self.create_lifecycle_publisher(Description, "description", OUTPUT_QOS)
         self._action = ActionServer(self, Describe, "~/describe", execute_callback=self._execute,

@@ -6,6 +6,8 @@
 * :mod:`.tokenizer` — BPE tokenizer and chat prompt formats (ChatML for SmolLM2 / Qwen2 / InternVL).
 * :mod:`.sampling` — greedy / temperature / top-k / top-p, seeded.
 * :mod:`.layers` — the per-layer runner contract and its onnxruntime implementation (KV cache on the host).
+* :mod:`.axcl_layers` — the contract on an AX650N card: AXERA's layer axmodels, shape groups, KV cache on the card.
+* :mod:`.executor_stack` — a layer stack on the shared inference executor (one job per chunk / token).
 * :mod:`.generate` — the host loop: prompt → prefill → token by token, streamed, cancellable.
 * :mod:`.vision` — the vision encoder contract and the image-token splice.
 """

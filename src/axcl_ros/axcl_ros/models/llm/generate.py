@@ -6,6 +6,7 @@ and gets one logits vector back; everything else (cache, layers) stays behind th
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from dataclasses import dataclass, field
@@ -92,6 +93,17 @@ class _Streamer:
                 self.on_delta(delta, self.n_tokens)
 
 
+def build_stack(files: LlmFiles, threads: int = 0, device: str = "") -> LayerStack:
+    """The layer stack the files need: :class:`~.axcl_layers.AxclLayerStack` for ``.axmodel`` layers (``device`` =
+    card index), else :class:`~.layers.OnnxLayerStack`."""
+    if files.backend == "axcl":
+        from ...runtime.axcl_backend import parse_device
+        from .axcl_layers import AxclLayerStack
+
+        return AxclLayerStack(files, device_index=parse_device(device))
+    return OnnxLayerStack(files, threads=threads, device=device)
+
+
 class LlmModel:
     """A language (or vision-language) model loaded from a model folder, ready to generate.
 
@@ -100,10 +112,13 @@ class LlmModel:
         vision_path: vision encoder file (optional; found in ``model_dir`` when it holds one).
         threads: onnxruntime intra-op threads (0 = onnxruntime's default).
         device: backend device.
+        stack: a ready layer stack (default: the one the files need, see :func:`build_stack`).
+        executor: an :class:`~axcl_ros.runtime.executor.InferenceExecutor`: build the stack on its worker thread
+            and run every prefill chunk / token as one job there (:mod:`.executor_stack`).
     """
 
     def __init__(self, model_dir: str, *, vision_path: str = "", threads: int = 0, device: str = "",
-                 stack: Optional[LayerStack] = None) -> None:
+                 stack: Optional[LayerStack] = None, executor=None) -> None:
         self.files: LlmFiles = find_model_files(model_dir, vision_path)
         cfg = self.config = self.files.config
         self.tokenizer = LlmTokenizer(self.files.tokenizer, cfg)
@@ -116,11 +131,16 @@ class LlmModel:
         self.vision = None
         self._lock = threading.Lock()
         if stack is None:
-            if self.files.backend != "onnxruntime":
-                raise ModelFilesError(f"{model_dir}: the card runner for {self.files.backend} layer files is not "
-                                      f"part of this build yet; convert the model to ONNX with 'axcl_ros "
-                                      f"convert-llm' to run it on the CPU")
-            stack = OnnxLayerStack(self.files, threads=threads, device=device)
+            def build() -> LayerStack:
+                return build_stack(self.files, threads=threads, device=device)
+
+            if executor is not None:
+                from .executor_stack import ExecutorLayerStack
+
+                name = os.path.basename(os.path.normpath(self.files.folder)) or "llm"
+                stack = ExecutorLayerStack.load(executor, build, name=name)
+            else:
+                stack = build()
         self.stack = stack
         try:
             if self.files.vision:
@@ -129,7 +149,7 @@ class LlmModel:
                 if self.image_token_id is None:
                     raise ModelFilesError(f"a vision encoder was given ({self.files.vision}) but config.json has no "
                                           f"image_token to splice its rows into")
-                self.vision = VisionEncoder(self.files.vision, cfg, device=device)
+                self.vision = VisionEncoder(self.files.vision, cfg, device=device, executor=executor)
         except Exception:
             self.stack.release()
             raise

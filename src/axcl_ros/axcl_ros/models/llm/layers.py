@@ -8,9 +8,10 @@ A :class:`LayerStack` owns the decoder layers, the post model (final norm + lm h
 * :meth:`LayerStack.logits` ``(hidden [H])`` runs the post model.
 
 So per generated token the host hands over one embedding row and gets one logits vector back. The onnxruntime
-stack below keeps the cache in host memory and passes each layer the cached slice; a card stack (``backend: axcl``,
-AXERA's ``*_l{i}.axmodel`` files) implements the same two calls with the cache kept on the card and written in place,
-prefill through the 128-token shape groups and decode through group 0.
+stack below keeps the cache in host memory and passes each layer the cached slice; the card stack
+(:class:`~.axcl_layers.AxclLayerStack`, ``backend: axcl``, AXERA's ``*_l{i}.axmodel`` files) implements the same two
+calls with the cache kept on the card and written in place, prefill through the 128-token shape groups and decode
+through group 0.
 """
 
 from __future__ import annotations

@@ -24,15 +24,25 @@ IMAGENET_STD = np.array([0.229, 0.224, 0.225], np.float32)
 
 
 class VisionEncoder:
-    """A loaded vision encoder checked against the language model's config."""
+    """A loaded vision encoder checked against the language model's config.
 
-    def __init__(self, path: str, config: LlmConfig, backend: str = "auto", device: str = "") -> None:
+    With ``executor`` (an :class:`~axcl_ros.runtime.executor.InferenceExecutor`) the model is loaded there and every
+    image is one job on it, like the layer stack's chunks and tokens; without, it runs on the calling thread.
+    """
+
+    def __init__(self, path: str, config: LlmConfig, backend: str = "auto", device: str = "",
+                 executor=None) -> None:
         self.path = path
-        self.session: Session = load_model(path, backend=backend, device=device)
+        self._handle = None
+        if executor is not None:
+            self._handle = executor.load(path, backend=backend, device=device)
+            self.session: Session = self._handle.session
+        else:
+            self.session = load_model(path, backend=backend, device=device)
         try:
             self._check(config)
         except Exception:
-            self.session.release()
+            self.release()
             raise
 
     def _check(self, config: LlmConfig) -> None:
@@ -72,7 +82,11 @@ class VisionEncoder:
         """``(rows f32[N, H], milliseconds)`` for one RGB image."""
         t0 = time.perf_counter()
         spec = self.session.inputs[0]
-        out = self.session.run({spec.name: self.preprocess(rgb)}, [self.session.outputs[0].name])
+        feeds, names = {spec.name: self.preprocess(rgb)}, [self.session.outputs[0].name]
+        if self._handle is not None:
+            out = self._handle.executor.run(self._handle, feeds, names).outputs
+        else:
+            out = self.session.run(feeds, names)
         rows = next(iter(out.values()))
         if rows.dtype == np.uint16:
             rows = (rows.astype(np.uint32) << 16).view(np.float32)
@@ -81,4 +95,7 @@ class VisionEncoder:
 
     def release(self) -> None:
         """Free the model (idempotent)."""
-        self.session.release()
+        if self._handle is not None:
+            self._handle.release()
+        else:
+            self.session.release()
