@@ -59,11 +59,15 @@ class RosGraph:
             node.destroy_node()
 
     def wait_for(self, predicate: Callable[[], bool], timeout: float = 10.0, what: str = "condition") -> None:
-        """Poll ``predicate`` until true; raise ``TimeoutError`` naming ``what`` after ``timeout`` seconds."""
+        """Poll ``predicate`` until true (a ``TimeoutError`` raised by it counts as "not yet"); raise
+        ``TimeoutError`` naming ``what`` after ``timeout`` seconds."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if predicate():
-                return
+            try:
+                if predicate():
+                    return
+            except TimeoutError:  # a service call inside the predicate got no answer yet: not true yet
+                pass
             time.sleep(0.02)
         raise TimeoutError(f"timed out after {timeout:.1f} s waiting for {what}")
 

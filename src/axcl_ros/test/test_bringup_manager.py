@@ -138,13 +138,15 @@ def test_node_failing_for_good_is_an_error(graph, continue_on_failure):
     _dummy(graph, "b")
     obs = Observer(graph, "/mgr")
     _manager(graph, ["a", "b"], configure_retries=1, retry_backoff_s=0.05, continue_on_failure=continue_on_failure)
-    summary = obs.wait_level("/mgr", DiagnosticStatus.ERROR, timeout=15)
     expected = "active: /b; failed: /a" if continue_on_failure else "failed: /a"
-    assert summary.message == f"{expected} (configure failed 2 time(s))"
+    expected = f"{expected} (configure failed 2 time(s))"
+    # waited for rather than read once: on a loaded machine a heartbeat may briefly report a slow node as gone
+    graph.wait_for(lambda: "/mgr" in obs.status and obs.status["/mgr"].message == expected, 20, f"/mgr: {expected}")
+    assert obs.status["/mgr"].level == DiagnosticStatus.ERROR
     assert "configure failed 2 time(s)" in obs.status["/mgr: /a"].message
     assert len(a.attempt_times) == 2
     expected_b = "active" if continue_on_failure else "unconfigured"
-    graph.wait_for(lambda: obs.lifecycle.state("/b") == expected_b, 5, f"/b {expected_b}")
+    graph.wait_for(lambda: obs.lifecycle.state("/b") == expected_b, 15, f"/b {expected_b}")
     assert obs.lifecycle.state("/a") == "unconfigured"
     # with independent nodes, "active" means every node that did not fail for good is active
     graph.wait_for(lambda: obs.active is continue_on_failure, 5, f"is_active {continue_on_failure}")

@@ -607,13 +607,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     """``lifecycle_manager`` executable: ``[--select NAME=BOOL ...] --ros-args -p node_names:=[a,b] ...``."""
     import argparse
 
-    import rclpy
     from rclpy.executors import MultiThreadedExecutor
-    from rclpy.signals import SignalHandlerOptions
     from rclpy.utilities import remove_ros_args
 
-    from ..nodes.process import run_until_signal, stop_on_signals
-    from ..nodes.spinning import init_args
+    from ..nodes.process import finish_process, run_until_signal, start_process
     from .node_registry import parse_select
 
     argv = list(sys.argv if argv is None else argv)
@@ -621,28 +618,24 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--select", nargs="*", default=[], metavar="NAME=BOOL",
                         help="leave out managed nodes switched off here (e.g. depth=false)")
     opts = parser.parse_args(remove_ros_args(argv)[1:])
-    stop = stop_on_signals()
     try:
         select = parse_select(opts.select)
     except ValueError as exc:
         print(f"lifecycle_manager: {exc}", file=sys.stderr)
         return 2
     # rcl applies parameter files and remaps; an unusable log directory turns file logging off instead of failing
-    rclpy.init(args=init_args(argv), signal_handler_options=SignalHandlerOptions.NO)
+    stop, _ = start_process(argv, device_work=False)
     manager = LifecycleManager(select=select)
-    executor = MultiThreadedExecutor(num_threads=4)
-    executor.add_node(manager)
+    ros_executor = MultiThreadedExecutor(num_threads=4)
+    ros_executor.add_node(manager)
     error = None
     try:
-        error = run_until_signal(executor, stop)
+        error = run_until_signal(ros_executor, stop)
         if error is not None:
             manager.get_logger().error(f"executor stopped: a callback raised {type(error).__name__}: {error}")
     finally:
         manager.stop()
-        executor.shutdown(timeout_sec=2.0)
-        manager.destroy_node()
-        if rclpy.ok():
-            rclpy.shutdown()
+        finish_process(ros_executor, [manager])
     return 1 if error is not None else 0
 
 

@@ -229,10 +229,7 @@ class GroupedModel:
         return GroupTensor(name, i, np.dtype(np_name), tuple(shapes), tuple(sizes))
 
     def _count(self, name: str, *args, bits: int = 32) -> int:
-        try:
-            return self._rt.lib.count(name, *args, bits=bits)
-        except AxclError as exc:
-            raise AxclLoadError(name, exc.code, f"reading the IO info of {self.path!r}") from None
+        return self._rt.lib.model_count(name, *args, model_path=self.path, bits=bits)
 
     # -- use ----------------------------------------------------------------------------------------------------------
     def tensor(self, name: str) -> GroupTensor:

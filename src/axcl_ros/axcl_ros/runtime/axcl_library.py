@@ -13,7 +13,7 @@ import sys
 import threading
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
-from .axcl_abi import AxclError, DeviceList, DeviceProperties, IODims, is_error_value
+from .axcl_abi import AxclError, AxclLoadError, DeviceList, DeviceProperties, IODims, is_error_value
 from .base import BackendUnavailableError
 
 log = logging.getLogger(__name__)
@@ -161,6 +161,13 @@ class AxclLib:
         if is_error_value(raw, bits) or raw < 0:
             raise AxclError(name, raw & 0xFFFFFFFF, detail or "the getter returned an error code instead of a value")
         return raw
+
+    def model_count(self, name: str, *args, model_path: str, bits: int = 32) -> int:
+        """:meth:`count` for a loaded model's IO getters: a failure is an :class:`AxclLoadError` naming the file."""
+        try:
+            return self.count(name, *args, bits=bits)
+        except AxclError as exc:
+            raise AxclLoadError(name, exc.code, f"reading the IO info of {model_path!r}") from None
 
     def text(self, name: str, *args) -> str:
         """Call a ``const char*`` getter; ``""`` when missing or NULL."""

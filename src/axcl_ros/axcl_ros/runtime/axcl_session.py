@@ -208,11 +208,7 @@ class AxclSession(DeviceResidentIO, PipelinedIO, Session):
         return _Buffer(spec, i, size)
 
     def _count(self, name: str, *args, bits: int = 32) -> int:
-        """A count/size getter's value; its error code (returned as the value) becomes an :class:`AxclLoadError`."""
-        try:
-            return self._rt.lib.count(name, *args, bits=bits)
-        except AxclError as exc:
-            raise AxclLoadError(name, exc.code, f"reading the IO info of {self.path!r}") from None
+        return self._rt.lib.model_count(name, *args, model_path=self.path, bits=bits)
 
     def _malloc(self, size: int) -> int:
         lib = self._rt.lib
