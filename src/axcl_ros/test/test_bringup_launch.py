@@ -69,8 +69,8 @@ def test_arguments_match_the_documented_table():
 
 
 def test_launch_lists_are_the_registrys():
-    """The launch file imports only launch/launch_ros (it must load before anything of ours is importable), so its
-    node and input lists are copies: they must equal the node registry's, and its backend choices the runtime's."""
+    """The launch file imports only launch/launch_ros (all logic lives in the tested executables), so its node and
+    input lists are copies: they must equal the node registry's, and its backend choices the runtime's."""
     tree = _tree()
     lists = {t.id: ast.literal_eval(n.value) for n in tree.body if isinstance(n, ast.Assign)
              for t in n.targets if isinstance(t, ast.Name) and t.id in ("NODES", "INPUTS")}
