@@ -184,12 +184,7 @@ class GroupedModel:
         if rc:
             raise AxclLoadError("axclrtEngineLoadFromFile", rc, f"loading {self.path!r}")
         self._model_id = int(mid.value)
-        cid = ctypes.c_uint64()
-        lib.check("axclrtEngineCreateContext", ctypes.c_uint64(self._model_id), ctypes.byref(cid))
-        self._ctx_id = int(cid.value)
-        info = ctypes.c_void_p()
-        lib.check("axclrtEngineGetIOInfo", ctypes.c_uint64(self._model_id), ctypes.byref(info))
-        self._info = int(info.value)
+        self._ctx_id, self._info = lib.context_and_io_info(self._model_id)
         groups = ctypes.c_int32(1)
         if lib.has("axclrtEngineGetShapeGroupsCount"):
             lib.check("axclrtEngineGetShapeGroupsCount", self._info, ctypes.byref(groups))

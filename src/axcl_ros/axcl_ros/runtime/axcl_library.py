@@ -162,6 +162,14 @@ class AxclLib:
             raise AxclError(name, raw & 0xFFFFFFFF, detail or "the getter returned an error code instead of a value")
         return raw
 
+    def context_and_io_info(self, model_id: int) -> Tuple[int, int]:
+        """``(context id, IO info handle)`` of a loaded model: the two handles every session of it needs."""
+        cid = ctypes.c_uint64()
+        self.check("axclrtEngineCreateContext", ctypes.c_uint64(model_id), ctypes.byref(cid))
+        info = ctypes.c_void_p()
+        self.check("axclrtEngineGetIOInfo", ctypes.c_uint64(model_id), ctypes.byref(info))
+        return int(cid.value), int(info.value)
+
     def model_count(self, name: str, *args, model_path: str, bits: int = 32) -> int:
         """:meth:`count` for a loaded model's IO getters: a failure is an :class:`AxclLoadError` naming the file."""
         try:

@@ -140,12 +140,7 @@ class AxclSession(DeviceResidentIO, PipelinedIO, Session):
                         ctypes.byref(kind)) == 0:
                 self._check_cores(kind.value + 1, dev)
         self.compiler_version = lib.text("axclrtEngineGetModelCompilerVersion", ctypes.c_uint64(self._model_id))
-        cid = ctypes.c_uint64()
-        lib.check("axclrtEngineCreateContext", ctypes.c_uint64(self._model_id), ctypes.byref(cid))
-        self._ctx_id = int(cid.value)
-        info = ctypes.c_void_p()
-        lib.check("axclrtEngineGetIOInfo", ctypes.c_uint64(self._model_id), ctypes.byref(info))
-        self._info = int(info.value)
+        self._ctx_id, self._info = lib.context_and_io_info(self._model_id)
         if lib.has("axclrtEngineGetShapeGroupsCount"):
             groups = ctypes.c_int32()
             if lib.call("axclrtEngineGetShapeGroupsCount", self._info, ctypes.byref(groups)) == 0 and groups.value > 1:
