@@ -245,9 +245,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     host.log.info(profile)
     error = None
     try:
-        error = run_until_signal(host.executor, stop)
-        if error is not None:
-            host.log.error(f"executor stopped: a callback raised {type(error).__name__}: {error}")
+        error = run_until_signal(host.executor, stop, host.log)
         host.log.info("shutting down")
     finally:
         host.shutdown()

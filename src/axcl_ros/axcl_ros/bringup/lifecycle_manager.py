@@ -630,9 +630,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     ros_executor.add_node(manager)
     error = None
     try:
-        error = run_until_signal(ros_executor, stop)
-        if error is not None:
-            manager.get_logger().error(f"executor stopped: a callback raised {type(error).__name__}: {error}")
+        error = run_until_signal(ros_executor, stop, manager.get_logger())
     finally:
         manager.stop()
         finish_process(ros_executor, [manager])

@@ -76,10 +76,10 @@ def node_executor():
     return MultiThreadedExecutor()
 
 
-def run_until_signal(ros_executor, stop: threading.Event) -> Optional[BaseException]:
+def run_until_signal(ros_executor, stop: threading.Event, logger=None) -> Optional[BaseException]:
     """Spin ``ros_executor`` (rclpy) in a background thread until SIGINT/SIGTERM arrives or ``stop`` is set; return
-    the exception that ended spinning early (a callback raised), else None. Call from the main thread after
-    :func:`start_process`."""
+    the exception that ended spinning early (a callback raised; logged on ``logger`` when given), else None. Call
+    from the main thread after :func:`start_process`."""
     from rclpy.executors import ExternalShutdownException
 
     errors: List[BaseException] = []
@@ -99,6 +99,8 @@ def run_until_signal(ros_executor, stop: threading.Event) -> Optional[BaseExcept
     while not stop.wait(0.2):
         pass
     thread.join(timeout=2.0)
+    if errors and logger is not None:
+        logger.error(f"executor stopped: a callback raised {type(errors[0]).__name__}: {errors[0]}")
     return errors[0] if errors else None
 
 
@@ -190,9 +192,7 @@ def run_main(node_class, args=None, **node_kwargs) -> int:
                                f"(or run with -p autostart:=true, or under a lifecycle manager)")
     error = None
     try:
-        error = run_until_signal(ros_executor, stop)
-        if error is not None:
-            node.get_logger().error(f"executor stopped: a callback raised {type(error).__name__}: {error}")
+        error = run_until_signal(ros_executor, stop, node.get_logger())
     finally:
         ros_executor.remove_node(node)  # no callback races the transitions below
         bring_down_local(node)

@@ -212,7 +212,7 @@ def main(args=None) -> int:
         threading.Thread(target=stop_when_done, name="wav-publisher-done", daemon=True).start()
     ros_executor = SingleThreadedExecutor()
     ros_executor.add_node(node)
-    error = run_until_signal(ros_executor, stop)
+    error = run_until_signal(ros_executor, stop, node.get_logger())
     finish_process(ros_executor, [node])
     return 1 if error is not None else 0
 
