@@ -238,3 +238,23 @@ def test_output_topics_are_remappable_like_any_ros_name(graph, labels_file, imag
     assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS, node.last_error
     assert node.cameras.streams[0].publishers["detections"].topic_name == expected
     node.trigger_cleanup()
+
+
+@pytest.mark.parametrize("rect", [True, False])
+def test_rect_input_parameter_reaches_the_adapter_and_finds_the_same_face(graph, astronaut_bgr, labels_file, rect):
+    """``rect_input`` (default true): a landscape frame goes to a dynamic model as the smallest multiple-of-32
+    rectangle (384×512 at input_size 320 → 256×320) instead of 320×320; the detections stay where they were."""
+    name = f"det_rect_{int(rect)}"
+    node = _make_detector(graph, name, labels_file=labels_file, image_topics=[f"/{name}/image_raw"],
+                          rect_input=rect)
+    test = graph.node(f"{name}_test")
+    lc = LifecycleClient(graph, test)
+    assert lc.change(f"/{name}", "configure")
+    landscape = np.ascontiguousarray(astronaut_bgr[:384])
+    assert node.adapter.detector.rect is rect
+    assert node.adapter.detector.frame_input_size(landscape.shape[:2]) == ((256, 320) if rect else (320, 320))
+    cli = test.create_client(Detect, f"/{name}/detect")
+    resp = graph.call(cli, Detect.Request(image=_image_msg(landscape, 7)), timeout=30)
+    assert resp.success
+    faces = [d for d in resp.detections.detections if d.class_name == "FACE_FEMALE"]
+    assert faces and _iou(_box(max(faces, key=lambda d: d.score)), FACE_BOX) > 0.8

@@ -13,7 +13,7 @@ from typing import Optional, Sequence, Tuple, Union
 import cv2
 import numpy as np
 
-__all__ = ["LetterboxInfo", "letterbox", "letterbox_nchw", "unletterbox_boxes"]
+__all__ = ["LetterboxInfo", "letterbox", "letterbox_nchw", "rect_size", "unletterbox_boxes"]
 
 
 @dataclass(frozen=True)
@@ -55,6 +55,16 @@ def _geometry(h: int, w: int, th: int, tw: int) -> Tuple[float, int, int, int, i
     rh, rw = _resized((h, w), scale)
     rh, rw = min(rh, th), min(rw, tw)
     return scale, rh, rw, (th - rh) // 2, (tw - rw) // 2
+
+
+def rect_size(image_size: Tuple[int, int], size: Tuple[int, int], multiple: int) -> Tuple[int, int]:
+    """The smallest ``multiple``-aligned (H, W) that holds an image of ``image_size`` (h, w) resized to fit
+    ``size`` (H, W): the letterbox target of rectangular inference (Ultralytics' ``auto`` letterbox), e.g. 480×640
+    instead of 640×640 for a 640×480 camera. Never larger than ``size``."""
+    th, tw = size
+    h, w = image_size
+    rh, rw = _resized((h, w), min(th / h, tw / w))
+    return min(th, -(-rh // multiple) * multiple), min(tw, -(-rw // multiple) * multiple)
 
 
 def letterbox(image: np.ndarray, size: Union[int, Sequence[int]],

@@ -28,7 +28,7 @@ from ..io.image import ImageConversionError
 from ..runtime.base import TensorSpec
 from .detector_config import DetectorConfig, DetectorConfigError
 from .labels import LabelsError, LabelsLike, resolve_labels
-from .letterbox import LetterboxInfo, letterbox, letterbox_nchw, unletterbox_boxes
+from .letterbox import LetterboxInfo, letterbox, letterbox_nchw, rect_size, unletterbox_boxes
 from .yolo_decode import REG_MAX, decode_axera, decode_ultralytics, nms
 
 __all__ = [
@@ -110,7 +110,8 @@ def _size_tuple(size: Union[int, Sequence[int]]) -> Tuple[int, int]:
 class YoloAdapter:
     """Pre/post-processing of one YOLO model; build it with :meth:`from_specs` (or :meth:`from_session`).
 
-    Attributes: ``layout`` (``"axera"``/``"ultralytics"``), ``input_name``, ``input_size`` (H, W), ``num_classes``,
+    Attributes: ``layout`` (``"axera"``/``"ultralytics"``), ``input_name``, ``input_size`` (H, W), ``rect``
+    (rectangular inference, see :meth:`frame_input_size`), ``num_classes``,
     ``labels``, ``strides`` (AXERA heads, ascending), ``output_names`` (in the order the decode uses them, i.e.
     by ascending stride) and ``model_output_names`` (the model's own order, as ``session.run`` returns them).
     Stateless per frame: ``preprocess``/``postprocess`` may run concurrently; ``config`` is swapped atomically.
@@ -127,6 +128,7 @@ class YoloAdapter:
         self.output_names = tuple(s.name for s in output_specs)
         self.model_output_names = tuple(model_output_names) if model_output_names else self.output_names
         self.input_size = input_size
+        self.rect = False
         self.num_classes = num_classes
         self.labels = labels
         self.strides = strides
@@ -143,12 +145,14 @@ class YoloAdapter:
     @classmethod
     def from_specs(cls, inputs: Sequence[TensorSpec], outputs: Sequence[TensorSpec], labels: LabelsLike = None, *,
                    config: Optional[DetectorConfig] = None,
-                   input_size: Optional[Union[int, Sequence[int]]] = None) -> YoloAdapter:
+                   input_size: Optional[Union[int, Sequence[int]]] = None, rect: bool = False) -> YoloAdapter:
         """Choose the layout from the model's own specs.
 
         ``labels``: names (sequence, ``{id: name}`` or label-file path); default COCO-80 when the model has 80
         classes, else ``class_<i>``. ``input_size``: (H, W) or int used when the model's input H/W are dynamic
-        (default 640; must be a multiple of 32); for a fixed-size model it must agree with the model.
+        (default 640; must be a multiple of 32); for a fixed-size model it must agree with the model. ``rect``: for a
+        model with a dynamic input, letterbox each image into the smallest multiple-of-32 rectangle that holds it
+        at ``input_size`` instead of the full ``input_size`` (ignored for a fixed-size model).
         Raises :class:`ModelLayoutError` when the specs match neither layout, and
         :class:`~axcl_ros.models.labels.LabelsError` when the label count differs from the model's class count.
         """
@@ -162,9 +166,13 @@ class YoloAdapter:
         dtype = np.dtype(spec.dtype)
         batch_ok = spec.shape[0] in (None, 1)
         if dtype == np.uint8 and spec.shape[3] == 3 and batch_ok:
-            return cls._axera(spec, outputs, labels, config, input_size, found)
+            adapter = cls._axera(spec, outputs, labels, config, input_size, found)
+            adapter.rect = rect and None in spec.shape[1:3]
+            return adapter
         if dtype in _FLOATS and spec.shape[1] == 3 and batch_ok:
-            return cls._ultralytics(spec, outputs, labels, config, input_size, found)
+            adapter = cls._ultralytics(spec, outputs, labels, config, input_size, found)
+            adapter.rect = rect and None in spec.shape[2:4]
+            return adapter
         raise ModelLayoutError(f"input {spec.describe()} is neither uint8[1,H,W,3] nor float32[1,3,H,W]: {found}")
 
     @staticmethod
@@ -265,6 +273,12 @@ class YoloAdapter:
         return frozenset(index[n] for n in names)
 
     # ------------------------------------------------------------------------------------------ preprocess
+    def frame_input_size(self, image_size: Tuple[int, int]) -> Tuple[int, int]:
+        """The network input (H, W) for an image of ``image_size`` (h, w): ``input_size``, or with ``rect`` the
+        smallest multiple-of-32 rectangle holding the image scaled to fit ``input_size`` (640×480 camera → 480×640
+        input instead of 640×640: a quarter less model work for the same detections' resolution)."""
+        return rect_size(image_size, self.input_size, 32) if self.rect else self.input_size
+
     def preprocess(self, bgr_image: np.ndarray) -> Tuple[dict, LetterboxInfo]:
         """Letterbox a BGR uint8 image (H×W×3; mono H×W and BGRA H×W×4 are converted) into the model input.
 
@@ -281,11 +295,12 @@ class YoloAdapter:
             img = cv2.cvtColor(img.reshape(img.shape[:2]), cv2.COLOR_GRAY2BGR)
         elif img.shape[2] != 3:
             raise ImageConversionError("image", f"needs 1, 3 or 4 channels, got shape {list(img.shape)}")
+        size = self.frame_input_size(img.shape[:2])
         if self.layout == LAYOUT_AXERA:
-            boxed, info = letterbox(img, self.input_size, self.pad_value)
+            boxed, info = letterbox(img, size, self.pad_value)
             tensor = boxed[None]
         else:  # letterbox + BGR→RGB + /255 + HWC→CHW in one pass into the input tensor
-            tensor, info = letterbox_nchw(img, self.input_size, self.pad_value, dtype=self.input_spec.dtype)
+            tensor, info = letterbox_nchw(img, size, self.pad_value, dtype=self.input_spec.dtype)
         return {self.input_name: tensor}, info
 
     # ----------------------------------------------------------------------------------------- postprocess

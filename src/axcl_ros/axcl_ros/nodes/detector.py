@@ -73,6 +73,9 @@ class DetectorNode(AxclLifecycleNode):
                   dynamic=True),
         ParamSpec("input_size", 640, "Network input size for models with dynamic H/W (multiple of 32).",
                   min=32, max=4096),
+        ParamSpec("rect_input", True, "Models with dynamic H/W: letterbox each frame into the smallest multiple-of-32 "
+                                      "rectangle holding it at input_size (640x480 camera: 480x640 input, about a "
+                                      "quarter less model time), as Ultralytics predicts; false = always square."),
         ParamSpec("image_topics", ["image"], "Camera image topics; outputs go to each topic's namespace."),
         ParamSpec("input_transport", "raw", "raw = sensor_msgs/Image on T; compressed = CompressedImage on "
                                             "T/compressed.", choices=("raw", "compressed")),
@@ -103,7 +106,8 @@ class DetectorNode(AxclLifecycleNode):
                                    cpu_options=cpu)
         handle = self.model.handle
         self.adapter = YoloTaskAdapter.from_specs(handle.inputs, handle.outputs, labels=self.param("labels") or None,
-                                                  input_size=self._input_size(handle), task=self.param("task"))
+                                                  input_size=self._input_size(handle), task=self.param("task"),
+                                                  rect=bool(self.param("rect_input")))
         self.adapter.config = self._config()
         self.trackers = CameraTrackers(tracker_config(self.param), float(self.param("tracking_max_gap")))
         self.pipeline = FramePipeline(self, self.model, self.param("input_transport"), self._prepare, self._publish,
