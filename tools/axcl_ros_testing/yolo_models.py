@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import os
 import tempfile
+from pathlib import Path
 from typing import List, Optional, Sequence, Tuple, Union
 
 import numpy as np
@@ -281,6 +282,26 @@ def axera_from_ultralytics_onnx(src: PathLike, dst: PathLike, *, size: Tuple[int
     onnx.checker.check_model(cut)
     onnx.save(cut, os.fspath(dst))
     return heads
+
+
+def symbolic_output_dims(src: PathLike, dst: PathLike) -> Path:
+    """Copy ``src`` so that no output dimension after the batch is known before a run, as in torch 2.x exports of
+    Ultralytics models with ``dynamic=True`` (seen with Ultralytics 8.4.6 + torch 2.14.1: onnxruntime reports
+    ``output0 [batch, Concatoutput0_dim_1, anchors]``). Each output passes through ``Reshape(x, Shape(x))`` (an
+    identity whose shape onnxruntime cannot infer) and is declared with symbolic dimensions; the values are unchanged.
+    """
+    model = onnx.load(os.fspath(src))
+    for out in model.graph.output:
+        raw = out.name + "_before_reshape"
+        for node in model.graph.node:
+            node.output[:] = [raw if o == out.name else o for o in node.output]
+        model.graph.node.extend([helper.make_node("Shape", [raw], [raw + "_shape"]),
+                                 helper.make_node("Reshape", [raw, raw + "_shape"], [out.name])])
+        for i, dim in enumerate(out.type.tensor_type.shape.dim):
+            if i > 0:
+                dim.dim_param = f"{out.name}_dim_{i}"
+    onnx.save(model, os.fspath(dst))
+    return Path(dst)
 
 
 def ort_session(path: PathLike, threads: int = 1):

@@ -24,6 +24,7 @@ from axcl_ros import assets  # noqa: E402
 from axcl_ros.io.compressed_image import array_to_compressed  # noqa: E402
 from axcl_ros.io.image import array_to_image_fields  # noqa: E402
 from axcl_ros.nodes.detector import DetectorNode  # noqa: E402
+from axcl_ros_testing import yolo_models as ym  # noqa: E402
 from axcl_ros_testing.lifecycle_client import LifecycleClient  # noqa: E402
 from axcl_ros_testing.ros_graph import RosGraph  # noqa: E402
 from axcl_ros_testing.sample_inputs import skimage_image  # noqa: E402
@@ -258,3 +259,19 @@ def test_rect_input_parameter_reaches_the_adapter_and_finds_the_same_face(graph,
     assert resp.success
     faces = [d for d in resp.detections.detections if d.class_name == "FACE_FEMALE"]
     assert faces and _iou(_box(max(faces, key=lambda d: d.score)), FACE_BOX) > 0.8
+
+
+def test_an_export_with_symbolic_output_dims_configures_and_detects(graph, astronaut_bgr, labels_file, tmp_path):
+    """torch 2.x exports of Ultralytics models with ``dynamic=True`` name every output dimension
+    (``output0 [batch, ?, anchors]``): configure learns the class count from two probe runs."""
+    model = ym.symbolic_output_dims(assets.nudenet_yolov8n_onnx(), tmp_path / "symbolic.onnx")
+    node = _make_detector(graph, "det_sym", labels_file=labels_file, image_topics=["/det_sym/image_raw"],
+                          model_path=str(model))
+    test = graph.node("det_sym_test")
+    assert LifecycleClient(graph, test).change("/det_sym", "configure")
+    assert node.model.handle.outputs[0].shape[1] is None  # what the file says
+    assert node.adapter.detector.num_classes == len(assets.NUDENET_LABELS)
+    resp = graph.call(test.create_client(Detect, "/det_sym/detect"), Detect.Request(image=_image_msg(astronaut_bgr, 9)),
+                      timeout=30)
+    faces = [d for d in resp.detections.detections if d.class_name == "FACE_FEMALE"]
+    assert resp.success and faces and _iou(_box(max(faces, key=lambda d: d.score)), FACE_BOX) > 0.8

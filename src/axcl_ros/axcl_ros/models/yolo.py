@@ -19,7 +19,7 @@ Settings: :class:`~.detector_config.DetectorConfig`.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, FrozenSet, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, FrozenSet, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
 
 import cv2
 import numpy as np
@@ -41,6 +41,7 @@ __all__ = [
     "ModelOutputError",
     "YoloAdapter",
     "nms",
+    "probe_inputs",
 ]
 
 LAYOUT_AXERA = "axera"
@@ -95,6 +96,22 @@ class Detections:
 
 def _describe(specs: Sequence[TensorSpec]) -> str:
     return "[" + ", ".join(s.describe() for s in specs) + "]" if specs else "[]"
+
+
+def probe_inputs(spec: TensorSpec, size: Tuple[int, int]) -> List[Dict[str, np.ndarray]]:
+    """Two zero inputs for a YOLO input ``spec`` whose height and width differ (``size``, then 32 rows and 64 columns
+    more; fixed dimensions kept): the output shapes of runs on them tell which output dimensions follow the input
+    (:func:`~axcl_ros.runtime.base.settle_dynamic_dims`). Empty for a spec that is not a 4-d image input."""
+    if len(spec.shape) != 4:
+        return []
+    nhwc = np.dtype(spec.dtype) == np.uint8 and spec.shape[3] == 3
+    feeds = []
+    for extra_h, extra_w in ((0, 0), (32, 64)):
+        h, w = size[0] + extra_h, size[1] + extra_w
+        shape = [1, h, w, 3] if nhwc else [1, 3, h, w]
+        shape = [d if d is not None else v for d, v in zip(spec.shape, shape)]
+        feeds.append({spec.name: np.zeros(shape, spec.dtype)})
+    return feeds
 
 
 def _size_tuple(size: Union[int, Sequence[int]]) -> Tuple[int, int]:

@@ -38,7 +38,9 @@ from ..io.stamps import stamp_to_seconds
 from ..io.task_messages import fill_instance_masks, fill_keypoint_array
 from ..models.detector_config import DetectorConfig
 from ..models.labels import LabelsError
+from ..models.yolo import probe_inputs
 from ..models.yolo_tasks import TASKS, YoloTaskAdapter
+from ..runtime.base import settle_dynamic_dims
 from ..runtime.registry import BACKEND_CHOICES
 from .camera_input import INPUT_QOS_PARAMS, CameraInputs, CameraStream
 from .common import AxclLifecycleNode
@@ -105,8 +107,13 @@ class DetectorNode(AxclLifecycleNode):
         self.model = NodeModel.load(self, self.param("model_path"), self.param("backend"), self.param("device"),
                                    cpu_options=cpu)
         handle = self.model.handle
-        self.adapter = YoloTaskAdapter.from_specs(handle.inputs, handle.outputs, labels=self.param("labels") or None,
-                                                  input_size=self._input_size(handle), task=self.param("task"),
+        size = self._input_size(handle)
+        outputs = handle.outputs
+        if size is not None and not all(o.is_static for o in outputs):  # fixed dims an export left symbolic
+            outputs = settle_dynamic_dims(outputs, [{n: a.shape for n, a in self.model.run_now(f).outputs.items()}
+                                                    for f in probe_inputs(handle.inputs[0], (size, size))])
+        self.adapter = YoloTaskAdapter.from_specs(handle.inputs, outputs, labels=self.param("labels") or None,
+                                                  input_size=size, task=self.param("task"),
                                                   rect=bool(self.param("rect_input")))
         self.adapter.config = self._config()
         self.trackers = CameraTrackers(tracker_config(self.param), float(self.param("tracking_max_gap")))

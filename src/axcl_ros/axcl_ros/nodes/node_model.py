@@ -11,7 +11,7 @@ import numpy as np
 from ..runtime.base import ModelLoadError
 from ..runtime.executor import InferenceExecutor
 from ..runtime.executors import get_executor
-from ..runtime.model_handle import ModelHandle
+from ..runtime.model_handle import ModelHandle, RunResult
 from ..runtime.registry import resolve_backend
 
 
@@ -65,6 +65,11 @@ class NodeModel:
                output_names: Optional[Sequence[str]] = None) -> Future:
         """Queue a run on the shared executor (latest-only per ``stream``)."""
         return self.executor.submit(self.handle, feeds, output_names=output_names, stream=stream)
+
+    def run_now(self, feeds: Mapping[str, np.ndarray], timeout: float = 120.0) -> RunResult:
+        """Run ``feeds`` and wait for the result (configure-time runs: shape probes, warm-up); raises the run's
+        error, or ``TimeoutError``."""
+        return self.submit(feeds).result(timeout)
 
     def stats(self) -> dict:
         """This model's executor statistics, flattened for diagnostics."""

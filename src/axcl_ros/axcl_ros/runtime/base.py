@@ -7,8 +7,8 @@ A *backend* loads a model file into a *session*. A session exposes the model's o
 from __future__ import annotations
 
 import abc
-from dataclasses import dataclass
-from typing import Mapping, Optional, Sequence, Tuple
+from dataclasses import dataclass, replace
+from typing import List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -68,6 +68,27 @@ class TensorSpec:
         """Human-readable ``name dtype[d0,d1,...]`` (``?`` for dynamic dims)."""
         dims = ",".join("?" if d is None else str(d) for d in self.shape)
         return f"{self.name} {np.dtype(self.dtype).name}[{dims}]"
+
+
+def settle_dynamic_dims(specs: Sequence[TensorSpec],
+                        seen: Sequence[Mapping[str, Tuple[int, ...]]]) -> List[TensorSpec]:
+    """``specs`` with every dynamic dimension that all runs in ``seen`` gave the same value set to that value.
+
+    ``seen``: the output shapes (``{name: shape}``) of runs on inputs that differ in every dynamic input dimension;
+    a dimension that followed the input (anchors, prototype rows) stays dynamic. Exports that leave fixed output
+    dimensions symbolic (Ultralytics ``dynamic=True`` ONNX from torch 2.x: ``output0 [batch, ?, anchors]``) become
+    readable by checks that need them (a class count).
+    """
+    settled = []
+    for spec in specs:
+        shapes = [tuple(run[spec.name]) for run in seen if spec.name in run]
+        if not shapes or any(len(shape) != len(spec.shape) for shape in shapes):
+            settled.append(spec)
+            continue
+        dims = tuple(d if d is not None or len({shape[i] for shape in shapes}) != 1 else int(shapes[0][i])
+                     for i, d in enumerate(spec.shape))
+        settled.append(replace(spec, shape=dims))
+    return settled
 
 
 def check_feeds(specs: Sequence[TensorSpec], feeds: Mapping[str, np.ndarray], *, require_all: bool = True) -> None:

@@ -1,8 +1,10 @@
-"""Rectangular inference (``rect``): a model with a dynamic input gets the smallest multiple-of-32 rectangle that
-holds the frame, as Ultralytics' predict letterboxes (``LetterBox(auto=True)``), instead of the full square.
+"""Models with a dynamic input size.
 
-Checked on real weights (NudeNet's YOLOv8n, dynamic input) and a real photo: the rectangle finds the same objects
-as the square, with less model input.
+* Rectangular inference (``rect``): the smallest multiple-of-32 rectangle that holds the frame, as Ultralytics'
+  predict letterboxes (``LetterBox(auto=True)``), instead of the full square. Checked on real weights (NudeNet's
+  YOLOv8n, dynamic input) and a real photo: the rectangle finds the same objects as the square.
+* Output dimensions an export left symbolic although they are fixed (torch 2.x exports of Ultralytics models with
+  ``dynamic=True``): ``settle_dynamic_dims`` learns them from runs at two input sizes.
 """
 
 import numpy as np
@@ -10,8 +12,8 @@ import pytest
 
 from axcl_ros import assets
 from axcl_ros.models.letterbox import rect_size
-from axcl_ros.models.yolo import YoloAdapter
-from axcl_ros.runtime.base import TensorSpec
+from axcl_ros.models.yolo import YoloAdapter, probe_inputs
+from axcl_ros.runtime.base import TensorSpec, settle_dynamic_dims
 from axcl_ros_testing import yolo_models as ym
 from axcl_ros_testing.sample_inputs import skimage_image
 
@@ -80,3 +82,23 @@ def test_rect_finds_what_the_square_finds_on_real_weights():
         assert rect.class_ids[j] == square.class_ids[k]
         assert _iou(square.boxes[k], rect.boxes[j]) > 0.8
         assert abs(float(rect.scores[j]) - float(square.scores[k])) < 0.1
+
+
+def test_settle_dynamic_dims_keeps_what_follows_the_input():
+    specs = [TensorSpec("output0", (None, None, None), np.float32), TensorSpec("protos", (None, 32, None, None),
+                                                                              np.float32),
+             TensorSpec("fixed", (1, 4), np.float32), TensorSpec("unseen", (None, 3), np.float32)]
+    seen = [{"output0": (1, 116, 8400), "protos": (1, 32, 160, 160), "fixed": (1, 4)},
+            {"output0": (1, 116, 10080), "protos": (1, 32, 168, 176), "fixed": (1, 4)}]
+    out = {s.name: s.shape for s in settle_dynamic_dims(specs, seen)}
+    assert out == {"output0": (1, 116, None), "protos": (1, 32, None, None), "fixed": (1, 4), "unseen": (None, 3)}
+    assert settle_dynamic_dims(specs[:1], [{"output0": (1, 84)}])[0].shape == (None, None, None)  # rank differs
+
+
+def test_probe_inputs_differ_in_height_and_width_and_keep_fixed_dims():
+    nchw = [f["images"].shape for f in probe_inputs(TensorSpec("images", (None, 3, None, None), np.float32),
+                                                      (640, 640))]
+    assert nchw == [(1, 3, 640, 640), (1, 3, 672, 704)]
+    nhwc = [f["x"].shape for f in probe_inputs(TensorSpec("x", (1, None, 320, 3), np.uint8), (320, 320))]
+    assert nhwc == [(1, 320, 320, 3), (1, 352, 320, 3)]
+    assert probe_inputs(TensorSpec("x", (1, 3, None), np.float32), (320, 320)) == []
