@@ -18,6 +18,7 @@ alternate N times per scenario (order rotating), the rows give medians and the r
     python bench/bench_ros_detector.py                      # all 8 scenarios, 8 s each
     python bench/bench_ros_detector.py --seconds 4 --load busy --fps 10 --boxes 0
     python bench/bench_ros_detector.py --impls ours ours:single ours:4 --reference ours --boxes 300   # rclpy executor
+    python bench/bench_ros_detector.py --impls baseline ours ours_square     # rectangular vs square input
 
 **Another node beside ours** (off by default; ``make bench`` and CI never run it): ``--external CMD`` starts
 ``CMD`` per run — a command template whose ``{ns}`` (the namespace: the node must subscribe ``{ns}/image_raw`` with
@@ -128,7 +129,9 @@ def _frames(folder: Path) -> Dict[str, str]:
 BOXES = {0: ("grey", 0.25, 0.45), 300: ("photo", 1e-4, 0.7)}
 
 #: --impls names → what ``bench_ros_node.py`` runs (``ours:<executor>`` runs our node on another rclpy executor)
-LABELS = {"baseline": "plain node", "ours": "ours", "external": "external node"}
+LABELS = {"baseline": "plain node", "ours": "ours", "ours_square": "ours, square input", "external": "external node"}
+#: impls that are our node with other parameters
+OUR_VARIANTS = {"ours_square": ["rect_input=false"]}
 
 
 @dataclass
@@ -159,9 +162,10 @@ def _node_command(impl: str, model: str, ns: str, conf: float, iou: float,
         return shlex.split(external.command.format(ns=ns, model=external.model, conf=conf, iou=iou, max_det=300,
                                                    size=640))
     kind, _, executor = impl.partition(":")
-    cmd = [sys.executable, str(HERE / "bench_ros_node.py"), "--impl", kind, "--model", model,
+    params = OUR_VARIANTS.get(kind, [])
+    cmd = [sys.executable, str(HERE / "bench_ros_node.py"), "--impl", "ours" if params else kind, "--model", model,
            "--topic", f"{ns}/image_raw", "--conf", str(conf), "--iou", str(iou), "--max-det", "300"]
-    return cmd + (["--executor", executor] if executor else [])
+    return cmd + (["--executor", executor] if executor else []) + [f"--param={p}" for p in params]
 
 
 def run_one(impl: str, model: str, fps: float, seconds: float, boxes: int, frames: Dict[str, str],
@@ -325,7 +329,8 @@ def main(argv=None) -> int:
     p.add_argument("--fps", nargs="+", type=float, default=[10.0, 30.0])
     p.add_argument("--boxes", nargs="+", type=int, choices=sorted(BOXES), default=sorted(BOXES))
     p.add_argument("--impls", nargs="+", default=["baseline", "ours"],
-                   help="baseline, ours, ours:single, ours:multi, ours:<threads>, external")
+                   help="baseline, ours, ours_square (rect_input false), ours:single, ours:multi, ours:<threads>, "
+                        "external")
     p.add_argument("--reference", default="baseline", help="the impl every other one is compared with")
     p.add_argument("--model", default="", help="ONNX model of our and the plain node (default: NudeNet YOLOv8n)")
     p.add_argument("--conf300", type=float, default=1e-4, help="confidence threshold of the ~300-box rows")

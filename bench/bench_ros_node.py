@@ -20,9 +20,11 @@ import argparse
 import signal
 import sys
 import time
+from typing import Sequence
 
 import bench_common  # noqa: F401 - puts the source tree on sys.path
 import numpy as np
+import yaml
 
 
 def plain_detect(run, img: np.ndarray, header, conf: float, iou: float, max_det: int, size: int):
@@ -108,7 +110,7 @@ def make_executor(spec: str):
 
 
 def _ours(model: str, topic: str, conf: float, iou: float, max_det: int, size: int, qos_name: str,
-          executor_spec: str = "run_main"):
+          executor_spec: str = "run_main", extra: Sequence[str] = ()):
     import rclpy
     from rclpy.parameter import Parameter
 
@@ -121,6 +123,7 @@ def _ours(model: str, topic: str, conf: float, iou: float, max_det: int, size: i
                  Parameter("iou_threshold", value=iou), Parameter("max_detections", value=max_det),
                  Parameter("input_size", value=size), Parameter("input_qos", value=qos_name),
                  Parameter("labels", value="")]
+    overrides += [Parameter(name, value=yaml.safe_load(value)) for name, _, value in (p.partition("=") for p in extra)]
     node = DetectorNode("detector", parameter_overrides=overrides)
     executor = make_executor(executor_spec)
     executor.add_node(node)
@@ -139,6 +142,8 @@ def main(argv=None) -> int:
     p.add_argument("--max-det", type=int, default=300)
     p.add_argument("--size", type=int, default=640)
     p.add_argument("--executor", default="run_main", help="ours: run_main (default), single, multi or a thread count")
+    p.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
+                   help="ours: another detector parameter (YAML value), e.g. rect_input=false")
     args = p.parse_args(argv)
 
     import rclpy
@@ -150,7 +155,7 @@ def main(argv=None) -> int:
         node, executor, _ = _baseline(args.model, args.topic, args.conf, args.iou, args.max_det, args.size, qos)
     else:
         node, executor, _ = _ours(args.model, args.topic, args.conf, args.iou, args.max_det, args.size, "reliable",
-                                  args.executor)
+                                  args.executor, args.param)
     stop = []
     signal.signal(signal.SIGTERM, lambda *_: stop.append(1))
     signal.signal(signal.SIGINT, lambda *_: stop.append(1))
