@@ -11,8 +11,9 @@ Layouts (read from the model, never configured):
     one output ``float [1,4+nc,N]``: cx, cy, w, h in letterbox pixels, then sigmoided class scores.
 
 Post-processing: the layout's decoder (:mod:`.yolo_decode`), confidence threshold, optional class filter, the
-``max_candidates`` best boxes (a cap that never changes the result), class-aware (one class-offset
-``cv2.dnn.NMSBoxes`` call) or agnostic NMS, ``max_detections``, and boxes mapped back to input-image pixels.
+``max_candidates`` best boxes first when they span several classes (a cap that never changes the result), exact greedy
+class-aware or agnostic NMS stopping at ``max_detections`` (:mod:`.nms`: onnxruntime's NonMaxSuppression operator),
+and boxes mapped back to input-image pixels.
 Settings: :class:`~.detector_config.DetectorConfig`.
 """
 
