@@ -96,7 +96,7 @@ def greedy_nms(boxes: np.ndarray, scores: np.ndarray, classes: Optional[np.ndarr
     """Kept indices of K×4 ``x1, y1, x2, y2`` boxes, best score first (ties: lower index first).
 
     ``classes`` (K ints) makes the NMS class-aware (boxes of different classes never suppress each other);
-    ``None`` = agnostic. ``scores`` must be > 0 (candidates that passed a confidence threshold). ``max_output``:
+    ``None`` = agnostic. Only the order of ``scores`` matters (the operator gets ranks). ``max_output``:
     stop after that many kept boxes per class (``None`` = no limit).
     """
     n = int(scores.shape[0])
