@@ -4,7 +4,8 @@ Semantics (what :func:`greedy_nms_reference` spells out in plain Python, and the
 inputs): candidates are visited best score first, ties by lower index; a candidate is kept unless a kept box of the
 same class (any class with ``agnostic``) overlaps it with ``IoU > iou_threshold``; the IoU is computed in float32 as
 ``inter / (area_a + area_b - inter)`` and is 0 when a box or the intersection has no area. ``max_output`` stops once
-that many boxes per class are kept (the greedy prefix, so the kept boxes are the same as without the stop).
+that many boxes per class are kept (the greedy prefix, so the kept boxes are the same as without the stop). Boxes
+have ``x1 <= x2`` and ``y1 <= y2``, as the decoders produce them (the operator would also take swapped corners).
 
 Why an onnxruntime operator: greedy NMS is sequential, so numpy cannot vectorise it without computing far more IoUs
 than the greedy loop needs; onnxruntime (already a dependency) ships it in C++ with an early stop at ``max_output``.
