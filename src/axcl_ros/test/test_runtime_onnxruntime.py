@@ -188,6 +188,7 @@ def test_session_options_thread_budget(add_path):
     from axcl_ros.runtime.onnxruntime_backend import (
         DEFAULT_ALLOW_SPINNING,
         DEFAULT_INTRA_OP_THREADS,
+        DEFAULT_MEMORY_PATTERN,
         session_options,
     )
 
@@ -200,12 +201,19 @@ def test_session_options_thread_budget(add_path):
     got = sess._sess.get_session_options()
     assert got.intra_op_num_threads == 2
     assert got.get_session_config_entry("session.intra_op.allow_spinning") == "0"
+    assert opts.enable_mem_pattern == DEFAULT_MEMORY_PATTERN
+    assert session_options(memory_pattern=False).enable_mem_pattern is False
+    lean = OnnxRuntimeBackend(memory_pattern=False).load(add_path)
+    assert lean._sess.get_session_options().enable_mem_pattern is False
+    feeds = {spec.name: np.ones([d or 2 for d in spec.shape], spec.dtype) for spec in lean.inputs}
+    assert all(v.shape == (2, 4) for v in lean.run(feeds).values())
     with pytest.raises(ValueError):
         session_options(-1)
 
 
 def test_node_model_passes_the_node_thread_budget(add_path, monkeypatch):
-    """The detector's cpu_threads / cpu_spinning reach the session options through NodeModel (ORT only)."""
+    """The detector's cpu_threads / cpu_spinning / cpu_memory_pattern reach the session options through NodeModel
+    (ORT only)."""
     from types import SimpleNamespace
 
     from axcl_ros.nodes.node_model import NodeModel
@@ -215,18 +223,21 @@ def test_node_model_passes_the_node_thread_budget(add_path, monkeypatch):
     real = orb.OnnxRuntimeBackend._session_options
 
     def spy(self):
-        seen.append((self.intra_op_num_threads, self.allow_spinning))
-        return real(self)
+        seen.append((self.intra_op_num_threads, self.allow_spinning, self.memory_pattern))
+        opts = real(self)
+        assert opts.enable_mem_pattern == self.memory_pattern
+        return opts
 
     monkeypatch.setattr(orb.OnnxRuntimeBackend, "_session_options", spy)
     node = SimpleNamespace(get_logger=lambda: SimpleNamespace(info=lambda *_a, **_k: None))
-    host = NodeModel.load(node, add_path, "auto", "", cpu_options={"intra_op_num_threads": 1, "allow_spinning": True})
+    host = NodeModel.load(node, add_path, "auto", "", cpu_options={"intra_op_num_threads": 1, "allow_spinning": True,
+                                                                  "memory_pattern": False})
     try:
-        assert seen[-1] == (1, True)
+        assert seen[-1] == (1, True, False)
     finally:
         host.release()
     host = NodeModel.load(node, add_path, "auto", "")
     try:
-        assert seen[-1] == (orb.DEFAULT_INTRA_OP_THREADS, orb.DEFAULT_ALLOW_SPINNING)
+        assert seen[-1] == (orb.DEFAULT_INTRA_OP_THREADS, orb.DEFAULT_ALLOW_SPINNING, orb.DEFAULT_MEMORY_PATTERN)
     finally:
         host.release()

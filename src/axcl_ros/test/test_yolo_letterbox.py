@@ -90,5 +90,10 @@ def test_letterbox_nchw_equals_letterbox_then_blob(shape):
     np.testing.assert_allclose(out, ref, atol=1e-6, rtol=0)
     again, _ = letterbox_nchw(img, (640, 640), 114)
     assert again is not out  # a fresh tensor per frame: the previous one may still be queued for inference
+    bgr, _ = letterbox_nchw(img, (640, 640), 114, swap_rb=False)  # channels in the image's own order
+    np.testing.assert_allclose(bgr, cv2.dnn.blobFromImage(boxed, scalefactor=1 / 255.0), atol=1e-6, rtol=0)
+    half, _ = letterbox_nchw(img, (640, 640), 114, dtype=np.float16)  # float16 models
+    assert half.dtype == np.float16
+    np.testing.assert_allclose(half.astype(np.float32), ref, atol=1e-3, rtol=0)
     with pytest.raises(ValueError, match="H×W×3 uint8"):
         letterbox_nchw(_img(10, 10, None), (64, 64))

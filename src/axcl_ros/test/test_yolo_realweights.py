@@ -128,7 +128,7 @@ def _opencv_batched(boxes, scores, classes, iou_threshold):
 def test_capped_candidates_give_the_uncapped_boxes(nudenet, astronaut_bgr, layout, threshold, max_det):
     """The top-k cap before NMS changes nothing: real-weight outputs at thresholds from hundreds of candidates
     down to the default, capped at 50 and 200 candidates vs uncapped (cap above the number of anchors); with more
-    detections than the cap leaves, the adapter falls back to the full NMS, which this covers too."""
+    detections than the cap leaves, the adapter continues NMS over the rest, which this covers too."""
     ultra, ua, axera, aa, _ = nudenet
     session, adapter = (ultra, ua) if layout == "ultralytics" else (axera, aa)
     big = cv2.resize(astronaut_bgr, (640, 480))  # non-square: letterbox padding on two sides
@@ -147,8 +147,9 @@ def test_capped_candidates_give_the_uncapped_boxes(nudenet, astronaut_bgr, layou
 
 
 @pytest.mark.parametrize("threshold", [1e-5, 0.05])
-def test_class_offset_nms_matches_opencv_batched_nms(nudenet, astronaut_bgr, threshold):
-    """One class-shifted NMSBoxes call keeps exactly the boxes OpenCV's NMSBoxesBatched keeps (real candidates)."""
+def test_nms_matches_opencv_batched_nms(nudenet, astronaut_bgr, threshold):
+    """Our NMS (onnxruntime's NonMaxSuppression operator) keeps exactly the boxes OpenCV's NMSBoxesBatched keeps
+    (real candidates)."""
     from axcl_ros.models.yolo import nms
 
     ultra, ua, *_ = nudenet

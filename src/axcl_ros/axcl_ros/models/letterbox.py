@@ -109,9 +109,10 @@ def letterbox_nchw(image: np.ndarray, size: Union[int, Sequence[int]], pad_value
     """Letterbox an H×W×3 uint8 image straight into a new ``1×3×H×W`` tensor (Ultralytics-style input).
 
     Fuses the letterbox, the colour swap (BGR → RGB with ``swap_rb``), the scaling (``value · scale``) and the
-    HWC → CHW layout change: the image is resized into a per-thread buffer reused across frames, each channel is
-    scaled once into its plane of the tensor, and only the padding is filled with ``pad_value · scale``. The only
-    full-size allocation is the returned tensor (it goes to the inference queue, so it cannot be reused).
+    HWC → CHW layout change: the image is resized into a per-thread buffer reused across frames, split into its
+    three channel planes (uint8), each plane is scaled once into its plane of the tensor, and only the padding is
+    filled with ``pad_value · scale``. The only full-size float allocation is the returned tensor (it goes to the
+    inference queue, so it cannot be reused).
     Same geometry as :func:`letterbox`.
     """
     th, tw = _check(image, size)
@@ -135,9 +136,10 @@ def letterbox_nchw(image: np.ndarray, size: Union[int, Sequence[int]], pad_value
             buf = _work.buf = np.empty((rh, rw, 3), np.uint8)
         src = cv2.resize(image, (rw, rh), dst=buf, interpolation=interpolation)
     factor = np.dtype(dtype).type(scale)
-    for c in range(3):
-        np.multiply(src[:, :, 2 - c if swap_rb else c], factor,
-                    out=planes[c, top:top + rh, left:left + rw], casting="unsafe")
+    # cv2.split makes each channel contiguous: numpy converts a contiguous uint8 plane about twice as fast as the
+    # strided channel view of the H×W×3 image
+    for c, channel in enumerate(cv2.split(src)[::-1] if swap_rb else cv2.split(src)):
+        np.multiply(channel, factor, out=planes[c, top:top + rh, left:left + rw], casting="unsafe")
     return out, LetterboxInfo(scale=ratio, pad_left=left, pad_top=top, image_size=(h, w), size=(th, tw))
 
 

@@ -11,8 +11,9 @@ Layouts (read from the model, never configured):
     one output ``float [1,4+nc,N]``: cx, cy, w, h in letterbox pixels, then sigmoided class scores.
 
 Post-processing: the layout's decoder (:mod:`.yolo_decode`), confidence threshold, optional class filter, the
-``max_candidates`` best boxes (a cap that never changes the result), class-aware (one class-offset
-``cv2.dnn.NMSBoxes`` call) or agnostic NMS, ``max_detections``, and boxes mapped back to input-image pixels.
+``max_candidates`` best boxes first when they span several classes (a cap that never changes the result), exact greedy
+class-aware or agnostic NMS stopping at ``max_detections`` (:mod:`.nms`: onnxruntime's NonMaxSuppression operator),
+and boxes mapped back to input-image pixels.
 Settings: :class:`~.detector_config.DetectorConfig`.
 """
 
@@ -29,6 +30,7 @@ from ..runtime.base import TensorSpec
 from .detector_config import DetectorConfig, DetectorConfigError
 from .labels import LabelsError, LabelsLike, resolve_labels
 from .letterbox import LetterboxInfo, letterbox, letterbox_nchw, rect_size, unletterbox_boxes
+from .nms import greedy_nms
 from .yolo_decode import REG_MAX, decode_axera, decode_ultralytics, nms
 
 __all__ = [
@@ -366,30 +368,45 @@ class YoloAdapter:
 
     def _finish(self, boxes: np.ndarray, scores: np.ndarray, classes: np.ndarray, meta: LetterboxInfo,
                 config: DetectorConfig, source: np.ndarray) -> Detections:
-        """Top-k cap, NMS, mapping back to the image; the same boxes as without the cap.
+        """NMS over the ``max_candidates`` best candidates first (when they span several classes), mapping back to
+        the image; the same boxes as without the cap.
 
-        Greedy NMS decides each box from higher-scoring boxes only, so NMS over the ``max_candidates`` best boxes
-        returns a prefix of the full result; when that prefix already gives ``max_detections`` detections it is the
-        answer. Otherwise (rare: most candidates suppressed) NMS runs again over all candidates.
+        Greedy NMS visits candidates best score first (ties: lower index first) and decides each one from the boxes
+        kept before it, so NMS over a prefix of that order gives a prefix of the full result. When the prefix does
+        not yield ``max_detections`` detections, NMS continues over the boxes it kept plus the rest of the
+        candidates (the kept boxes come first in the order and never suppress each other), which is the full greedy
+        result without redoing the prefix. NMS stops at ``max_detections`` kept boxes per class, so with one class
+        (or agnostic NMS) that stop is the cap and the prefix pass would only repeat work.
         """
         if scores.size == 0:
             return Detections.empty(self.labels, meta.image_size)
+        order = np.argsort(-scores, kind="stable")  # the greedy visiting order
         k = config.max_candidates
-        if scores.size > k:
-            top = np.argpartition(-scores, k - 1)[:k]
-            dets = self._select(boxes, scores, classes, meta, config, top, source)
-            if len(dets) >= config.max_detections:
-                return dets
-        return self._select(boxes, scores, classes, meta, config, None, source)
+        if order.size <= k or config.agnostic_nms or not (classes != classes[0]).any():
+            # one NMS class: its early stop at max_detections already bounds the work better than the cap
+            return self._select(boxes, scores, classes, source, meta, config, order)[0]
+        dets, kept = self._select(boxes, scores, classes, source, meta, config, order[:k])
+        if len(dets) >= config.max_detections:
+            return dets
+        return self._select(boxes, scores, classes, source, meta, config, np.concatenate([kept, order[k:]]))[0]
 
-    def _select(self, boxes: np.ndarray, scores: np.ndarray, classes: np.ndarray, meta: LetterboxInfo,
-                config: DetectorConfig, subset: Optional[np.ndarray], source: np.ndarray) -> Detections:
-        if subset is None:
-            idx = nms(boxes, scores, classes, config.iou_threshold, config.agnostic_nms)
-        else:
-            idx = subset[nms(boxes[subset], scores[subset], classes[subset], config.iou_threshold,
-                             config.agnostic_nms)]
-        mapped = unletterbox_boxes(boxes[idx], meta)
-        nonempty = (mapped[:, 2] > mapped[:, 0]) & (mapped[:, 3] > mapped[:, 1])
+    def _select(self, boxes: np.ndarray, scores: np.ndarray, classes: np.ndarray, source: np.ndarray,
+                meta: LetterboxInfo, config: DetectorConfig, subset: np.ndarray) -> Tuple[Detections, np.ndarray]:
+        """Detections of NMS over ``subset`` (candidate indices in the visiting order), and all boxes NMS kept.
+
+        NMS stops at ``max_detections`` kept boxes per class; if boxes that map to nothing in the image (wholly in
+        the padding) leave fewer detections than that, it runs again without the stop.
+        """
+        cls = None if config.agnostic_nms else classes[subset]
+        limit = config.max_detections
+        while True:
+            idx = subset[greedy_nms(boxes[subset], scores[subset], cls, config.iou_threshold, limit)]
+            mapped = unletterbox_boxes(boxes[idx], meta)
+            nonempty = (mapped[:, 2] > mapped[:, 0]) & (mapped[:, 3] > mapped[:, 1])
+            found = int(np.count_nonzero(nonempty))
+            if limit is None or found >= config.max_detections or idx.size < limit:
+                break
+            limit = None
+        kept = idx
         idx, mapped = idx[nonempty][:config.max_detections], mapped[nonempty][:config.max_detections]
-        return Detections(mapped, scores[idx], classes[idx], self.labels, meta.image_size, source[idx])
+        return Detections(mapped, scores[idx], classes[idx], self.labels, meta.image_size, source[idx]), kept

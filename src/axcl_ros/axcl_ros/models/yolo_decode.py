@@ -1,4 +1,4 @@
-"""The two YOLO output layouts decoded to candidate boxes, and the NMS that selects among them (pure numpy/OpenCV).
+"""The two YOLO output layouts decoded to candidate boxes, and the NMS that selects among them.
 
 * :func:`decode_axera`: AXERA's per-stride heads ``[1,h,w,4·16+nc]`` (DFL logits, then class logits); thresholds the
   class logits first (``sigmoid(x) > t  ⇔  x > logit(t)``), so the DFL softmax only runs on the cells that pass.
@@ -14,8 +14,9 @@ from __future__ import annotations
 import math
 from typing import List, Optional, Sequence, Tuple
 
-import cv2
 import numpy as np
+
+from .nms import greedy_nms
 
 #: DFL bins per box side in the AXERA layout
 REG_MAX = 16
@@ -29,7 +30,7 @@ def decode_ultralytics(out: np.ndarray, thr: float, cls_ids: Optional[np.ndarray
     scores = pred[4:] if cls_ids is None else pred[4:][cls_ids]
     conf = scores.max(axis=0)
     keep = np.flatnonzero(conf > thr)
-    cls = scores[:, keep].argmax(axis=0)
+    cls = scores.T[keep].argmax(axis=1)  # rows of the transposed view: faster than argmax over axis 0
     if cls_ids is not None:
         cls = cls_ids[cls]
     cx, cy, w, h = (pred[i, keep].astype(np.float32) for i in range(4))
@@ -79,22 +80,10 @@ def decode_axera(heads: List[np.ndarray], strides: Sequence[int], thr: float,
 
 
 def nms(boxes: np.ndarray, scores: np.ndarray, classes: np.ndarray, iou_threshold: float,
-        agnostic: bool = False) -> np.ndarray:
-    """Greedy NMS of K×4 ``x1, y1, x2, y2`` boxes; indices of the kept boxes, best score first.
+        agnostic: bool = False, max_output: Optional[int] = None) -> np.ndarray:
+    """Greedy NMS of K×4 ``x1, y1, x2, y2`` boxes; indices of the kept boxes, best score first (ties: lower index).
 
-    Class-aware NMS is one ``cv2.dnn.NMSBoxes`` call on boxes shifted apart by class (``class · offset`` with the
-    offset larger than any coordinate span, so boxes of different classes never overlap); bench/bench_hostpath.py
-    measures it against ``cv2.dnn.NMSBoxesBatched``.
+    Class-aware unless ``agnostic``; ``max_output`` stops after that many kept boxes per class. Semantics and
+    implementation: :func:`~axcl_ros.models.nms.greedy_nms` (onnxruntime's NonMaxSuppression operator).
     """
-    if scores.size == 0:
-        return np.zeros(0, np.intp)
-    b = boxes.astype(np.float64)  # float64: the class shift must not cost precision (cv2 takes it as Rect2d)
-    if not agnostic:
-        lo = b.min()
-        b -= lo
-        b += classes.astype(np.float64)[:, None] * (b.max() + 1.0)
-    b[:, 2:] -= b[:, :2]  # x, y, w, h
-    # all candidates already passed the confidence threshold (> thr >= 0); OpenCV keeps scores > 0
-    idx = cv2.dnn.NMSBoxes(b, scores.astype(np.float32, copy=False), 0.0, float(iou_threshold))
-    idx = np.asarray(idx, dtype=np.intp).reshape(-1)
-    return idx[np.argsort(-scores[idx], kind="stable")]
+    return greedy_nms(boxes, scores, None if agnostic else classes, iou_threshold, max_output)

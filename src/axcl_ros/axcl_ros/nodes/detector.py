@@ -87,6 +87,9 @@ class DetectorNode(AxclLifecycleNode):
                                     "1-core host; README 'Performance').", min=0, max=64),
         ParamSpec("cpu_spinning", False, "Let onnxruntime threads busy-wait between operators (faster only on an "
                                          "idle machine; measured slower with one core busy)."),
+        ParamSpec("cpu_memory_pattern", True, "onnxruntime's memory pattern (enable_mem_pattern): one preplanned "
+                                              "block per run; false keeps ~35 MiB less resident for YOLO11n at 640 "
+                                              "(README 'Detector on the CPU')."),
     ) + TRACKING_PARAMS
 
     def __init__(self, node_name: str = "detector", **kwargs) -> None:
@@ -101,7 +104,8 @@ class DetectorNode(AxclLifecycleNode):
 
     # -- lifecycle -------------------------------------------------------------------------------------------------
     def configure(self) -> None:
-        cpu = {"allow_spinning": bool(self.param("cpu_spinning"))}
+        cpu = {"allow_spinning": bool(self.param("cpu_spinning")),
+               "memory_pattern": bool(self.param("cpu_memory_pattern"))}
         if int(self.param("cpu_threads")) > 0:
             cpu["intra_op_num_threads"] = int(self.param("cpu_threads"))
         self.model = NodeModel.load(self, self.param("model_path"), self.param("backend"), self.param("device"),

@@ -25,7 +25,6 @@ from dataclasses import dataclass
 from typing import Optional
 
 import numpy as np
-from scipy.optimize import linear_sum_assignment
 
 from . import kalman
 
@@ -112,6 +111,8 @@ def _match(cost: np.ndarray, threshold: float):
         return rows, best
     cols = admissible[rows].any(axis=0).nonzero()[0]
     sub = np.minimum(cost[np.ix_(rows, cols)] - threshold, 0.0)
+    from scipy.optimize import linear_sum_assignment  # here: importing scipy.optimize costs ~50 MiB resident
+
     r, c = linear_sum_assignment(sub)
     keep = sub[r, c] < 0.0
     keep |= cost[rows[r], cols[c]] <= threshold
