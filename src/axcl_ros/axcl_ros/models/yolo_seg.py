@@ -95,10 +95,10 @@ def instance_label_image(coefficients: np.ndarray, protos: np.ndarray, boxes: np
     coefficients = np.asarray(coefficients, dtype=np.float32)
     # boxes that share pixels: a detection can lose pixels only to a better one, and can be written without
     # composing when no worse one was drawn under it
-    both = (i0[:, :, None] < i1[:, None, :]) & (i0[:, None, :] < i1[:, :, None])
-    overlap = both[0] & both[1]
-    under_better = np.tril(overlap, -1).any(axis=1).tolist()
-    over_worse = np.triu(overlap, 1).any(axis=1).tolist()
+    overlap = ((i0[:, :, None] < i1[:, None, :]) & (i0[:, None, :] < i1[:, :, None])).all(axis=0)
+    better = np.tri(k, k, -1, bool)  # [i, j]: j < i, i.e. detection j is better than i
+    under_better = (overlap & better).any(axis=1).tolist()
+    over_worse = (overlap & better.T).any(axis=1).tolist()
     factor = _integer(1.0 / a)
     shift = [_integer(meta.pad_left / meta.scale), _integer(meta.pad_top / meta.scale)]
     drawn = None
@@ -141,30 +141,28 @@ def _draw_fast(labels, coefficients, protos, channels_last, i0, i1, c0, c1, d, f
     k = coefficients.shape[0]
     pw, ph = cells
     (cx0, cy0), (cx1, cy1) = c0.tolist(), c1.tolist()
-    # slot of crop i: canvas columns [starts[i], starts[i + 1]), rows [0, hc + the replicated rows)
+    # slot of crop i: canvas columns [starts[i], starts[i + 1]) from row 0 (a crop on the edge of the prototypes
+    # gets one replicated cell on that side, as bilinear sampling does at the edge; the canvas's own top edge is
+    # replicated by resize)
     left = [int(c == 0) for c in cx0]
-    topr = [int(c == 0) for c in cy0]
     wc = [b - a for a, b in zip(cx0, cx1)]
     hc = [b - a for a, b in zip(cy0, cy1)]
     widths = [w + lft + int(c == pw) for w, lft, c in zip(wc, left, cx1)]
     starts = [0, *accumulate(widths)]
-    canvas = np.zeros((max(h + t + int(c == ph) for h, t, c in zip(hc, topr, cy1)), starts[-1]), np.float32)
+    canvas = np.zeros((max(h + int(c == ph) for h, c in zip(hc, cy1)), starts[-1]), np.float32)
     for i in range(k):
-        x, y = starts[i] + left[i], topr[i]
-        slot = canvas[y:y + hc[i], x:x + wc[i]]
+        x = starts[i] + left[i]
+        slot = canvas[:hc[i], x:x + wc[i]]
         if channels_last:
             np.matmul(protos[cy0[i]:cy1[i], cx0[i]:cx1[i], :], coefficients[i], out=slot)
         else:
             np.matmul(coefficients[i], protos[:, cy0[i]:cy1[i], cx0[i]:cx1[i]].transpose(1, 0, 2), out=slot)
-        # a crop on the edge of the prototypes: one replicated cell on that side, as the bilinear sampling does
         if left[i]:
-            canvas[y:y + hc[i], x - 1] = slot[:, 0]
+            canvas[:hc[i], x - 1] = slot[:, 0]
         if cx1[i] == pw:
-            canvas[y:y + hc[i], x + wc[i]] = slot[:, -1]
-        if topr[i]:
-            canvas[0, starts[i]:starts[i + 1]] = canvas[1, starts[i]:starts[i + 1]]
+            canvas[:hc[i], x + wc[i]] = slot[:, -1]
         if cy1[i] == ph:
-            canvas[y + hc[i], starts[i]:starts[i + 1]] = canvas[y + hc[i] - 1, starts[i]:starts[i + 1]]
+            canvas[hc[i], starts[i]:starts[i + 1]] = canvas[hc[i] - 1, starts[i]:starts[i + 1]]
     peak = np.maximum.reduceat(np.abs(canvas).max(axis=0), starts[:-1])
     if not np.isfinite(peak).all():
         return None
@@ -180,8 +178,8 @@ def _draw_fast(labels, coefficients, protos, channels_last, i0, i1, c0, c1, d, f
         w, h = x1[i] - x0[i], y1[i] - y0[i]
         if w <= 0 or h <= 0:
             continue
-        r, c = factor * topr[i] + dy[i], factor * (starts[i] + left[i]) + dx[i]
-        window = up[r:r + h, c:c + w]
+        c = factor * (starts[i] + left[i]) + dx[i]
+        window = up[dy[i]:dy[i] + h, c:c + w]
         target = labels[y0[i]:y1[i], x0[i]:x1[i]]
         if not small:
             drawn[i] = _put(labels, i, (x0[i], y0[i], x1[i], y1[i]), window > _MID, over_worse[i],
