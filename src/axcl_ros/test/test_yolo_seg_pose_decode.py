@@ -107,6 +107,20 @@ def test_boxes_on_the_edges_of_the_prototypes_replicate_the_edge(channels_last):
         assert list(ids) == [0, 2, 0, 4, 0, 6, 7]
 
 
+def test_without_cv2_has_non_zero_the_ids_are_the_same(monkeypatch):
+    """OpenCV before 4.8 (apt's python3-opencv) has no cv2.hasNonZero: the ndarray.any() fallback decides the same."""
+    from axcl_ros.models import yolo_seg
+
+    protos = np.stack([np.full((16, 16), -1.0, np.float32), np.ones((16, 16), np.float32)])
+    boxes = np.array([[8, 8, 40, 40], [24, 24, 56, 56], [0, 48, 8, 56]], np.float32)
+    coeff = np.array([[1, 0], [0, 1], [1, 0]], np.float32)  # 0 and 2 empty, 1 foreground
+    before = instance_label_image(coeff, protos, boxes, _meta(), channels_last=False)
+    monkeypatch.setattr(yolo_seg, "_any_uint8", lambda a: bool(a.any()))
+    after = instance_label_image(coeff, protos, boxes, _meta(), channels_last=False)
+    np.testing.assert_array_equal(before[0], after[0])
+    assert list(before[1]) == list(after[1]) == [0, 2, 0]
+
+
 def test_known_keypoint_head_gives_known_points():
     # one cell (row 2, column 3) of a stride-8 head 10 cells wide; 2 keypoints
     raw = np.array([[0.25, -0.5, 0.0, 1.0, 1.5, 100.0]], np.float32)
