@@ -90,10 +90,8 @@ def _products(adapter, outs, meta):
     else:
         coefficients = outs[adapter.detector.output_names[0]][0, adapter._det_rows:, dets.source].astype(np.float32)
         ph, pw = protos.shape[1:]
-    height, width = meta.image_size
-    _, _, _, c0, c1 = _extents(dets.boxes, np.array([[width], [height]]), np.array([[pw], [ph]]),
-                               np.array([[meta.pad_left], [meta.pad_top]]), meta.size[0] / ph, meta.scale)
-    crops = list(zip(*c0.tolist(), *c1.tolist()))  # (x0, y0, x1, y1) in prototype cells
+    _, _, _, c0, c1 = _extents(dets.boxes, meta, (pw, ph), meta.size[0] / ph)
+    crops = list(zip(*c0, *c1))  # (x0, y0, x1, y1) in prototype cells
 
     def products():
         for c, (x0, y0, x1, y1) in zip(coefficients, crops):

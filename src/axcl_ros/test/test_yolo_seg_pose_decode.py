@@ -232,3 +232,15 @@ def test_non_finite_logits_take_the_float_path():
     assert (exact[:, :28] == 1).any() and not (exact[:, 36:] == 1).any()  # +inf cells are foreground
     np.testing.assert_array_equal(fast, exact)
     np.testing.assert_array_equal(fast_ids, exact_ids)
+
+
+@pytest.mark.parametrize("exact", [False, True])
+def test_a_non_finite_box_gets_no_pixels(exact):
+    protos = np.ones((1, 16, 16), np.float32)
+    boxes = np.array([[np.nan, 0, 10, 10], [0, 0, np.inf, 8], [0, 32, 32, 64]], np.float32)
+    labels, ids = instance_label_image(np.ones((3, 1), np.float32), protos, boxes, _meta(), channels_last=False,
+                                       exact=exact)
+    expected = np.zeros((64, 64), np.uint8)
+    expected[32:64, 0:32] = 3
+    np.testing.assert_array_equal(labels, expected)
+    assert list(ids) == [0, 0, 3]

@@ -33,6 +33,7 @@ union at the end turns ``top − i`` into ``i + 1`` (and 0 stays 0).
 
 from __future__ import annotations
 
+import math
 from itertools import accumulate
 from typing import List, Tuple
 
@@ -58,20 +59,31 @@ def _integer(value: float) -> int:
     return int(r) if abs(value - r) < 1e-6 else -1
 
 
-def _extents(boxes: np.ndarray, size: np.ndarray, cells: np.ndarray, pad: np.ndarray, stride: float, scale: float):
-    """Per axis (row 0 = x, row 1 = y; ``size``, ``cells``, ``pad`` are 2×1) and box: the integer pixel range
-    [i0, i1), the prototype coordinate p0 of pixel i0's centre and the prototype cells [c0, c1) that bilinear
-    sampling of [i0, i1) reads (each 2×K)."""
-    b = np.asarray(boxes, dtype=np.float64).T  # (np.clip costs several times np.minimum(np.maximum()) here)
-    pixels = np.empty_like(b)
-    np.floor(b[:2], out=pixels[:2])
-    np.ceil(b[2:], out=pixels[2:])
-    pixels = np.minimum(np.maximum(pixels, 0.0), np.vstack([size, size])).astype(np.int64)
-    i0, i1 = pixels[:2], pixels[2:]
-    p0 = (i0 + 0.5) * (scale / stride) + (pad / stride - 0.5)
-    c0 = np.minimum(np.maximum(np.floor(p0), 0.0), cells - 1).astype(np.int64)
-    c1 = np.minimum(np.maximum(np.ceil(p0 + (scale / stride) * (i1 - i0 - 1)) + 1, c0 + 1), cells).astype(np.int64)
-    return i0, i1, p0, c0, c1
+def _extents(boxes: np.ndarray, meta: LetterboxInfo, cells: Tuple[int, int], stride: float):
+    """Per axis (index 0 = x, 1 = y) and box, as plain lists (a frame has few boxes: Python arithmetic costs less
+    than numpy's per-call overhead here): the integer pixel range [i0, i1) clipped to the image (empty for a
+    non-finite box), the prototype coordinate p0 of pixel i0's centre and the prototype cells [c0, c1) that
+    bilinear sampling of [i0, i1) reads. ``cells`` = (prototype width, height)."""
+    height, width = meta.image_size
+    rows = np.asarray(boxes, dtype=np.float64).tolist()
+    a = meta.scale / stride
+    out: List[List[list]] = [[[], []] for _ in range(5)]
+    for axis, (size, n, pad) in enumerate(((width, cells[0], meta.pad_left), (height, cells[1], meta.pad_top))):
+        i0s, i1s, p0s, c0s, c1s = (part[axis] for part in out)
+        for row in rows:
+            lo, hi = row[axis], row[axis + 2]
+            if math.isfinite(lo) and math.isfinite(hi):
+                lo, hi = min(max(math.floor(lo), 0), size), min(max(math.ceil(hi), 0), size)
+            else:
+                lo = hi = 0
+            p0 = ((lo + 0.5) * meta.scale + pad) / stride - 0.5
+            c0 = min(max(math.floor(p0), 0), n - 1)
+            i0s.append(lo)
+            i1s.append(hi)
+            p0s.append(p0)
+            c0s.append(c0)
+            c1s.append(min(max(math.ceil(p0 + a * (hi - lo - 1)) + 1, c0 + 1), n))
+    return out
 
 
 def instance_label_image(coefficients: np.ndarray, protos: np.ndarray, boxes: np.ndarray, meta: LetterboxInfo, *,
@@ -95,13 +107,12 @@ def instance_label_image(coefficients: np.ndarray, protos: np.ndarray, boxes: np
     ph, pw = (protos.shape[0], protos.shape[1]) if channels_last else (protos.shape[1], protos.shape[2])
     stride = meta.size[0] / ph
     a = meta.scale / stride  # proto cells per image pixel
-    pad = np.array([[meta.pad_left], [meta.pad_top]])
-    i0, i1, p0, c0, c1 = _extents(boxes, np.array([[width], [height]]), np.array([[pw], [ph]]), pad, stride,
-                                  meta.scale)
+    i0, i1, p0, c0, c1 = _extents(boxes, meta, (pw, ph), stride)
     coefficients = np.asarray(coefficients, dtype=np.float32)
     # boxes that share pixels: a detection can lose pixels only to a better one, and can be written without
     # composing when no worse one was drawn under it
-    overlap = ((i0[:, :, None] < i1[:, None, :]) & (i0[:, None, :] < i1[:, :, None])).all(axis=0)
+    lo, hi = np.array(i0), np.array(i1)
+    overlap = ((lo[:, :, None] < hi[:, None, :]) & (lo[:, None, :] < hi[:, :, None])).all(axis=0)
     order = np.arange(k)
     better = order[:, None] > order  # [i, j]: j < i, i.e. detection j is better than i
     under_better = (overlap & better).any(axis=1).tolist()
@@ -110,15 +121,18 @@ def instance_label_image(coefficients: np.ndarray, protos: np.ndarray, boxes: np
     shift = [_integer(meta.pad_left / meta.scale), _integer(meta.pad_top / meta.scale)]
     drawn = None
     if not exact and factor > 0 and min(shift) >= 0:
-        d = i0 + np.array(shift)[:, None] - factor * c0  # box's first pixel in its crop upsampled by `factor`
-        if bool(((d >= 0) & (d + (i1 - i0) <= factor * (c1 - c0))).all()):
+        # each box's first pixel in its crop upsampled by `factor`; the box must lie inside the upsampled crop
+        d = [[p + s - factor * c for p, c in zip(i0[axis], c0[axis])] for axis, s in enumerate(shift)]
+        if all(0 <= off and off + e - b <= factor * (n1 - n0)
+               for axis in (0, 1)
+               for off, b, e, n0, n1 in zip(d[axis], i0[axis], i1[axis], c0[axis], c1[axis])):
             drawn = _draw_fast(labels, coefficients, protos, channels_last, i0, i1, c0, c1, d, factor, (pw, ph),
                                under_better, over_worse)
     if drawn is None:  # any other scale, or non-finite logits (a broken model; nothing was drawn yet)
         drawn = _draw_exact(labels, coefficients, protos, channels_last, i0, i1, p0, c0, c1, a, under_better,
                             over_worse)
     top = 255 if dtype == np.uint8 else 65535
-    (x0, y0), (x1, y1) = i0.tolist(), i1.tolist()
+    (x0, y0), (x1, y1) = i0, i1
     for i in range(k):  # a detection under better ones keeps its id only when one of its pixels is still there
         if drawn[i] and (not under_better[i] or (labels[y0[i]:y1[i], x0[i]:x1[i]] == top - i).any()):
             ids[i] = i + 1
@@ -147,7 +161,7 @@ def _draw_fast(labels, coefficients, protos, channels_last, i0, i1, c0, c1, d, f
     ones: whether its window was processed at all), or None, drawing nothing, when a logit is not finite."""
     k = coefficients.shape[0]
     pw, ph = cells
-    (cx0, cy0), (cx1, cy1) = c0.tolist(), c1.tolist()
+    (cx0, cy0), (cx1, cy1) = c0, c1
     # slot of crop i: canvas columns [starts[i], starts[i + 1]) from row 0 (a crop on the edge of the prototypes
     # gets one replicated cell on that side, as bilinear sampling does at the edge; the canvas's own top edge is
     # replicated by resize)
@@ -177,8 +191,8 @@ def _draw_fast(labels, coefficients, protos, channels_last, i0, i1, c0, c1, d, f
     canvas *= np.repeat(_HALF / np.maximum(peak, _TINY), widths)
     up = cv2.resize(cv2.convertScaleAbs(canvas, alpha=1.0, beta=_MID), None, fx=factor, fy=factor,
                     interpolation=cv2.INTER_LINEAR)
-    (x0, y0), (x1, y1) = i0.tolist(), i1.tolist()
-    dx, dy = d.tolist()
+    (x0, y0), (x1, y1) = i0, i1
+    dx, dy = d
     small = labels.dtype == np.uint8
     drawn = [False] * k
     for i in range(k - 1, -1, -1):  # worst first
@@ -205,8 +219,8 @@ def _draw_exact(labels, coefficients, protos, channels_last, i0, i1, p0, c0, c1,
                 over_worse) -> List[bool]:
     """The float path: per box, one float ``warpAffine`` of its crop's logits to the box's pixels."""
     k = coefficients.shape[0]
-    (x0, y0), (x1, y1), (cx0, cy0), (cx1, cy1) = i0.tolist(), i1.tolist(), c0.tolist(), c1.tolist()
-    px0, py0 = p0.tolist()
+    (x0, y0), (x1, y1), (cx0, cy0), (cx1, cy1) = i0, i1, c0, c1
+    px0, py0 = p0
     drawn = [False] * k
     for i in range(k - 1, -1, -1):  # worst first
         w, h = x1[i] - x0[i], y1[i] - y0[i]
