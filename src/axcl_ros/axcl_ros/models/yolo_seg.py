@@ -18,11 +18,12 @@ fast (integer upsampling factor ``stride / scale`` and letterbox padding a whole
     every crop's logit map goes into its own slot of one canvas (a crop on the edge of the prototypes gets one
     replicated cell on that side), each slot is quantised to uint8 (its largest |logit| → 128 ± 127, 0 → 128, so
     nothing is clamped), the whole canvas is upsampled with one OpenCV fixed-point bilinear ``resize`` by the exact
-    integer factor (bilinear sampling of a box window never reads outside its slot), and each box window is
-    thresholded straight into the label image. Tolerance against exact float bilinear interpolation: a pixel can
-    differ only where the interpolated logit is within about 2/127 of the crop's largest |logit| from 0
-    (quantisation plus the 11-bit interpolation weights), i.e. on the mask boundary; ``test_yolo_seg_pose_decode.py``
-    checks this against an independent float reference on random prototypes.
+    integer factor (a pixel of a box window depends on its own slot only: the cells bilinear sampling reads with a
+    non-zero weight are in it), and each box window is thresholded straight into the label image. Tolerance
+    against exact float bilinear interpolation: a pixel can differ only where the interpolated logit is within
+    about 2/127 of the crop's largest |logit| from 0 (quantisation plus the 11-bit interpolation weights), i.e. on
+    the mask boundary; ``test_yolo_seg_pose_decode.py`` checks this against an independent float reference on
+    random prototypes.
 exact (any other letterbox scale, or non-finite logits from a broken model)
     one float ``warpAffine`` of each crop's logit map to its box's pixels.
 
