@@ -51,11 +51,74 @@ def test_masks_only_inside_boxes_and_covered_instances_get_id_zero():
     assert list(ids) == [1, 0]
 
 
-def test_many_instances_use_mono16():
+@pytest.mark.parametrize("exact", [False, True])
+def test_many_instances_use_mono16(exact):
+    # 300 one-pixel boxes: detection i at (x, y) = (i % 64, i // 64); all foreground, so each keeps its pixel
     protos = np.ones((1, 16, 16), np.float32)
-    boxes = np.array([[i % 64, 0, i % 64 + 1, 1] for i in range(300)], np.float32)
-    labels, _ = instance_label_image(np.ones((300, 1), np.float32), protos, boxes, _meta(), channels_last=False)
+    boxes = np.array([[i % 64, i // 64, i % 64 + 1, i // 64 + 1] for i in range(300)], np.float32)
+    labels, ids = instance_label_image(np.ones((300, 1), np.float32), protos, boxes, _meta(), channels_last=False,
+                                       exact=exact)
     assert labels.dtype == np.uint16
+    expected = np.zeros((64, 64), np.uint16)
+    expected[:5].reshape(-1)[:300] = np.arange(1, 301)
+    np.testing.assert_array_equal(labels, expected)
+    np.testing.assert_array_equal(ids, np.arange(1, 301))
+
+
+@pytest.mark.parametrize("exact", [False, True])
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_better_detection_with_an_empty_mask_loses_nothing_of_a_worse_one(exact, channels_last):
+    # detection 0 (better) has an all-background mask; detection 1 (worse) overlaps it and is all foreground
+    protos = np.stack([np.full((16, 16), -1.0, np.float32), np.ones((16, 16), np.float32)])
+    p = protos.transpose(1, 2, 0).copy() if channels_last else protos
+    boxes = np.array([[8, 8, 40, 40], [24, 24, 56, 56]], np.float32)
+    labels, ids = instance_label_image(np.eye(2, dtype=np.float32), p, boxes, _meta(), channels_last=channels_last,
+                                       exact=exact)
+    expected = np.zeros((64, 64), np.uint8)
+    expected[24:56, 24:56] = 2
+    np.testing.assert_array_equal(labels, expected)
+    assert list(ids) == [0, 2]
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_boxes_on_the_edges_of_the_prototypes_replicate_the_edge(channels_last):
+    """Hand-checked: 64x64 image, no letterbox, prototypes 16x16 (4 pixels per cell). Channel 0 is +1 on the
+    border cells (row/column 0 and 15) and -10 inside. Pixel u samples cell coordinate (u + 0.5)/4 - 0.5, edges
+    replicated: u = 0, 1 -> -0.375, -0.125 -> the edge cell, +1 (inside); u = 2 -> 0.125 -> 0.875*1 + 0.125*(-10)
+    < 0; u = 3 -> 0.625 - 3.75 < 0; mirrored at u = 62, 63. So a box on an edge gets a 2-pixel strip. Boxes on the
+    edges sit between interior boxes (all -10, empty masks) in the canvas of crops: reading a neighbour's cell
+    instead of the replicated edge (0.375*(-10) + 0.625*1 < 0) would lose the strip."""
+    protos = np.full((1, 16, 16), -10.0, np.float32)
+    protos[0, [0, 15], :] = 1.0
+    protos[0, :, [0, 15]] = 1.0
+    p = protos.transpose(1, 2, 0).copy() if channels_last else protos
+    interior = [20, 20, 44, 44]
+    boxes = np.array([interior, [0, 20, 10, 30], interior, [54, 34, 64, 44], interior, [20, 0, 30, 10],
+                      [34, 54, 44, 64]], np.float32)
+    expected = np.zeros((64, 64), np.uint8)
+    expected[20:30, 0:2] = 2     # left edge
+    expected[34:44, 62:64] = 4   # right edge
+    expected[0:2, 20:30] = 6     # top edge
+    expected[62:64, 34:44] = 7   # bottom edge
+    for exact in (False, True):
+        labels, ids = instance_label_image(np.ones((7, 1), np.float32), p, boxes, _meta(),
+                                           channels_last=channels_last, exact=exact)
+        np.testing.assert_array_equal(labels, expected)
+        assert list(ids) == [0, 2, 0, 4, 0, 6, 7]
+
+
+def test_without_cv2_has_non_zero_the_ids_are_the_same(monkeypatch):
+    """OpenCV before 4.8 (apt's python3-opencv) has no cv2.hasNonZero: the ndarray.any() fallback decides the same."""
+    from axcl_ros.models import yolo_seg
+
+    protos = np.stack([np.full((16, 16), -1.0, np.float32), np.ones((16, 16), np.float32)])
+    boxes = np.array([[8, 8, 40, 40], [24, 24, 56, 56], [0, 48, 8, 56]], np.float32)
+    coeff = np.array([[1, 0], [0, 1], [1, 0]], np.float32)  # 0 and 2 empty, 1 foreground
+    before = instance_label_image(coeff, protos, boxes, _meta(), channels_last=False)
+    monkeypatch.setattr(yolo_seg, "_any_uint8", lambda a: bool(a.any()))
+    after = instance_label_image(coeff, protos, boxes, _meta(), channels_last=False)
+    np.testing.assert_array_equal(before[0], after[0])
+    assert list(before[1]) == list(after[1]) == [0, 2, 0]
 
 
 def test_known_keypoint_head_gives_known_points():
@@ -101,7 +164,8 @@ def _reference_logits(coeff, protos_chw, meta, stride=4.0):
 
 
 @pytest.mark.parametrize("channels_last", [False, True])
-@pytest.mark.parametrize("image, scale, pad_top", [((480, 640), 1.0, 80), ((720, 1280), 0.5, 140)])
+@pytest.mark.parametrize("image, scale, pad_top", [((480, 640), 1.0, 80), ((720, 1280), 0.5, 140),
+                                                   ((640, 640), 1.0, 0)])
 def test_fast_masks_match_float_bilinear_within_the_documented_tolerance(channels_last, image, scale, pad_top):
     """The quantised integer-factor path against an independent float bilinear reference on random smooth
     prototypes: a pixel may differ only where the reference logit is within 2/127 of the crop's largest |logit|
@@ -168,3 +232,15 @@ def test_non_finite_logits_take_the_float_path():
     assert (exact[:, :28] == 1).any() and not (exact[:, 36:] == 1).any()  # +inf cells are foreground
     np.testing.assert_array_equal(fast, exact)
     np.testing.assert_array_equal(fast_ids, exact_ids)
+
+
+@pytest.mark.parametrize("exact", [False, True])
+def test_a_non_finite_box_gets_no_pixels(exact):
+    protos = np.ones((1, 16, 16), np.float32)
+    boxes = np.array([[np.nan, 0, 10, 10], [0, 0, np.inf, 8], [0, 32, 32, 64]], np.float32)
+    labels, ids = instance_label_image(np.ones((3, 1), np.float32), protos, boxes, _meta(), channels_last=False,
+                                       exact=exact)
+    expected = np.zeros((64, 64), np.uint8)
+    expected[32:64, 0:32] = 3
+    np.testing.assert_array_equal(labels, expected)
+    assert list(ids) == [0, 0, 3]
