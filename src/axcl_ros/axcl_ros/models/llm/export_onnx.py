@@ -13,7 +13,8 @@ shape groups)::
 
 ``{prefix}_post.onnx`` is the final RMSNorm + lm head, ``input f32[1,1,H] -> output f32[1,1,V]`` (logits). The token
 embedding table is kept on the host (``model.embed_tokens.weight.npy``), as AXERA keeps its bf16 table on the host.
-Weights are float32 (quantized GGUF tensors are dequantized) unless a block format is asked for (:data:`ACCURACY_LEVEL`).
+Weights are float32 (quantized GGUF tensors are dequantized) unless a block format is asked for
+(:data:`ACCURACY_LEVEL`).
 Graphs use numpy + ``onnx.helper`` only. A decode step is memory- and operator-bound on a small CPU, so a layer is kept
 to ~40 operators: onnxruntime's contrib ops for RMSNorm (``SimplifiedLayerNormalization``, and
 ``SkipSimplifiedLayerNormalization`` for the residual add + norm), RoPE (``RotaryEmbedding`` on precomputed tables) and
