@@ -4,16 +4,20 @@ samples (every layer input H2D and every output D2H per token, as pyaxengine's `
 tokens in the same run; and with a top-k post model. Counted by the stub's byte counters (no timing claims).
 
 LLM host loop on the CPU: SmolLM2-135M-Instruct greedy decode tokens/s and time to first token (TTFT), against a
-plain numpy implementation of the same model (same dequantized weights) in the same run, quiet and with one core
-kept busy; and against Hugging Face transformers when a Python with it is given.
+plain numpy implementation of the same model in the same run, quiet and with one core kept busy
+(``bench_common.busy_core``), 3 repeats alternating quiet / busy, load average recorded; and against Hugging Face
+transformers when a Python with it is given.
 
-Ours: ``axcl_ros convert-llm --keep-quantization`` ONNX (one file per layer, AXERA's per-layer contract; the GGUF's
-Q4_1 blocks kept as ``MatMulNBits`` codes, float32 arithmetic; ``AXCL_BENCH_LLM_WEIGHTS=float32`` for the float32
-conversion) run by the host loop on onnxruntime with 2 intra-op threads, KV cache on the host. Baseline:
-:class:`axcl_ros_testing.llm_models.NumpyLlama` (the same decoder in numpy float32 with its own KV cache; BLAS
-limited to 2 threads). Both generate the same greedy tokens for the same ChatML prompts (checked), TTFT = prompt
-embedding + prefill + first token; decode rate = the tokens after the first divided by their time. Prompts
-alternate ours / numpy. "busy" runs the same with a second process spinning on one core.
+Ours: ``axcl_ros convert-llm --weights FORMAT`` ONNX (one file per layer, AXERA's per-layer contract) run by the host
+loop on onnxruntime, KV cache on the host, for each format of ``AXCL_BENCH_LLM_WEIGHTS`` (default: all three, the
+first is the headline): ``gguf-blocks-int8`` (the GGUF's Q4_1 blocks and Q8_0 head kept, int8 arithmetic: a quantized
+ONNX against float32 numpy, said so in every row), ``gguf-blocks`` (the same blocks, float32 arithmetic on their
+exact values) and ``float32`` (float32 against float32). One onnxruntime intra-op thread (``AXCL_BENCH_LLM_THREADS``):
+a decode-step layer is ~0.1-0.3 ms and waking a second, non-spinning worker for each parallel operator costs more
+than it gains. Baseline: :class:`axcl_ros_testing.llm_models.NumpyLlama` (the same decoder in numpy float32 on the
+dequantized GGUF weights, matmuls through OpenBLAS with 2 threads, its own KV cache). Same ChatML prompts; each row
+says in how many generations both produced the same greedy tokens. TTFT = prompt embedding + prefill + first token;
+decode rate = the tokens after the first divided by their time. Prompts alternate ours / numpy.
 
 transformers (optional, not a project dependency): set ``AXCL_BENCH_TRANSFORMERS_PYTHON`` to a Python that has
 torch + transformers + gguf (e.g. the golden-reference venv of ``scripts/golden/smollm2_golden.py``); it loads the
