@@ -326,6 +326,30 @@ def test_convert_llm_command(tmp_path, capsys):
     assert "does not exist" in capsys.readouterr().err
 
 
+def test_convert_llm_weights_option(tmp_path, capsys):
+    pytest.importorskip("gguf")
+    import argparse
+
+    from axcl_ros.cli import main
+    from axcl_ros.models.llm import convert_cli
+    from axcl_ros_testing.llm_models import write_tiny_gguf
+
+    parser = argparse.ArgumentParser()
+    convert_cli.add_parser(parser.add_subparsers())
+    for weights in WEIGHT_FORMATS:  # the command offers every format the converter has
+        assert parser.parse_args(["convert-llm", "src", "dst", "--weights", weights]).weights == weights
+    hf = write_tiny_checkpoint(str(tmp_path / "hf"), "llama", hidden=64, heads=4, kv_heads=2, intermediate=128)
+    path = write_tiny_gguf(str(tmp_path / "tiny.gguf"), hf, "Q4_0")
+    for args, weights in ((["--weights", "gguf-blocks-int8"], "gguf-blocks-int8"),
+                          (["--keep-quantization"], "gguf-blocks"), ([], "float32")):
+        out = str(tmp_path / weights)
+        assert main(["convert-llm", path, out, "--max-context", "64", *args]) == 0
+        assert f"{weights} weights" in capsys.readouterr().out
+        assert find_model_files(out).config.weights == weights
+    with pytest.raises(SystemExit):
+        main(["convert-llm", path, str(tmp_path / "x"), "--weights", "int3"])
+
+
 def test_demo_describe_step_describes_an_image_with_given_weights(vlm, capsys):
     from axcl_ros_demo.describe import describe_step
 
