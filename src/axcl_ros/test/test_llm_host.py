@@ -10,7 +10,7 @@ import pytest
 
 from axcl_ros.models.llm.checkpoint import CheckpointError, read_checkpoint
 from axcl_ros.models.llm.config import LlmConfig, ModelFilesError, find_model_files
-from axcl_ros.models.llm.export_onnx import convert_checkpoint
+from axcl_ros.models.llm.export_onnx import WEIGHT_FORMATS, convert_checkpoint
 from axcl_ros.models.llm.generate import (
     STOP_CANCELLED,
     STOP_CONTEXT,
@@ -326,6 +326,30 @@ def test_convert_llm_command(tmp_path, capsys):
     assert "does not exist" in capsys.readouterr().err
 
 
+def test_convert_llm_weights_option(tmp_path, capsys):
+    pytest.importorskip("gguf")
+    import argparse
+
+    from axcl_ros.cli import main
+    from axcl_ros.models.llm import convert_cli
+    from axcl_ros_testing.llm_models import write_tiny_gguf
+
+    parser = argparse.ArgumentParser()
+    convert_cli.add_parser(parser.add_subparsers())
+    for weights in WEIGHT_FORMATS:  # the command offers every format the converter has
+        assert parser.parse_args(["convert-llm", "src", "dst", "--weights", weights]).weights == weights
+    hf = write_tiny_checkpoint(str(tmp_path / "hf"), "llama", hidden=64, heads=4, kv_heads=2, intermediate=128)
+    path = write_tiny_gguf(str(tmp_path / "tiny.gguf"), hf, "Q4_0")
+    for args, weights in ((["--weights", "gguf-blocks-int8"], "gguf-blocks-int8"),
+                          (["--keep-quantization"], "gguf-blocks"), ([], "float32")):
+        out = str(tmp_path / weights)
+        assert main(["convert-llm", path, out, "--max-context", "64", *args]) == 0
+        assert f"{weights} weights" in capsys.readouterr().out
+        assert find_model_files(out).config.weights == weights
+    with pytest.raises(SystemExit):
+        main(["convert-llm", path, str(tmp_path / "x"), "--weights", "int3"])
+
+
 def test_demo_describe_step_describes_an_image_with_given_weights(vlm, capsys):
     from axcl_ros_demo.describe import describe_step
 
@@ -338,7 +362,7 @@ def test_demo_describe_step_describes_an_image_with_given_weights(vlm, capsys):
 
 # ---------------------------------------------------------------------------------------------------------- GGUF
 @pytest.mark.parametrize("quant", ["F32", "Q8_0", "Q4_0", "Q4_1"])
-def test_gguf_checkpoints_match_numpy_with_and_without_kept_blocks(tmp_path, quant):
+def test_gguf_checkpoints_match_numpy_in_every_weight_format(tmp_path, quant):
     pytest.importorskip("gguf")
     from axcl_ros.models.llm.checkpoint import read_gguf
     from axcl_ros_testing.llm_models import write_tiny_gguf
@@ -355,10 +379,10 @@ def test_gguf_checkpoints_match_numpy_with_and_without_kept_blocks(tmp_path, qua
     else:
         assert ck.quant and all(q.bits == (8 if quant == "Q8_0" else 4) for q in ck.quant.values())
     ref = NumpyLlama(ck)  # the dequantized values, computed in numpy
-    for keep in (False, True):
-        out = str(tmp_path / f"onnx-{keep}")
-        cfg = convert_checkpoint(path, out, max_context=128, prefill_chunk=8, keep_quant=keep)
-        assert cfg.weights == ("gguf-blocks" if keep and quant != "F32" else "float32")
+    for weights in WEIGHT_FORMATS:
+        out = str(tmp_path / f"onnx-{weights}")
+        cfg = convert_checkpoint(path, out, max_context=128, prefill_chunk=8, weights=weights)
+        assert cfg.weights == ("float32" if quant == "F32" else weights)
         model = LlmModel(out)
         try:
             ids, _ = model.tokenizer.prompt_ids(PROMPT)
@@ -366,6 +390,9 @@ def test_gguf_checkpoints_match_numpy_with_and_without_kept_blocks(tmp_path, qua
             ours = model.stack.logits(model.stack.forward(model.embeddings(ids), 0))
             ref.reset()
             theirs = ref.forward(ck.weight("model.embed_tokens.weight")[ids])
-            np.testing.assert_allclose(ours, theirs, atol=1e-3 * max(1.0, np.abs(theirs).max()))
+            # int8 arithmetic quantizes the activations (32-value blocks, ~0.5 % of a matmul's range per layer):
+            # close, not exact; its agreement on real weights is measured in test_llm_golden.py
+            rel = 1e-1 if weights == "gguf-blocks-int8" and quant != "F32" else 1e-3
+            np.testing.assert_allclose(ours, theirs, atol=rel * max(1.0, np.abs(theirs).max()))
         finally:
             model.release()

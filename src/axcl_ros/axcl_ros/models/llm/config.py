@@ -60,7 +60,8 @@ class LlmConfig:
     image_size: int = 448
     converter_version: int = 0
     source: str = ""
-    #: how the converter stored the matrices: float32, or gguf-blocks (4/8-bit codes, MatMulNBits)
+    #: how the converter stored the matrices: float32, gguf-blocks or gguf-blocks-int8 (4/8-bit codes, MatMulNBits;
+    #: export_onnx.ACCURACY_LEVEL)
     weights: str = "float32"
 
     @property

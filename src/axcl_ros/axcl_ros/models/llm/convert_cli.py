@@ -25,9 +25,13 @@ def add_parser(sub) -> None:
     p.add_argument("dst", metavar="DST_DIR")
     p.add_argument("--max-context", type=int, default=2048, metavar="TOKENS",
                    help="positions the KV cache holds, prompt + answer (default %(default)s; capped by the model)")
-    p.add_argument("--keep-quantization", action="store_true",
-                   help="GGUF Q4_0/Q4_1 matrices stay 4-bit blocks (onnxruntime MatMulNBits, exact values, float32 "
-                        "arithmetic): ~3x smaller files and faster decode; default: float32")
+    p.add_argument("--weights", choices=("float32", "gguf-blocks", "gguf-blocks-int8"), default="float32",
+                   help="float32 (default): every matrix dequantized, the reference path. gguf-blocks: GGUF Q4_0/Q4_1 "
+                        "matrices stay 4-bit blocks (onnxruntime MatMulNBits, exact values, float32 arithmetic), "
+                        "~3x smaller files. gguf-blocks-int8: the same blocks and a Q8_0 lm head, int8 arithmetic "
+                        "(activations quantized per 32-value block): fastest decode, not exact (README)")
+    p.add_argument("--keep-quantization", dest="weights", action="store_const", const="gguf-blocks",
+                   help="the same as --weights gguf-blocks")
     p.add_argument("--prefill-chunk", type=int, default=128, metavar="TOKENS",
                    help="prompt tokens per prefill call (default %(default)s, AXERA's prefill group size)")
 
@@ -51,7 +55,7 @@ def run(args, stdout: TextIO) -> int:
     dst = os.path.expanduser(args.dst)
     try:
         cfg = convert_checkpoint(os.path.expanduser(args.src), dst, max_context=args.max_context,
-                                 prefill_chunk=args.prefill_chunk, keep_quant=args.keep_quantization,
+                                 prefill_chunk=args.prefill_chunk, weights=args.weights,
                                  progress=progress)
     except (CheckpointError, OSError, KeyError, ValueError) as exc:
         progress.close()
