@@ -34,9 +34,13 @@ def _row(out, device_id):
 # smi
 # ---------------------------------------------------------------------------------------------------------------------
 def test_smi_table_json_selection_and_limits(stub_env, capsys):
+    from axcl_ros_testing.axcl_stub_build import StubControl
+
     rc, out, _ = _run(capsys, "smi")
     assert rc == 0 and "axcl_stub" in out and "2 card(s)" in out
-    assert _row(out, 129) == ["0", "129 (0x81)", "AX650N-STUB", "V0.0.0-stub", "42.9 C", "12.3 %", "0.0 %",
+    # the stub reports NPU load as its process-wide execute count (0.01 % units): earlier tests in this process count
+    npu = f"{StubControl(stub_env).counters()['executes'] % 10001 / 100:.1f} %"
+    assert _row(out, 129) == ["0", "129 (0x81)", "AX650N-STUB", "V0.0.0-stub", "42.9 C", "12.3 %", npu,
                               "345 / 945 MiB", "0 / 7040 MiB", "OK"]
     assert _row(out, 130)[:5] == ["1", "130 (0x82)", "AX650N-STUB", "V0.0.0-stub", "43.0 C"]
 
