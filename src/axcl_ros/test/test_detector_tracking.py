@@ -158,3 +158,35 @@ def test_tracking_on_the_axcl_stub(stub, tmp_path):
             ids.append(out.detections[0].track_id)
         assert ids[0] >= 1 and set(ids) == {ids[0]}, ids
         assert lc.change("/det_trk_axcl", "deactivate") and lc.change("/det_trk_axcl", "cleanup")
+
+
+_SOLVER_CHECK = """
+import sys
+import rclpy
+from rclpy.parameter import Parameter
+from axcl_ros import assets
+from axcl_ros.nodes.detector import DetectorNode
+rclpy.init()
+node = DetectorNode("solver_check", parameter_overrides=[
+    Parameter("model_path", value=str(assets.nudenet_yolov8n_onnx())), Parameter("input_size", value=320),
+    Parameter("image_topics", value=["/solver_check/image_raw"]), Parameter("tracking", value=sys.argv[1] == "on")])
+node.trigger_configure()
+print("configured", "scipy.optimize" in sys.modules)
+node.trigger_cleanup()
+rclpy.shutdown()
+"""
+
+
+@pytest.mark.parametrize("tracking", ["on", "off"])
+def test_the_assignment_solver_is_imported_at_configure_only_when_tracking(tracking):
+    """Importing scipy.optimize holds the GIL for 0.3-2 s: a tracking detector does it at configure, not on the first
+    contested match mid-stream; one that does not track never pays its ~48 MiB."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
+    proc = subprocess.run([sys.executable, "-c", _SOLVER_CHECK, tracking], capture_output=True, text=True, env=env,
+                          timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert f"configured {tracking == 'on'}" in proc.stdout

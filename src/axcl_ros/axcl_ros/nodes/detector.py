@@ -38,6 +38,7 @@ from ..io.stamps import stamp_to_seconds
 from ..io.task_messages import fill_instance_masks, fill_keypoint_array
 from ..models.detector_config import DetectorConfig
 from ..models.labels import LabelsError
+from ..models.tracking import load_solver
 from ..models.yolo import probe_inputs
 from ..models.yolo_tasks import TASKS, YoloTaskAdapter
 from ..runtime.base import settle_dynamic_dims
@@ -121,6 +122,8 @@ class DetectorNode(AxclLifecycleNode):
                                                   rect=bool(self.param("rect_input")))
         self.adapter.config = self._config()
         self.trackers = CameraTrackers(tracker_config(self.param), float(self.param("tracking_max_gap")))
+        if self.param("tracking"):
+            load_solver()  # now, not on the first contested match mid-stream (a GIL-holding import)
         self.pipeline = FramePipeline(self, self.model, self.param("input_transport"), self._prepare, self._publish,
                                       input_errors=(ImageConversionError,))
         self.cameras = CameraInputs(self, list(self.param("image_topics")), self.param("input_transport"),
@@ -229,6 +232,8 @@ class DetectorNode(AxclLifecycleNode):
                 self.trackers.max_gap_s = float(value)
             elif name == "tracking":
                 self.trackers.reset()
+                if value:
+                    load_solver()
             else:
                 self.trackers.config = tracker_config(self.param, **{name: value})
         if name == "class_filter":

@@ -90,6 +90,21 @@ def _without(indices: np.ndarray, positions: np.ndarray) -> np.ndarray:
 
 
 _NONE = np.zeros(0, np.intp)
+_solver = None  # scipy.optimize.linear_sum_assignment once loaded
+
+
+def load_solver():
+    """Import the assignment solver (``scipy.optimize.linear_sum_assignment``) now and return it.
+
+    Importing ``scipy.optimize`` costs ~50 MiB resident and 0.3-2 s of start-up with the GIL held, so a process that
+    never tracks never pays it, and one that tracks pays it at configure (call this then) rather than on the first
+    contested match in the middle of a stream, where it would stall every thread of the node."""
+    global _solver
+    if _solver is None:
+        from scipy.optimize import linear_sum_assignment
+
+        _solver = linear_sum_assignment
+    return _solver
 
 
 def _match(cost: np.ndarray, threshold: float):
@@ -111,9 +126,7 @@ def _match(cost: np.ndarray, threshold: float):
         return rows, best
     cols = admissible[rows].any(axis=0).nonzero()[0]
     sub = np.minimum(cost[np.ix_(rows, cols)] - threshold, 0.0)
-    from scipy.optimize import linear_sum_assignment  # here: importing scipy.optimize costs ~50 MiB resident
-
-    r, c = linear_sum_assignment(sub)
+    r, c = (_solver or load_solver())(sub)
     keep = sub[r, c] < 0.0
     keep |= cost[rows[r], cols[c]] <= threshold
     return rows[r[keep]], cols[c[keep]]
