@@ -190,17 +190,19 @@ class DemoObserver:
                 return 0
 
         sent, received = len(self.sent), num(det, "camera0.received")
-        lost = num(det, "camera0.lost_in_transport")
+        lost, skipped = num(det, "camera0.lost_in_transport"), num(det, "camera0.skipped_in_queue")
         out = {"frames_published": sent, "frames_received": received, "frames_lost_in_transport": lost,
-               "frames_missing_unreported": max(0, sent - received - lost),
+               "frames_skipped_in_queue": skipped,
+               "frames_missing_unreported": max(0, sent - received - lost - skipped),
                "frames_dropped_latest_slot": num(det, "camera0.dropped"),
                "frames_rejected": num(det, "camera0.errors"), "detection_messages": len(self.detections)}
         if self.audio_sent:
             chunks = num(sp, "speech.chunks") + num(sp, "speech.rejected_chunks")
-            audio_lost = num(sp, "audio.lost_in_transport")
+            audio_lost, audio_skipped = num(sp, "audio.lost_in_transport"), num(sp, "audio.skipped_in_queue")
             out.update({"audio_chunks_published": self.audio_sent, "audio_chunks_received": chunks,
-                        "audio_chunks_lost_in_transport": audio_lost,
-                        "audio_chunks_missing_unreported": max(0, self.audio_sent - chunks - audio_lost),
+                        "audio_chunks_lost_in_transport": audio_lost, "audio_chunks_skipped_in_queue": audio_skipped,
+                        "audio_chunks_missing_unreported": max(0, self.audio_sent - chunks - audio_lost
+                                                               - audio_skipped),
                         "audio_gaps": num(sp, "speech.gaps"),
                         "audio_chunks_rejected": num(sp, "speech.rejected_chunks")})
         return out
@@ -214,12 +216,15 @@ class DemoObserver:
         got = loss["detection_messages"]
         _say(f"camera: {loss['frames_published']} frames published (best effort, as camera drivers do), "
              f"{loss['frames_received']} received by the detector, {loss['frames_lost_in_transport']} lost in "
-             f"transport (message-lost event), {loss['frames_missing_unreported']} missing without a report, "
+             f"transport (message-lost event), {loss['frames_skipped_in_queue']} replaced in the subscription "
+             f"queue before the node took them (node busy), {loss['frames_missing_unreported']} missing without a "
+             f"report, "
              f"{loss['frames_dropped_latest_slot']} dropped by the executor's latest-frame slot (model busy), "
              f"{loss['frames_rejected']} rejected, {got} detection messages")
         if self.audio_sent:
             _say(f"audio: {loss['audio_chunks_published']} chunks published, {loss['audio_chunks_received']} "
                  f"received by speech, {loss['audio_chunks_lost_in_transport']} lost in transport, "
+                 f"{loss['audio_chunks_skipped_in_queue']} replaced in the subscription queue, "
                  f"{loss['audio_chunks_missing_unreported']} missing without a report, {loss['audio_gaps']} stamp "
                  f"gaps, {loss['audio_chunks_rejected']} rejected")
         transport_loss = sum(loss.get(k, 0) for k in (

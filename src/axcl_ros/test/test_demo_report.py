@@ -45,3 +45,17 @@ def test_audio_gaps_exit_non_zero():
                                                  "audio.lost_in_transport": 2}, audio_sent=30)
     assert obs.losses()["audio_chunks_lost_in_transport"] == 2
     assert obs.report() == 1
+
+
+def test_frames_replaced_in_the_queue_are_listed_and_are_no_transport_loss(capsys):
+    """Frames a busy node did not take before the next replaced them (``skipped_in_queue``, from the publisher's
+    sequence numbers) are counted like the executor's latest-frame drops: listed, not a transport failure."""
+    obs = _observer(40, {"camera0.received": 35, "camera0.lost_in_transport": 0, "camera0.skipped_in_queue": 5},
+                    {"speech.chunks": 28, "audio.skipped_in_queue": 2}, audio_sent=30)
+    loss = obs.losses()
+    assert loss["frames_skipped_in_queue"] == 5 and loss["frames_missing_unreported"] == 0
+    assert loss["audio_chunks_skipped_in_queue"] == 2 and loss["audio_chunks_missing_unreported"] == 0
+    assert obs.report() == 0
+    out = capsys.readouterr().out
+    assert "5 replaced in the subscription queue before the node took them" in out
+    assert "TRANSPORT LOSS" not in out

@@ -259,6 +259,7 @@ def test_rect_input_parameter_reaches_the_adapter_and_finds_the_same_face(graph,
     assert resp.success
     faces = [d for d in resp.detections.detections if d.class_name == "FACE_FEMALE"]
     assert faces and _iou(_box(max(faces, key=lambda d: d.score)), FACE_BOX) > 0.8
+    assert lc.change(f"/{name}", "cleanup")
 
 
 def test_an_export_with_symbolic_output_dims_configures_and_detects(graph, astronaut_bgr, labels_file, tmp_path):
@@ -275,3 +276,4 @@ def test_an_export_with_symbolic_output_dims_configures_and_detects(graph, astro
                       timeout=30)
     faces = [d for d in resp.detections.detections if d.class_name == "FACE_FEMALE"]
     assert resp.success and faces and _iou(_box(max(faces, key=lambda d: d.score)), FACE_BOX) > 0.8
+    assert LifecycleClient(graph, test).change("/det_sym", "cleanup")

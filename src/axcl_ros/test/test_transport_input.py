@@ -160,6 +160,39 @@ def test_explicit_input_qos_stays_fixed():
         CameraInputs(None, ["/x"], "raw", "fast", lambda s, m, t: None)
 
 
+def test_frames_replaced_before_the_node_takes_them_are_counted():
+    """A reliable 30 Hz driver in another process and an intake that needs 150 ms per frame, keep-last 1: most frames
+    are replaced in the reader's history. No DDS event reports that (nothing is lost in transport); the gaps in the
+    publisher's sequence numbers do, as ``skipped_in_queue``."""
+    from axcl_ros.nodes.transport_input import MESSAGE_INFO
+
+    if not MESSAGE_INFO:
+        pytest.skip("this rclpy does not pass message info to subscription callbacks (Humble)")
+    topic = "/tp_slow/image_raw"
+    with RosGraph() as graph:
+        node = graph.node("slow_intake")
+        cams = CameraInputs(node, [topic], "raw", "reliable", lambda s, m, t: time.sleep(0.15), depth=1)
+        cams.start()
+        proc = _publish(topic, "reliable", profile=True)
+        try:
+            out, _ = proc.communicate(timeout=90)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+        stream = cams.streams[0]
+        time.sleep(1.0)  # the last frame in the history is still delivered
+        stats = cams.stats()
+        cams.stop()
+    published = json.loads(out.strip().splitlines()[-1])["published"]
+    assert stream.received < 0.6 * published, (stream.received, published)
+    assert stream.lost_in_transport == 0
+    assert stream.skipped_in_queue > 0 and stats["camera0.skipped_in_queue"] == stream.skipped_in_queue
+    # every frame sent after the first one taken is accounted for: taken or skipped
+    assert stream.received + stream.skipped_in_queue >= 0.9 * published, (stream.received, stream.skipped_in_queue,
+                                                                           published)
+    assert stream.received + stream.skipped_in_queue <= published
+
+
 def test_stamp_gaps_estimate_missing_frames():
     gaps = StampGaps()
     stamps = [i / 30 for i in range(10)] + [i / 30 for i in range(13, 20)]
@@ -270,6 +303,7 @@ def test_detector_accounts_every_frame_on_diagnostics(tmp_path, profile):
         graph.wait_for(settled, 20.0, "the detector's counters to add up on /diagnostics")
         v = values()
         lc.change("/tp_detector", "deactivate")
+        lc.change("/tp_detector", "cleanup")  # the model leaves the process-wide executor (later tests count models)
     received, lost = int(v["camera0.received"]), int(v["camera0.lost_in_transport"])
     assert v["camera0.qos"] == "auto: best_effort" and v["camera0.lost_source"] == "event"
     if profile:

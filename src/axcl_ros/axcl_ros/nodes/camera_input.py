@@ -80,11 +80,18 @@ class CameraStream:
     errors: int = 0
     qos_mismatches: int = 0
     lost_in_transport: int = 0
+    sequence_gaps: int = 0
     sample_bytes: int = 0
     last_latency_ms: float = 0.0
     publishers: dict = field(default_factory=dict)
     input: TransportInput | None = None
     gaps: StampGaps = field(default_factory=StampGaps)
+
+    @property
+    def skipped_in_queue(self) -> int:
+        """Frames the camera sent that were replaced in the subscription's keep-last history before the node took
+        them: publisher sequence gaps not reported lost in transport (0 where the gaps cannot be counted)."""
+        return max(0, self.sequence_gaps - self.lost_in_transport)
 
     def output(self, name: str) -> str:
         """Topic for output ``name`` in this camera's namespace."""
@@ -126,7 +133,8 @@ class CameraInputs:
             stream.input = TransportInput(
                 self.node, msg_type, topic, lambda msg, s=stream: self._receive(s, msg), self.qos_name, self.depth,
                 on_lost=lambda n, s=stream: self._lost(s, n),
-                on_incompatible=lambda event, s=stream: self._qos_mismatch(s, event))
+                on_incompatible=lambda event, s=stream: self._qos_mismatch(s, event),
+                on_gap=lambda n, s=stream: setattr(s, "sequence_gaps", s.sequence_gaps + n))
             stream.input.start()
 
     def _lost(self, stream: CameraStream, count: int) -> None:
@@ -173,7 +181,8 @@ class CameraInputs:
         for s in self.streams:
             p = f"camera{s.index}"
             out.update({f"{p}.topic": s.topic, f"{p}.received": s.received, f"{p}.published": s.published,
-                        f"{p}.lost_in_transport": s.lost_in_transport, f"{p}.dropped": s.dropped,
+                        f"{p}.lost_in_transport": s.lost_in_transport, f"{p}.skipped_in_queue": s.skipped_in_queue,
+                        f"{p}.dropped": s.dropped,
                         f"{p}.errors": s.errors, f"{p}.qos_mismatches": s.qos_mismatches,
                         f"{p}.qos": s.input.qos_text if s.input is not None else self.qos_name,
                         f"{p}.lost_source": (s.input.lost_source if s.input is not None else "event"),

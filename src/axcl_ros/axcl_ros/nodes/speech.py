@@ -161,13 +161,16 @@ class SpeechNode(ListenOnceServer, AxclLifecycleNode):
     def activate(self) -> None:
         self._audio_in = TransportInput(self, AudioChunk, self.param("audio_topic"), self._on_audio,
                                         self.param("input_qos"), AUDIO_QUEUE_DEPTH, callback_group=self._audio_group,
-                                        on_lost=self._on_audio_lost)
+                                        on_lost=self._on_audio_lost, on_gap=self._on_audio_gap)
         self._audio_in.start()
         self._subs = [
             self.create_subscription(Bool, "mute", self._on_mute, MUTE_QOS, callback_group=self._audio_group),
         ]
         self._active = True
         self._pubs["speech_active"].publish(Bool(data=self.pipeline.speech_active))
+
+    def _on_audio_gap(self, count: int) -> None:
+        self.counters["audio_sequence_gaps"] += count
 
     def _on_audio_lost(self, count: int) -> None:
         self.counters["audio_lost_in_transport"] += count
@@ -356,6 +359,8 @@ class SpeechNode(ListenOnceServer, AxclLifecycleNode):
         if self.pipeline is not None:
             values.update({f"speech.{k}": v for k, v in self.pipeline.summary().items()})
         values["audio.lost_in_transport"] = self.counters.get("audio_lost_in_transport", 0)
+        values["audio.skipped_in_queue"] = max(0, self.counters.get("audio_sequence_gaps", 0)
+                                               - values["audio.lost_in_transport"])
         if self._audio_in is not None:
             values["audio.qos"] = self._audio_in.qos_text
             values["audio.lost_source"] = self._audio_in.lost_source

@@ -16,6 +16,7 @@ import threading
 from typing import Callable, Optional
 
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+from rclpy.subscription import Subscription
 
 try:
     from rclpy.event_handler import SubscriptionEventCallbacks
@@ -30,6 +31,8 @@ INPUT_QOS_CHOICES = ("auto",) + QOS_CHOICES
 #: 45 s (passes with 1). A deeper queue (5) recovers frames lost to short stalls (35-300 ms at 30 fps, issue #11)
 #: when the node keeps up on average: a per-node choice, not the default.
 DEFAULT_INPUT_DEPTH = 1
+#: rclpy hands ``(msg, message_info)`` to two-argument callbacks (Iron and later; Humble passes the message only)
+MESSAGE_INFO = hasattr(Subscription, "CallbackType")
 PROFILE_HINT = 'eval "$(python3 -m axcl_ros.transport_profile)"'
 
 
@@ -52,20 +55,29 @@ class TransportInput:
     """A subscription on ``topic`` with ``input_qos`` (``auto`` or fixed), keep-last ``depth``, loss accounting.
 
     ``lost`` counts samples the middleware reported lost; ``on_lost(count)`` is called for each report (from the
-    executor). ``reliability`` is the policy in force (``None`` while stopped); ``switches`` counts re-subscriptions.
+    executor). ``sequence_gaps`` counts samples missing between the publisher's sequence numbers of consecutive
+    delivered samples (``on_gap(count)`` per gap): transport losses plus samples replaced in the keep-last history
+    before the node took them, which no middleware event reports. Counted only while the topic has one publisher
+    (several publishers' numbers interleave) and where rclpy passes message info (``sequence_source``).
+    ``reliability`` is the policy in force (``None`` while stopped); ``switches`` counts re-subscriptions.
     """
 
     def __init__(self, node, msg_type, topic: str, callback: Callable, qos_name: str, depth: int, *,
                  callback_group=None, on_lost: Optional[Callable[[int], None]] = None,
-                 on_incompatible: Optional[Callable[[object], None]] = None, recheck_s: float = 1.0) -> None:
+                 on_incompatible: Optional[Callable[[object], None]] = None,
+                 on_gap: Optional[Callable[[int], None]] = None, recheck_s: float = 1.0) -> None:
         if qos_name not in INPUT_QOS_CHOICES:
             raise ValueError(f"input_qos={qos_name!r}: choose one of {INPUT_QOS_CHOICES}")
         self.node, self.msg_type, self.topic, self.callback = node, msg_type, topic, callback
         self.qos_name, self.depth = qos_name, max(1, int(depth))
         self.callback_group, self.on_lost, self.on_incompatible = callback_group, on_lost, on_incompatible
         self.recheck_s = recheck_s
+        self.on_gap = on_gap
         self.lost = 0
         self.lost_source = "event"
+        self.sequence_gaps = 0
+        self.sequence_source = "message info" if MESSAGE_INFO else "unavailable"
+        self._last_sequence: Optional[int] = None
         self.switches = 0
         self.reliability: Optional[ReliabilityPolicy] = None
         self.publishers_text = ""
@@ -118,6 +130,7 @@ class TransportInput:
         if self._sub is not None:
             self.node.destroy_subscription(self._sub)
             self._sub = None
+        self._last_sequence = None  # samples sent while re-subscribing are not this subscription's to count
         self._sub = self._create(qos)
         self.reliability = qos.reliability
         if self.qos_name == "auto":
@@ -126,19 +139,38 @@ class TransportInput:
 
     def _create(self, qos: QoSProfile):
         kwargs = {"callback_group": self.callback_group} if self.callback_group is not None else {}
+        callback = self._deliver if MESSAGE_INFO else self.callback
         incompatible = self.on_incompatible or (lambda event: None)
         if self.lost_source == "event":
             try:
                 events = SubscriptionEventCallbacks(incompatible_qos=incompatible, message_lost=self._lost)
-                return self.node.create_subscription(self.msg_type, self.topic, self.callback, qos,
+                return self.node.create_subscription(self.msg_type, self.topic, callback, qos,
                                                      event_callbacks=events, **kwargs)
             except Exception as exc:  # noqa: BLE001 - TypeError (old rclpy) or UnsupportedEventTypeError (RMW)
                 self.lost_source = "unavailable"
                 self.node.get_logger().warning(f"no message-lost event on {self.topic} ({type(exc).__name__}: "
                                                f"{exc}); transport losses are estimated from stamp gaps")
         events = SubscriptionEventCallbacks(incompatible_qos=incompatible)
-        return self.node.create_subscription(self.msg_type, self.topic, self.callback, qos,
+        return self.node.create_subscription(self.msg_type, self.topic, callback, qos,
                                              event_callbacks=events, **kwargs)
+
+    def _deliver(self, msg, info) -> None:
+        """Subscription callback with message info: count sequence gaps, then hand the message on."""
+        sequence = info.get("publication_sequence_number") if isinstance(info, dict) else None
+        if sequence:  # 0 / None: the RMW does not number samples
+            last, self._last_sequence = self._last_sequence, int(sequence)
+            if last is not None and sequence > last + 1 and self._one_publisher():
+                gap = int(sequence) - last - 1
+                self.sequence_gaps += gap
+                if self.on_gap is not None:
+                    self.on_gap(gap)
+        self.callback(msg)
+
+    def _one_publisher(self) -> bool:
+        try:
+            return self.node.count_publishers(self.topic) == 1
+        except Exception:  # noqa: BLE001 - a graph query never stops the input
+            return False
 
     def _lost(self, info) -> None:
         change = int(getattr(info, "total_count_change", 0))
