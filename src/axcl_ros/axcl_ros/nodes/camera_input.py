@@ -26,6 +26,7 @@ from .transport_input import (
     PROFILE_HINT,
     TransportInput,
     describe_publishers,
+    skipped_in_queue,
 )
 
 #: the QoS parameters of every camera input (detector, depth): one declaration, one meaning.
@@ -91,7 +92,7 @@ class CameraStream:
     def skipped_in_queue(self) -> int:
         """Frames the camera sent that were replaced in the subscription's keep-last history before the node took
         them: publisher sequence gaps not reported lost in transport (0 where the gaps cannot be counted)."""
-        return max(0, self.sequence_gaps - self.lost_in_transport)
+        return skipped_in_queue(self.sequence_gaps, self.lost_in_transport)
 
     def output(self, name: str) -> str:
         """Topic for output ``name`` in this camera's namespace."""

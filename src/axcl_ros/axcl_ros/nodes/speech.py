@@ -46,7 +46,7 @@ from .parameters import ParamSpec
 from .process import run_main
 from .qos import LATCHED_QOS
 from .speech_listen import ListenOnceServer
-from .transport_input import INPUT_QOS_CHOICES, PROFILE_HINT, TransportInput
+from .transport_input import INPUT_QOS_CHOICES, PROFILE_HINT, TransportInput, skipped_in_queue
 
 TASKS = ("transcribe", "translate")
 TRANSCRIPT_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=50, reliability=ReliabilityPolicy.RELIABLE)
@@ -359,8 +359,8 @@ class SpeechNode(ListenOnceServer, AxclLifecycleNode):
         if self.pipeline is not None:
             values.update({f"speech.{k}": v for k, v in self.pipeline.summary().items()})
         values["audio.lost_in_transport"] = self.counters.get("audio_lost_in_transport", 0)
-        values["audio.skipped_in_queue"] = max(0, self.counters.get("audio_sequence_gaps", 0)
-                                               - values["audio.lost_in_transport"])
+        values["audio.skipped_in_queue"] = skipped_in_queue(self.counters.get("audio_sequence_gaps", 0),
+                                                            values["audio.lost_in_transport"])
         if self._audio_in is not None:
             values["audio.qos"] = self._audio_in.qos_text
             values["audio.lost_source"] = self._audio_in.lost_source

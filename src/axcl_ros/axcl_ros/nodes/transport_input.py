@@ -43,6 +43,12 @@ def reliability_for(publishers) -> ReliabilityPolicy:
     return ReliabilityPolicy.BEST_EFFORT
 
 
+def skipped_in_queue(sequence_gaps: int, lost_in_transport: int) -> int:
+    """Samples replaced in a subscription's keep-last history before the node took them: the publisher's sequence
+    gaps (``TransportInput``'s ``on_gap``) that the middleware did not report lost in transport."""
+    return max(0, sequence_gaps - lost_in_transport)
+
+
 def describe_publishers(publishers) -> str:
     """``2 publishers: best_effort, reliable`` for logs."""
     if not publishers:
@@ -55,10 +61,10 @@ class TransportInput:
     """A subscription on ``topic`` with ``input_qos`` (``auto`` or fixed), keep-last ``depth``, loss accounting.
 
     ``lost`` counts samples the middleware reported lost; ``on_lost(count)`` is called for each report (from the
-    executor). ``sequence_gaps`` counts samples missing between the publisher's sequence numbers of consecutive
-    delivered samples (``on_gap(count)`` per gap): transport losses plus samples replaced in the keep-last history
-    before the node took them, which no middleware event reports. Counted only while the topic has one publisher
-    (several publishers' numbers interleave) and where rclpy passes message info (``sequence_source``).
+    executor). ``on_gap(count)`` is called for each gap in the publisher's sequence numbers between consecutive
+    delivered samples: transport losses plus samples replaced in the keep-last history before the node took them,
+    which no middleware event reports (see :func:`skipped_in_queue`). Gaps are counted only while the topic has one
+    publisher (several publishers' numbers interleave) and where rclpy passes message info (``MESSAGE_INFO``).
     ``reliability`` is the policy in force (``None`` while stopped); ``switches`` counts re-subscriptions.
     """
 
@@ -75,8 +81,6 @@ class TransportInput:
         self.on_gap = on_gap
         self.lost = 0
         self.lost_source = "event"
-        self.sequence_gaps = 0
-        self.sequence_source = "message info" if MESSAGE_INFO else "unavailable"
         self._last_sequence: Optional[int] = None
         self.switches = 0
         self.reliability: Optional[ReliabilityPolicy] = None
@@ -156,14 +160,12 @@ class TransportInput:
 
     def _deliver(self, msg, info) -> None:
         """Subscription callback with message info: count sequence gaps, then hand the message on."""
-        sequence = info.get("publication_sequence_number") if isinstance(info, dict) else None
-        if sequence:  # 0 / None: the RMW does not number samples
-            last, self._last_sequence = self._last_sequence, int(sequence)
-            if last is not None and sequence > last + 1 and self._one_publisher():
-                gap = int(sequence) - last - 1
-                self.sequence_gaps += gap
-                if self.on_gap is not None:
-                    self.on_gap(gap)
+        sequence = int(info.get("publication_sequence_number") or 0) if isinstance(info, dict) else 0
+        if sequence:  # 0: the RMW does not number samples
+            last, self._last_sequence = self._last_sequence, sequence
+            if (last is not None and sequence > last + 1 and self.on_gap is not None
+                    and self._one_publisher()):
+                self.on_gap(sequence - last - 1)
         self.callback(msg)
 
     def _one_publisher(self) -> bool:
