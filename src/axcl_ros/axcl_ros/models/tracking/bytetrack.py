@@ -107,6 +107,15 @@ def load_solver():
     return _solver
 
 
+def _cost(iou: np.ndarray, tracks: np.ndarray, dets: np.ndarray, scores: Optional[np.ndarray] = None) -> np.ndarray:
+    """``1 - IoU`` of ``tracks`` × ``dets``, the IoU weighted by the detections' ``scores`` when given (score
+    fusion)."""
+    sim = iou[tracks[:, None], dets]
+    if scores is not None:
+        sim = sim * scores[dets][None, :]
+    return 1.0 - sim
+
+
 def _match(cost: np.ndarray, threshold: float):
     """Optimal assignment among the pairs with cost <= threshold → (rows, cols).
 
@@ -126,7 +135,7 @@ def _match(cost: np.ndarray, threshold: float):
         return rows, best
     cols = admissible[rows].any(axis=0).nonzero()[0]
     sub = np.minimum(cost[np.ix_(rows, cols)] - threshold, 0.0)
-    r, c = (_solver or load_solver())(sub)
+    r, c = load_solver()(sub)
     keep = sub[r, c] < 0.0
     keep |= cost[rows[r], cols[c]] <= threshold
     return rows[r[keep]], cols[c[keep]]
@@ -182,10 +191,8 @@ class ByteTracker:
         matched_t, matched_d = [], []
 
         # 1. high-score detections against every confirmed track
-        sim = iou[pool[:, None], high]
-        if cfg.fuse_score:
-            sim = sim * scores[high][None, :]
-        r, c = _match(1.0 - sim, cfg.match_threshold)
+        fused = scores if cfg.fuse_score else None
+        r, c = _match(_cost(iou, pool, high, fused), cfg.match_threshold)
         matched_t.append(pool[r])
         matched_d.append(high[c])
         rest_tracks = _without(pool, r)
@@ -195,7 +202,7 @@ class ByteTracker:
         rest_tracked = rest_tracks[self._state[rest_tracks] == _TRACKED]
         newly_lost = rest_tracked
         if rest_tracked.size and low.size:
-            r2, c2 = _match(1.0 - iou[rest_tracked[:, None], low], cfg.low_match_threshold)
+            r2, c2 = _match(_cost(iou, rest_tracked, low), cfg.low_match_threshold)
             matched_t.append(rest_tracked[r2])
             matched_d.append(low[c2])
             newly_lost = _without(rest_tracked, r2)
@@ -204,10 +211,7 @@ class ByteTracker:
         unconfirmed = (~confirmed).nonzero()[0]
         dead_unconfirmed, new_dets = unconfirmed, rest_high
         if unconfirmed.size and rest_high.size:
-            sim = iou[unconfirmed[:, None], rest_high]
-            if cfg.fuse_score:
-                sim = sim * scores[rest_high][None, :]
-            r3, c3 = _match(1.0 - sim, cfg.unconfirmed_match_threshold)
+            r3, c3 = _match(_cost(iou, unconfirmed, rest_high, fused), cfg.unconfirmed_match_threshold)
             matched_t.append(unconfirmed[r3])
             matched_d.append(rest_high[c3])
             dead_unconfirmed = _without(unconfirmed, r3)
