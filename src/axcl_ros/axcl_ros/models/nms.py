@@ -83,11 +83,10 @@ def _ort_session():
                 except ImportError as exc:  # a dependency of the package (package.xml, requirements/runtime.txt)
                     raise ImportError(f"the detector's NMS runs on onnxruntime, which does not import ({exc}): "
                                       "pip install onnxruntime") from exc
-                opts = ort.SessionOptions()
-                opts.intra_op_num_threads = 1
-                opts.inter_op_num_threads = 1
-                opts.log_severity_level = 3
-                _session = ort.InferenceSession(nms_graph_bytes(), sess_options=opts,
+                from ..runtime.onnxruntime_backend import session_options
+
+                _session = ort.InferenceSession(nms_graph_bytes(),
+                                                sess_options=session_options(intra_op_num_threads=1),
                                                 providers=["CPUExecutionProvider"])
     return _session
 
