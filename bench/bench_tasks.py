@@ -2,7 +2,8 @@
 
 A 640×480 frame letterboxed to 640×640; the raw outputs of a segmentation model with 10 planted instances (and of a
 pose model with 10 persons) are made once by ``axcl_ros_testing.yolo_task_models`` in both layouts (Ultralytics
-``[1,116,8400]`` + ``[1,32,160,160]``; AXERA 3 DFL heads + 3 coefficient heads + ``[1,160,160,32]``). Measured,
+``[1,116,8400]`` + ``[1,32,160,160]``; AXERA 3 DFL heads + 3 coefficient heads + ``[1,32,160,160]``, as AXERA's
+compiled yolo11-seg reports them). Measured,
 block by block alternately: the detector's ``postprocess`` on the detection part of the same outputs (baseline),
 and the task adapter's ``postprocess`` (the same detection decode + each kept detection's row + 10 masks or
 keypoints). The baseline is the one the task path runs itself: the same decoder, the same arrays (for Ultralytics
@@ -88,14 +89,13 @@ def _products(adapter, outs, meta):
 
     dets = adapter.postprocess(outs, meta, with_masks=False).detections
     protos = outs[adapter.protos_spec.name][0]
-    hwc = adapter.layout == LAYOUT_AXERA
-    if hwc:
+    hwc = adapter.protos_channels_last
+    if adapter.layout == LAYOUT_AXERA:
         heads, cells = adapter._axera_cells(outs, dets.source)
         coefficients = adapter._axera_rows(outs, heads, cells)
-        ph, pw = protos.shape[:2]
     else:
         coefficients = outs[adapter.detector.output_names[0]][0, adapter._det_rows:, dets.source].astype(np.float32)
-        ph, pw = protos.shape[1:]
+    ph, pw = protos.shape[:2] if hwc else protos.shape[1:]
     _, _, _, c0, c1 = _extents(dets.boxes, meta, (pw, ph), meta.size[0] / ph)
     crops = list(zip(*c0, *c1))  # (x0, y0, x1, y1) in prototype cells
 

@@ -2,8 +2,9 @@
 
 Each builder returns an ONNX model (constant outputs that still depend on the input, as in :mod:`.yolo_models`) with
 the exact output signature of the real exports: Ultralytics ``[1,4+nc+32,N]`` + ``[1,32,H/4,W/4]`` (seg) and
-``[1,4+nc+51,N]`` (pose); AXERA per-stride DFL heads plus ``[1,h,w,32]`` coefficient heads and a ``[1,H/4,W/4,32]``
-prototype tensor (seg), or ``[1,h,w,51]`` raw keypoint heads (pose).
+``[1,4+nc+51,N]`` (pose); AXERA per-stride DFL heads plus ``[1,h,w,32]`` coefficient heads and a ``[1,32,H/4,W/4]``
+prototype tensor (seg; as AXERA's ``yolo11s-seg.axmodel`` reports it, or ``[1,H/4,W/4,32]`` with
+``channels_last_protos``), or ``[1,h,w,51]`` raw keypoint heads (pose).
 
 Planted instances: instance ``i`` has one-hot mask coefficients ``e_i`` and prototype channel ``i`` is +1 on the
 proto cells whose centres lie in the **left half** of its box (letterbox pixels), −1 elsewhere — so its mask is the
@@ -52,9 +53,10 @@ def _cell(box, stride_levels: Sequence[int], heads: List[np.ndarray]) -> Tuple[i
     raise ValueError(f"box {box} not found in the heads")
 
 
-def seg_outputs(boxes, class_ids, scores, size=(640, 640), num_classes: int = 80, *, layout: str
-                ) -> Dict[str, np.ndarray]:
-    """Raw outputs ``{name: array}`` of a segmentation model with the planted instances (letterbox boxes)."""
+def seg_outputs(boxes, class_ids, scores, size=(640, 640), num_classes: int = 80, *, layout: str,
+                channels_last_protos: bool = False) -> Dict[str, np.ndarray]:
+    """Raw outputs ``{name: array}`` of a segmentation model with the planted instances (letterbox boxes);
+    ``channels_last_protos``: AXERA layout with ``[1,H/4,W/4,32]`` prototypes instead of AXERA's ``[1,32,H/4,W/4]``."""
     protos = planted_protos(boxes, size)
     coeff = np.eye(NM, dtype=np.float32)
     if layout == "ultralytics":
@@ -70,7 +72,7 @@ def seg_outputs(boxes, class_ids, scores, size=(640, 640), num_classes: int = 80
         coef_heads[level][0, row, col] = coeff[i]
     out = {f"det{i}": h for i, h in enumerate(heads)}
     out.update({f"mask{i}": h for i, h in enumerate(coef_heads)})
-    out["proto"] = np.ascontiguousarray(protos.transpose(1, 2, 0))[None]
+    out["proto"] = np.ascontiguousarray(protos.transpose(1, 2, 0))[None] if channels_last_protos else protos[None]
     return out
 
 
@@ -122,7 +124,8 @@ def yolo11_task_stub(path, task: str, size: int = 640, classes: int = 80) -> Pat
     """AXCL stub model (op ``yolo``) of an AXERA seg or pose model.
 
     The 3 DFL heads of :func:`~.stub_models.yolo11_stub` plus, per stride, a coefficient head ``[1,g,g,32]`` and
-    prototypes ``[1,size/4,size/4,32]`` (segment) or a keypoint head ``[1,g,g,51]`` (pose). The stub plants one
+    prototypes ``[1,32,size/4,size/4]`` NCHW, as AXERA's ``yolo11s-seg.axmodel`` (segment), or a keypoint head
+    ``[1,g,g,51]`` (pose). The stub plants one
     detection (:func:`~.stub_models.expected_yolo_box`); at its cell the extra head is 0 except channel 0 = 1, and
     prototype channel 0 is 1 everywhere: the mask is the whole box; keypoints sit at the cell corner (keypoint 0 two
     strides to the right), score 0.5.
@@ -134,6 +137,6 @@ def yolo11_task_stub(path, task: str, size: int = 640, classes: int = 80) -> Pat
     ch = NM if task == "segment" else 51
     outs += [StubTensor(f"extra{i}", (1, g, g, ch), np.float32, "NHWC") for i, g in enumerate(grids)]
     if task == "segment":
-        outs.append(StubTensor("proto", (1, size // 4, size // 4, NM), np.float32, "NHWC"))
+        outs.append(StubTensor("output1", (1, NM, size // 4, size // 4), np.float32, "NCHW"))
     return write_stub_model(path, "yolo", [StubTensor("images", (1, size, size, 3), np.uint8, "NHWC")], outs,
                             {"head": 1, "score": 0.9, "left": 2, "top": 3, "right": 4, "bottom": 5}, cores=3)

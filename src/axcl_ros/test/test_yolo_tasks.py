@@ -49,6 +49,65 @@ def test_segmentation_masks(tmp_path, layout):
     assert (labels[:, 620:] == 0).all()  # nothing outside the boxes
 
 
+def test_axera_segmentation_with_channels_last_prototypes(tmp_path):
+    """AXERA's compiled yolo11-seg reports its prototypes channels first ([1,32,160,160], the default of the test
+    models); a model compiled with them channels last ([1,160,160,32]) gives the same masks."""
+    masks = {}
+    for last in (False, True):
+        outs = seg_outputs(BOXES, CLASSES, SCORES, layout="axera", channels_last_protos=last)
+        assert outs["proto"].shape == ((1, 160, 160, 32) if last else (1, 32, 160, 160))
+        adapter, res = _run(task_model(tmp_path / f"seg{last}.onnx", outs, layout="axera"), "axera")
+        assert adapter.task == "segment" and adapter.protos_channels_last is last
+        masks[last] = res.masks
+    np.testing.assert_array_equal(masks[False][0], masks[True][0])
+    np.testing.assert_array_equal(masks[False][1], masks[True][1])
+
+
+# The IO info of AXERA's published axmodels as axcl prints it on a host (Radxa AX-M1 docs, yolo11s-seg / -pose,
+# 2025): names, shapes and order.
+AXERA_SEG_IO = [("/model.23/Concat_1_output_0", (1, 80, 80, 144)), ("/model.23/Concat_2_output_0", (1, 40, 40, 144)),
+                ("/model.23/Concat_3_output_0", (1, 20, 20, 144)),
+                ("/model.23/cv4.0/cv4.0.2/Conv_output_0", (1, 80, 80, 32)),
+                ("/model.23/cv4.1/cv4.1.2/Conv_output_0", (1, 40, 40, 32)),
+                ("/model.23/cv4.2/cv4.2.2/Conv_output_0", (1, 20, 20, 32)), ("output1", (1, 32, 160, 160))]
+AXERA_POSE_IO = [(n, (1, g, g, 65)) for n, g in zip([x for x, _ in AXERA_SEG_IO[:3]], (80, 40, 20))] + \
+    [(n, (1, g, g, 51)) for n, g in zip([x for x, _ in AXERA_SEG_IO[3:6]], (80, 40, 20))]
+
+
+@pytest.mark.parametrize("task,io", [("segment", AXERA_SEG_IO), ("pose", AXERA_POSE_IO)])
+def test_the_io_signature_of_axera_published_models(task, io):
+    """The adapter reads AXERA's own yolo11s-seg / yolo11s-pose tensors as they are reported (order, names, shapes),
+    and decodes outputs laid out that way: the planted instances come back (masks / keypoints)."""
+    from axcl_ros.runtime.base import TensorSpec
+
+    inputs = [TensorSpec("images", (1, 640, 640, 3), np.dtype(np.uint8), "NHWC")]
+    specs = [TensorSpec(n, shape, np.dtype(np.float32), "NCHW" if n == "output1" else "NHWC") for n, shape in io]
+    adapter = YoloTaskAdapter.from_specs(inputs, specs)
+    assert adapter.task == task and adapter.num_classes == (80 if task == "segment" else 1)
+    assert [s.name for s in adapter.detector.output_specs] == [n for n, _ in io[:3]]
+    assert [s.name for s in adapter.extra_specs] == [n for n, _ in io[3:6]]
+    if task == "segment":
+        assert adapter.protos_spec.name == "output1" and adapter.protos_channels_last is False
+        planted = seg_outputs(BOXES, CLASSES, SCORES, layout="axera")
+        keys = [f"det{i}" for i in range(3)] + [f"mask{i}" for i in range(3)] + ["proto"]
+    else:
+        kpts = np.zeros((2, 17, 3), np.float32)
+        kpts[..., 0], kpts[..., 1], kpts[..., 2] = 200.0, 300.0, 0.9
+        planted = pose_outputs(BOXES[:2], SCORES[:2], kpts, layout="axera")
+        keys = [f"det{i}" for i in range(3)] + [f"kpt{i}" for i in range(3)]
+    raw = [planted[k] for k in keys]  # in the model's output order, as a session returns them
+    assert [a.shape for a in raw] == [shape for _, shape in io]
+    _, meta = adapter.preprocess(np.full((480, 640, 3), 100, np.uint8))
+    res = adapter.postprocess(raw, meta)
+    if task == "segment":
+        labels, ids = res.masks
+        for k, box in enumerate(BOXES):
+            got, want = labels == ids[k], _left_half_mask(box)
+            assert (got & want).sum() / (got | want).sum() > 0.95
+    else:
+        np.testing.assert_allclose(res.keypoints[..., :2], np.broadcast_to([200.0, 220.0], (2, 17, 2)), atol=1e-3)
+
+
 @pytest.mark.parametrize("layout", LAYOUTS)
 def test_pose_keypoints(tmp_path, layout):
     rng = np.random.default_rng(0)

@@ -155,6 +155,7 @@ typedef struct {
 #define DEV_SPAN 0x0001000000000000ull
 #define MAX_DEVICES 16
 #define MAX_T 16
+#define LAYOUT_NCHW 2 /* axclrtEngineDataLayout: NONE=0, NHWC=1, NCHW=2 */
 #define MAX_PARAMS 32
 #define MAX_INTS 512
 #define CTX_MAGIC 0xC0C7C0C7u
@@ -514,9 +515,11 @@ static const char *check_model(const model_t *m) {
         for (int i = 0; i < m->n_out; i++) {
             const tensor_t *o = &m->out[i];
             /* DFL heads [1,g,g,4*reg_max+classes]; seg/pose models add smaller-channel tensors (mask-coefficient
-               or keypoint heads [1,g,g,c], prototypes [1,p,p,c]) */
+               or keypoint heads [1,g,g,c]) and seg models prototypes, NCHW [1,c,p,p] as AXERA's yolo11-seg
+               axmodels report them (or NHWC [1,p,p,c]) */
+            if (shape_is(o, DT_FP32, 4) && o->layout == LAYOUT_NCHW && o->dims[2] == o->dims[3]) continue;
             if (!shape_is(o, DT_FP32, 4) || o->dims[1] != o->dims[2])
-                return "yolo outputs must be fp32 [1,g,g,c]";
+                return "yolo outputs must be fp32 [1,g,g,c] (or NCHW prototypes [1,c,p,p])";
             if (o->dims[3] > 4 * reg) dfl++;
         }
         if (dfl < 1) return "yolo needs DFL heads fp32 [1,g,g,4*reg_max+classes]";
@@ -753,6 +756,12 @@ static void op_yolo(const model_t *m, unsigned char **in, unsigned char **out) {
         const tensor_t *t = &m->out[h];
         int g = t->dims[1], c = t->dims[3], ncls = c - 4 * reg;
         float *o = (float *)out[h];
+        if (t->layout == LAYOUT_NCHW) { /* prototypes [1,c,p,p]: channel 0 = 1 everywhere (mask = box) */
+            int64_t plane = (int64_t)t->dims[2] * t->dims[3];
+            memset(o, 0, sizeof(float) * (size_t)plane * t->dims[1]);
+            for (int64_t cell = 0; cell < plane; cell++) o[cell] = 1.0f;
+            continue;
+        }
         if (ncls <= 0) {
             /* seg/pose extras: zeros, except channel 0 = 1 at the planted cell of the head's grid (mask
                coefficient e0 / keypoints at the cell corner) and everywhere in a prototype tensor (mask = box) */

@@ -1,8 +1,8 @@
 """Instance masks from YOLO segmentation outputs: mask coefficients × prototypes, computed only inside each box.
 
 YOLOv8/YOLO11 segmentation models output, per detection, ``nm`` (32) mask coefficients, and once per image ``nm``
-prototype maps at stride 4 of the network input (``[1,nm,H/4,W/4]`` NCHW in Ultralytics exports,
-``[1,H/4,W/4,nm]`` NHWC in AXERA's compiled models). An instance's mask is ``sigmoid(coefficients · prototypes)``
+prototype maps at stride 4 of the network input (``[1,nm,H/4,W/4]`` NCHW in Ultralytics exports and in AXERA's
+compiled models; ``[1,H/4,W/4,nm]`` NHWC is handled too). An instance's mask is ``sigmoid(coefficients · prototypes)``
 inside its box, bilinearly upsampled and thresholded at 0.5, i.e. the interpolated logit > 0 (no sigmoid is
 computed).
 

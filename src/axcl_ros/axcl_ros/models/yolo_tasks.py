@@ -7,7 +7,10 @@ segment, Ultralytics (``yolo export ... -seg``)
     ``[1,4+nc+nm,N]`` + prototypes ``[1,nm,H/4,W/4]`` (nm = 32).
 segment, AXERA (compiled ``yolo11*-seg`` axmodels, graph cut before the decode)
     per stride a DFL head ``[1,h,w,64+nc]`` and a mask-coefficient head ``[1,h,w,nm]``, plus prototypes
-    ``[1,H/4,W/4,nm]`` NHWC.
+    ``[1,nm,H/4,W/4]`` (channels first: the IO info of AXERA's ``yolo11s-seg.axmodel``, ``output1 1 x 32 x 160 x
+    160``, and its sample post-processing, which reads the buffer channel-major); prototypes ``[1,H/4,W/4,nm]``
+    (channels last) are taken too. The orientation is told apart by the grid: the prototypes are at stride 4,
+    twice the finest DFL head's grid.
 pose, Ultralytics: ``[1,4+nc+3K,N]`` (K = 17, nc = 1: the output has 56 rows; or ``task: pose``).
 pose, AXERA: per stride a DFL head ``[1,h,w,64+nc]`` and a keypoint head ``[1,h,w,3K]`` (raw, see :mod:`.yolo_pose`).
 
@@ -56,11 +59,12 @@ class YoloTaskAdapter:
     and ``skeleton`` (pose). ``preprocess``/``config``/``labels`` are the detector's."""
 
     def __init__(self, detector: YoloAdapter, task: str, *, extra: Sequence[TensorSpec] = (),
-                 protos: Optional[TensorSpec] = None, det_rows: int = 0) -> None:
+                 protos: Optional[TensorSpec] = None, protos_channels_last: bool = False, det_rows: int = 0) -> None:
         self.detector = detector
         self.task = task
         self.extra_specs = tuple(extra)     # AXERA: per-stride coefficient/keypoint heads, by ascending stride
         self.protos_spec = protos
+        self.protos_channels_last = protos_channels_last  # [1,H/4,W/4,nm] rather than [1,nm,H/4,W/4]
         self._det_rows = det_rows           # Ultralytics: 4 + nc
         self.keypoint_names = COCO_KEYPOINTS if task == "pose" else ()
         self.skeleton = COCO_SKELETON if task == "pose" else ()
@@ -105,12 +109,17 @@ class YoloTaskAdapter:
 
     @classmethod
     def _axera(cls, inputs, outputs, labels, task, kwargs) -> YoloTaskAdapter:
-        four = [o for o in outputs if len(o.shape) == 4 and o.shape[3] is not None]
-        dfl = [o for o in four if o.shape[3] > _REG]
+        four = [o for o in outputs if len(o.shape) == 4 and None not in o.shape[1:]]
+        wide = [o for o in four if o.shape[3] > _REG]
+        # channels-first prototypes [1,nm,H/4,W/4] have W/4 "channels" (more than a DFL head's 64 at W >= 260):
+        # they are the tensor whose last two dims are twice the finest grid of the other wide tensors
+        first = [p for p in wide if p.shape[1] <= _REG and len(wide) > 1
+                 and (p.shape[2], p.shape[3]) == tuple(2 * d for d in max(o.shape[1:3] for o in wide if o is not p))]
+        dfl = [o for o in wide if o not in first]
         small = [o for o in four if o.shape[3] <= _REG]
         grids = {o.shape[1] for o in dfl}
         heads = [o for o in small if o.shape[1] in grids]
-        protos = [o for o in small if o.shape[1] not in grids]
+        protos = first + [o for o in small if o.shape[1] not in grids]
         if task == "detect" or (task == "auto" and not heads and not protos):
             return cls(YoloAdapter.from_specs(inputs, outputs, labels, **kwargs), "detect")
         detector = YoloAdapter.from_specs(inputs, dfl, labels, **kwargs)
@@ -128,12 +137,14 @@ class YoloTaskAdapter:
                                        f"outputs {_names(outputs)}")
             return cls(detector, "pose", extra=order)
         if len(protos) != 1:
-            raise ModelLayoutError(f"segmentation model without its prototype tensor [1,H/4,W/4,{ch}] (it has "
+            raise ModelLayoutError(f"segmentation model without its prototype tensor [1,{ch},H/4,W/4] (it has "
                                    f"mask-coefficient heads [1,h,w,{ch}]): outputs {_names(outputs)}")
-        if protos[0].shape[3] != ch:
-            raise ModelLayoutError(f"prototype tensor {protos[0].describe()} does not match the {ch} mask "
+        proto = protos[0]
+        channels_last = proto not in first
+        if proto.shape[3 if channels_last else 1] != ch:
+            raise ModelLayoutError(f"prototype tensor {proto.describe()} does not match the {ch} mask "
                                    f"coefficients: outputs {_names(outputs)}")
-        return cls(detector, "segment", extra=order, protos=protos[0])
+        return cls(detector, "segment", extra=order, protos=proto, protos_channels_last=channels_last)
 
     # ----------------------------------------------------------------------------------------- passthrough
     @property
@@ -190,7 +201,7 @@ class YoloTaskAdapter:
             if not with_masks:
                 return TaskResult(dets)
             protos = named[self.protos_spec.name][0]
-            masks = instance_label_image(rows, protos, dets.boxes, meta, channels_last=self.layout == LAYOUT_AXERA)
+            masks = instance_label_image(rows, protos, dets.boxes, meta, channels_last=self.protos_channels_last)
             return TaskResult(dets, masks=masks)
         if self.layout == LAYOUT_AXERA:
             kpts = np.empty((len(dets), len(COCO_KEYPOINTS), 3), np.float32)
