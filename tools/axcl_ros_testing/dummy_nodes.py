@@ -11,6 +11,8 @@ from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackRet
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from std_msgs.msg import Float64MultiArray
 
+from axcl_ros.nodes.common import release_state_machine
+
 LATCHED = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.RELIABLE,
                      durability=DurabilityPolicy.TRANSIENT_LOCAL)
 
@@ -35,6 +37,11 @@ class DummyLifecycleNode(LifecycleNode):
         self.declare_parameter("configure_delay_s", 0.0)
         self.declare_parameter("label", "")
         self._times_pub = self.create_publisher(Float64MultiArray, "~/configure_times", LATCHED)
+
+    def destroy_node(self) -> None:
+        """Destroy the node now, its lifecycle state machine included (see ``release_state_machine``)."""
+        super().destroy_node()
+        release_state_machine(self)
 
     def _log(self, what: str) -> None:
         DummyLifecycleNode.journal.append((self.get_fully_qualified_name(), what))

@@ -83,7 +83,13 @@ class RosGraph:
         return response
 
     def close(self) -> None:
-        """Destroy every node, stop spinning and shut the context down."""
+        """Destroy every node, stop spinning, shut the context down and destroy it (its DDS participant goes now).
+
+        Without the destroy the participant lives on until the context object is garbage collected, still known to
+        the next graph's participant: a server of the same name then counts twice in that graph, one of its
+        endpoints half gone, and rmw_fastrtps reports the live server as unavailable until the stale entries
+        expire.
+        """
         self._stop.set()
         self._thread.join(timeout=5)
         for node in list(self._nodes):
@@ -91,6 +97,9 @@ class RosGraph:
         self.executor.shutdown(timeout_sec=5)
         if self.context.ok():
             self._rclpy.shutdown(context=self.context)
+        destroy = getattr(self.context, "destroy", None)  # rclpy >= Iron
+        if destroy is not None:
+            destroy()
 
     def __enter__(self) -> RosGraph:
         return self

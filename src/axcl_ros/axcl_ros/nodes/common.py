@@ -43,6 +43,20 @@ def sibling_topic(input_topic: str, name: str) -> str:
     return f"{head}/{name}" if head else f"/{name}"
 
 
+def release_state_machine(node: LifecycleNode) -> None:
+    """Destroy ``node``'s lifecycle state machine; call it after ``node.destroy_node()``.
+
+    rclpy's ``LifecycleNode.destroy_node()`` (Humble to Jazzy) leaves the state machine to the garbage collector,
+    and the state machine holds the node handle: until it is collected the node stays in the ROS graph with its
+    lifecycle services, answering ``get_state`` for a node that is gone. A node of the same name created later in
+    the same domain then has a twin, and rmw_fastrtps reports its services unavailable while the twin's endpoints
+    are half torn down (a lifecycle manager's heartbeat sees the new node as dead).
+    """
+    destroy = getattr(getattr(node, "_state_machine", None), "destroy_when_not_in_use", None)
+    if destroy is not None:
+        destroy()
+
+
 class AxclLifecycleNode(CallbackGuard, LifecycleNode):
     """Base of the axcl_ros nodes.
 
@@ -78,6 +92,11 @@ class AxclLifecycleNode(CallbackGuard, LifecycleNode):
         self._rclpy_change_state = None
         if service is not None:  # rclpy raises for a transition id not valid in the current state (rclpy#1209)
             self._rclpy_change_state, service.callback = service.callback, self._on_change_state
+
+    def destroy_node(self) -> None:
+        """Destroy the node now, its lifecycle state machine included (:func:`release_state_machine`)."""
+        super().destroy_node()
+        release_state_machine(self)
 
     # -- lifecycle requests ----------------------------------------------------------------------------------------
     def _on_change_state(self, request, response):
