@@ -46,7 +46,7 @@ def sibling_topic(input_topic: str, name: str) -> str:
 def release_state_machine(node: LifecycleNode) -> None:
     """Destroy ``node``'s lifecycle state machine; call it after ``node.destroy_node()``.
 
-    rclpy's ``LifecycleNode.destroy_node()`` (Humble to Jazzy) leaves the state machine to the garbage collector,
+    rclpy's ``LifecycleNode.destroy_node()`` (rclpy 7.1, Jazzy) leaves the state machine to the garbage collector,
     and the state machine holds the node handle: until it is collected the node stays in the ROS graph with its
     lifecycle services, answering ``get_state`` for a node that is gone. A node of the same name created later in
     the same domain then has a twin, and rmw_fastrtps reports its services unavailable while the twin's endpoints
