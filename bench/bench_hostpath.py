@@ -115,7 +115,8 @@ def _vs_plain(ultra, photo, photo_msg, grey_case, blocks, per_block) -> List[Row
     from axcl_ros.io.detection_messages import fill_detection_array
     from axcl_ros.io.image import array_to_image_fields
     from axcl_ros.io.image_transport import decode_bgr8
-    from axcl_ros.models.yolo import DetectorConfig, nms
+    from axcl_ros.models.nms import greedy_nms
+    from axcl_ros.models.yolo import DetectorConfig
 
     adapter, outputs = ultra
     grey, grey_out = grey_case
@@ -177,8 +178,8 @@ def _vs_plain(ultra, photo, photo_msg, grey_case, blocks, per_block) -> List[Row
         scores = best[keep].astype(np.float32)
         xywh = np.column_stack([boxes[:, :2], boxes[:, 2:] - boxes[:, :2]]).astype(np.float64)
         args = (boxes, scores, cls, iou, conf, xywh)
-        tn = time_interleaved({"ours": lambda a=args: nms(a[0], a[1], a[2], a[3]),
-                               "ours_stop": lambda a=args, m=max_det: nms(a[0], a[1], a[2], a[3], max_output=m),
+        tn = time_interleaved({"ours": lambda a=args: greedy_nms(a[0], a[1], a[2], a[3]),
+                               "ours_stop": lambda a=args, m=max_det: greedy_nms(a[0], a[1], a[2], a[3], max_output=m),
                                "opencv": lambda a=args: cv2.dnn.NMSBoxesBatched(a[5], a[1], a[2], a[4], a[3])},
                               blocks=blocks, per_block=per_block)
         rows.append(Row(TOPIC, f"NMS over {keep.size} candidates ({what})", tn["ours"].median_ms, "ms",

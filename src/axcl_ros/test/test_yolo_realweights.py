@@ -150,7 +150,7 @@ def test_capped_candidates_give_the_uncapped_boxes(nudenet, astronaut_bgr, layou
 def test_nms_matches_opencv_batched_nms(nudenet, astronaut_bgr, threshold):
     """Our NMS (onnxruntime's NonMaxSuppression operator) keeps exactly the boxes OpenCV's NMSBoxesBatched keeps
     (real candidates)."""
-    from axcl_ros.models.yolo import nms
+    from axcl_ros.models.nms import greedy_nms
 
     ultra, ua, *_ = nudenet
     feeds, _ = ua.preprocess(astronaut_bgr)
@@ -163,6 +163,6 @@ def test_nms_matches_opencv_batched_nms(nudenet, astronaut_bgr, threshold):
     cx, cy, w, h = (pred[i, keep] for i in range(4))
     boxes = np.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], axis=1).astype(np.float32)
     scores = conf[keep].astype(np.float32)
-    ours = nms(boxes, scores, cls, 0.45)
+    ours = greedy_nms(boxes, scores, cls, 0.45)
     np.testing.assert_array_equal(np.sort(ours), np.sort(_opencv_batched(boxes, scores, cls, 0.45)))
     np.testing.assert_array_equal(ours, ours[np.argsort(-scores[ours], kind="stable")])

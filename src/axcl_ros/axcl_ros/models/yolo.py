@@ -31,7 +31,7 @@ from .detector_config import DetectorConfig, DetectorConfigError
 from .labels import LabelsError, LabelsLike, resolve_labels
 from .letterbox import LetterboxInfo, letterbox, letterbox_nchw, rect_size, unletterbox_boxes
 from .nms import greedy_nms
-from .yolo_decode import REG_MAX, decode_axera, decode_ultralytics, nms
+from .yolo_decode import REG_MAX, decode_axera, decode_ultralytics
 
 __all__ = [
     "LAYOUT_AXERA",
@@ -42,7 +42,6 @@ __all__ = [
     "ModelLayoutError",
     "ModelOutputError",
     "YoloAdapter",
-    "nms",
     "probe_inputs",
 ]
 

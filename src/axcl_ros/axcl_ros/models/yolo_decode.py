@@ -1,4 +1,4 @@
-"""The two YOLO output layouts decoded to candidate boxes, and the NMS that selects among them.
+"""The two YOLO output layouts decoded to candidate boxes (NMS: :mod:`.nms`).
 
 * :func:`decode_axera`: AXERA's per-stride heads ``[1,h,w,4·16+nc]`` (DFL logits, then class logits); thresholds the
   class logits first (``sigmoid(x) > t  ⇔  x > logit(t)``), so the DFL softmax only runs on the cells that pass.
@@ -15,8 +15,6 @@ import math
 from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
-
-from .nms import greedy_nms
 
 #: DFL bins per box side in the AXERA layout
 REG_MAX = 16
@@ -78,12 +76,3 @@ def decode_axera(heads: List[np.ndarray], strides: Sequence[int], thr: float,
     return (np.concatenate(all_boxes), np.concatenate(all_scores).astype(np.float32),
             np.concatenate(all_cls).astype(np.int32), np.concatenate(all_cells))
 
-
-def nms(boxes: np.ndarray, scores: np.ndarray, classes: np.ndarray, iou_threshold: float,
-        agnostic: bool = False, max_output: Optional[int] = None) -> np.ndarray:
-    """Greedy NMS of K×4 ``x1, y1, x2, y2`` boxes; indices of the kept boxes, best score first (ties: lower index).
-
-    Class-aware unless ``agnostic``; ``max_output`` stops after that many kept boxes per class. Semantics and
-    implementation: :func:`~axcl_ros.models.nms.greedy_nms` (onnxruntime's NonMaxSuppression operator).
-    """
-    return greedy_nms(boxes, scores, None if agnostic else classes, iou_threshold, max_output)
