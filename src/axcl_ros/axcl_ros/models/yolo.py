@@ -379,11 +379,12 @@ class YoloAdapter:
         """
         if scores.size == 0:
             return Detections.empty(self.labels, meta.image_size)
-        order = np.argsort(-scores, kind="stable")  # the greedy visiting order
         k = config.max_candidates
-        if order.size <= k or config.agnostic_nms or not (classes != classes[0]).any():
-            # one NMS class: its early stop at max_detections already bounds the work better than the cap
-            return self._select(boxes, scores, classes, source, meta, config, order)[0]
+        if scores.size <= k or config.agnostic_nms or not (classes != classes[0]).any():
+            # one NMS class: its early stop at max_detections already bounds the work better than the cap (NMS
+            # sorts the candidates itself)
+            return self._select(boxes, scores, classes, source, meta, config, np.arange(scores.size))[0]
+        order = np.argsort(-scores, kind="stable")  # the greedy visiting order
         dets, kept = self._select(boxes, scores, classes, source, meta, config, order[:k])
         if len(dets) >= config.max_detections:
             return dets
@@ -391,7 +392,7 @@ class YoloAdapter:
 
     def _select(self, boxes: np.ndarray, scores: np.ndarray, classes: np.ndarray, source: np.ndarray,
                 meta: LetterboxInfo, config: DetectorConfig, subset: np.ndarray) -> Tuple[Detections, np.ndarray]:
-        """Detections of NMS over ``subset`` (candidate indices in the visiting order), and all boxes NMS kept.
+        """Detections of NMS over ``subset`` (candidate indices), and all boxes NMS kept (best first).
 
         NMS stops at ``max_detections`` kept boxes per class; if boxes that map to nothing in the image (wholly in
         the padding) leave fewer detections than that, it runs again without the stop.
