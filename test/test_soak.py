@@ -189,14 +189,15 @@ def check_flat(result: dict, rss_limit_mb: float, rss_slope_limit=None, drift=(1
     for topic, outs in result["outputs"].items():
         lat = [(t, x) for t, x in outs if t >= warm]
         assert lat, f"no outputs on {topic} after the warm-up"
-        # no stall: every 5-s window after the warm-up has outputs of every stream
+        medians = []  # latency per 5-s window after the warm-up
         for w0 in np.arange(warm, end - window, window):
-            assert any(w0 <= t < w0 + window for t, _ in lat), f"{topic} stalled in [{w0:.0f}, {w0 + window:.0f}) s"
-        # latency per 5-s window: a drift (a leak or a growing backlog) raises every late window; a few seconds of a
-        # slow machine raise one or two (one such run: median 10 -> 95 ms over the last third, not repeated in 4
-        # reruns), so the late windows' lowest median is compared with the first windows'
-        medians = [statistics.median(x for t, x in lat if w0 <= t < w0 + window) * 1e3
-                   for w0 in np.arange(warm, end - window, window)]
+            in_window = [x for t, x in lat if w0 <= t < w0 + window]
+            # no stall: every window has outputs of every stream
+            assert in_window, f"{topic} stalled in [{w0:.0f}, {w0 + window:.0f}) s"
+            medians.append(statistics.median(in_window) * 1e3)
+        # a drift (a leak or a growing backlog) raises every late window; a few seconds of a slow machine raise one
+        # or two (one such run: median 10 -> 95 ms over the last third, not repeated in 4 reruns), so the late
+        # windows' lowest median is compared with the first windows'
         first = statistics.median(medians[:2])
         last = min(medians[-2:])
         summary[f"latency_ms {topic}"] = (round(first, 1), round(last, 1))
