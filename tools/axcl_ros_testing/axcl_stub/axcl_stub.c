@@ -768,7 +768,8 @@ static void op_yolo(const model_t *m, unsigned char **in, unsigned char **out) {
             memset(o, 0, sizeof(float) * (size_t)g * g * c);
             int is_head = 0;
             for (int k = 0; k < m->n_out; k++)
-                if (m->out[k].dims[3] > 4 * reg && m->out[k].dims[1] == g) is_head = 1;
+                if (m->out[k].layout != LAYOUT_NCHW && m->out[k].dims[3] > 4 * reg && m->out[k].dims[1] == g)
+                    is_head = 1;
             if (g == planted_grid) o[((int64_t)(g / 2) * g + g / 2) * c] = 1.0f;
             else if (!is_head) for (int64_t cell = 0; cell < (int64_t)g * g; cell++) o[cell * c] = 1.0f;
             continue;
