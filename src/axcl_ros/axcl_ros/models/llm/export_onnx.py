@@ -88,6 +88,7 @@ class _LlmGraph(_Graph):
             y = self.op("Add", [y, self.init(f"{hint}_b", bias.astype(np.float32))])
         return y
 
+
 def build_layer(ck: Checkpoint, i: int, weights: str = "float32", max_positions: int = 2048) -> onnx.ModelProto:
     """The ONNX graph of decoder layer ``i`` (signature in the module docstring) in the format ``weights``
     (:data:`WEIGHT_FORMATS`; the block formats use the checkpoint's kept codes, float32 where it has none), for
