@@ -267,6 +267,8 @@ def _double(v):
     ("max_image_pixels", ParameterValue(type=ParameterType.PARAMETER_INTEGER, integer_value=0)),
     ("max_image_pixels", _double(1e6)),
     ("input_size", ParameterValue(type=ParameterType.PARAMETER_BOOL, bool_value=True)),
+    ("rect_input", ParameterValue(type=ParameterType.PARAMETER_STRING, string_value="yes")),
+    ("cpu_memory_pattern", ParameterValue(type=ParameterType.PARAMETER_INTEGER, integer_value=1)),
 ])
 def test_bad_parameter_values_are_refused_with_a_reason(hosted, name, value):
     ok, reason = _set(hosted, "/lh_det", name, value)
