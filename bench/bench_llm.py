@@ -12,9 +12,13 @@ Ours: ``axcl_ros convert-llm --weights FORMAT`` ONNX (one file per layer, AXERA'
 loop on onnxruntime, KV cache on the host, for each format of ``AXCL_BENCH_LLM_WEIGHTS`` (default: all three, the
 first is the headline): ``gguf-blocks-int8`` (the GGUF's Q4_1 blocks and Q8_0 head kept, int8 arithmetic: a quantized
 ONNX against float32 numpy, said so in every row), ``gguf-blocks`` (the same blocks, float32 arithmetic on their
-exact values) and ``float32`` (float32 against float32). One onnxruntime intra-op thread (``AXCL_BENCH_LLM_THREADS``):
-a decode-step layer is ~0.1-0.3 ms and waking a second, non-spinning worker for each parallel operator costs more
-than it gains. Baseline: :class:`axcl_ros_testing.llm_models.NumpyLlama` (the same decoder in numpy float32 on the
+exact values; the tied Q8_0 head in int8 with the logits near the top recomputed in float32, so greedy choices are
+exact) and ``float32`` (float32 against float32). Each format in two onnxruntime thread budgets
+(``AXCL_BENCH_LLM_CONFIGS``, e.g. ``2s,1``: ``N`` threads, ``s`` = spinning): 2 intra-op threads that busy-wait
+between the operators of a step (the layers are chained into one session, so one pool spins for the whole step and
+sleeps after it; the describe node's ``cpu_spinning: true``), and 1 thread (a decode-step layer is ~0.1-0.3 ms, and
+waking a second, non-spinning worker for each parallel operator costs more than it gains). Baseline:
+:class:`axcl_ros_testing.llm_models.NumpyLlama` (the same decoder in numpy float32 on the
 dequantized GGUF weights, matmuls through OpenBLAS with 2 threads, its own KV cache). Same ChatML prompts; each row
 says in how many generations both produced the same greedy tokens. TTFT = prompt embedding + prefill + first token;
 decode rate = the tokens after the first divided by their time. Prompts alternate ours / numpy.
@@ -42,14 +46,15 @@ import numpy as np  # noqa: E402
 from bench_common import Row, busy_core, ratio  # noqa: E402
 
 TOPIC = "llm"
-#: onnxruntime intra-op threads of ours (``AXCL_BENCH_LLM_THREADS``): one decode-step layer is ~0.1-0.3 ms, and waking
-#: a second (non-spinning) worker for each parallel operator costs more than it gains (measured, README)
-THREADS = 1
+#: onnxruntime thread budgets of ours (``AXCL_BENCH_LLM_CONFIGS``): "2s" = 2 intra-op threads, spinning; "1" = one
+#: thread (see the module docstring)
+CONFIGS = ("2s", "1")
 REPEATS = 3
 #: weight formats measured (``AXCL_BENCH_LLM_WEIGHTS``, comma-separated); the first is the headline
 WEIGHTS = ("gguf-blocks-int8", "gguf-blocks", "float32")
 FORMAT_NOTE = {"gguf-blocks-int8": "Q4_1 blocks + Q8_0 head kept, int8 arithmetic: quantized ONNX vs float32 numpy",
-               "gguf-blocks": "Q4_1 blocks kept, float32 arithmetic on their exact values; float32 head",
+               "gguf-blocks": "Q4_1 blocks kept, float32 arithmetic on their exact values; Q8_0 head in int8, the "
+                              "logits near the top recomputed in float32",
                "float32": "float32 vs float32"}
 PROMPTS = ["Write a short poem about robots.", "Name the colors of the rainbow.",
            "Describe a red cup on a kitchen table."]
@@ -232,14 +237,20 @@ def card_rows(quick: bool = False) -> List[Row]:
     ]
 
 
-def _executor_rows(folder: str, model, prompt_ids: List[List[int]], n: int, threads: int) -> List[Row]:
+def _config(text: str):
+    """``"2s"`` → (2 threads, spinning); ``"1"`` → (1 thread, not spinning)."""
+    return int(text.rstrip("s")), text.endswith("s")
+
+
+def _executor_rows(folder: str, model, prompt_ids: List[List[int]], n: int, threads: int,
+                   spinning: bool) -> List[Row]:
     """Decode through the shared inference executor (what the describe node does: one job per chunk, step and
     logits call) against calling the stack directly, alternated, quiet."""
     from axcl_ros.models.llm.generate import LlmModel
     from axcl_ros.runtime.executor import InferenceExecutor
 
     executor = InferenceExecutor("bench-llm")
-    on_exec = LlmModel(folder, threads=threads, executor=executor)
+    on_exec = LlmModel(folder, threads=threads, spinning=spinning, executor=executor)
     try:
         _ours(on_exec, prompt_ids[0], 2)
         direct, jobs = [], []
@@ -275,7 +286,7 @@ def _cpu_rows(quick: bool = False) -> List[Row]:
     except assets.AssetNotFoundError as exc:
         return [Row(TOPIC, "SmolLM2-135M", None, note=f"skipped: {exc}")]
     formats = [f for f in os.environ.get("AXCL_BENCH_LLM_WEIGHTS", ",".join(WEIGHTS)).split(",") if f]
-    threads = int(os.environ.get("AXCL_BENCH_LLM_THREADS", THREADS))
+    configs = [_config(c) for c in os.environ.get("AXCL_BENCH_LLM_CONFIGS", ",".join(CONFIGS)).split(",") if c]
     ref = NumpyLlama(read_gguf(gguf_path))
     table = ref.ck.weight("model.embed_tokens.weight")
     n = 12 if quick else 32
@@ -288,29 +299,31 @@ def _cpu_rows(quick: bool = False) -> List[Row]:
         folder = cached_conversion(gguf_path, weights=fmt)
         rows.append(Row(TOPIC, f"convert-llm --weights {fmt} (or cached folder)", time.perf_counter() - t0, "s",
                         note=f"cache: {folder}"))
-        model = LlmModel(folder, threads=threads)
-        prompt_ids = [model.tokenizer.prompt_ids(p)[0] for p in prompts]
-        _ours(model, prompt_ids[0], 2)  # warm-up
-        _numpy(ref, table, prompt_ids[0], 2)
-        load = os.getloadavg()
-        runs: Dict[str, List] = {"quiet": [], "one core busy": []}
-        for _ in range(repeats):  # quiet and busy alternate, so that a slow phase of the machine hits both
-            for label in runs:
-                with busy_core(label != "quiet"):
-                    runs[label].append(_pass(model, ref, table, prompt_ids, n))
-        note = (f"ONNX weights {fmt} ({FORMAT_NOTE[fmt]}), onnxruntime {threads} intra-op thread(s); baseline "
-                f"plain numpy float32, BLAS 2 threads; {len(prompts)} prompts of {min(map(len, prompt_ids))}-"
-                f"{max(map(len, prompt_ids))} tokens, {n} tokens each, {repeats} repeats; load average "
-                f"{load[0]:.1f} at the start")
-        for label, res in runs.items():
-            rows += _rows(f"{label}, {fmt}", res, note)
-        if main is None:
-            main = (folder, model, prompt_ids)
-        else:
-            model.release()
+        for threads, spinning in configs:
+            model = LlmModel(folder, threads=threads, spinning=spinning)
+            budget = f"{threads} thread{'s' if threads > 1 else ''}{', spinning' if spinning else ''}"
+            prompt_ids = [model.tokenizer.prompt_ids(p)[0] for p in prompts]
+            _ours(model, prompt_ids[0], 2)  # warm-up
+            _numpy(ref, table, prompt_ids[0], 2)
+            load = os.getloadavg()
+            runs: Dict[str, List] = {"quiet": [], "one core busy": []}
+            for _ in range(repeats):  # quiet and busy alternate, so that a slow phase of the machine hits both
+                for label in runs:
+                    with busy_core(label != "quiet"):
+                        runs[label].append(_pass(model, ref, table, prompt_ids, n))
+            note = (f"ONNX weights {fmt} ({FORMAT_NOTE[fmt]}), onnxruntime {budget}; baseline plain numpy float32, "
+                    f"BLAS 2 threads; {len(prompts)} prompts of {min(map(len, prompt_ids))}-"
+                    f"{max(map(len, prompt_ids))} tokens, {n} tokens each, {repeats} repeats; load average "
+                    f"{load[0]:.1f} at the start")
+            for label, res in runs.items():
+                rows += _rows(f"{label}, {fmt}, {budget}", res, note)
+            if main is None:
+                main = (folder, model, prompt_ids, threads, spinning)
+            else:
+                model.release()
     if main is not None:
-        folder, model, prompt_ids = main
-        rows += _executor_rows(folder, model, prompt_ids, n, threads)
+        folder, model, prompt_ids, threads, spinning = main
+        rows += _executor_rows(folder, model, prompt_ids, n, threads, spinning)
         py = os.environ.get("AXCL_BENCH_TRANSFORMERS_PYTHON", "")
         if py:
             rows += _transformers_rows(py, gguf_path, model, prompt_ids, n)

@@ -100,3 +100,31 @@ def test_int8_arithmetic_agrees_with_the_reference_on_most_tokens(golden):
     finally:
         model.release()
     assert agree >= 0.9 * total and identical >= 2, (agree, total, identical)
+
+
+def test_the_int8_head_error_bound_holds_on_the_reference_trajectories(golden):
+    """``gguf-blocks`` runs the tied Q8_0 head with int8 arithmetic and recomputes the logits near the top from the
+    float32 table; this holds only if the post model's ``error_bound`` really bounds every logit's error. Checked
+    on the hidden states of the reference answers (teacher forcing)."""
+    import numpy as np
+
+    from axcl_ros.models.llm.layers import BOUNDED_POST_OUTPUTS
+
+    model = _load("gguf-blocks")
+    try:
+        table = np.load(model.files.embeddings, mmap_mode="r")
+        stack = model.stack
+        worst = 0.0
+        for case in golden["cases"][:3]:
+            system, user = _messages(case)
+            ids, _ = model.tokenizer.prompt_ids(user, system)
+            stack.reset()
+            hidden = stack.forward(model.embeddings(ids), 0)
+            for token in case["generated_ids"]:
+                out = stack._post.run({"input": hidden.reshape(1, 1, -1)}, BOUNDED_POST_OUTPUTS)
+                exact = np.asarray(table) @ out["normed"].reshape(-1)
+                worst = max(worst, float(np.abs(out["output"].reshape(-1) - exact).max() / out["error_bound"][0]))
+                hidden = stack.forward(model.embeddings([token]), stack.position)
+    finally:
+        model.release()
+    assert 0 < worst <= 1.0, worst

@@ -396,3 +396,48 @@ def test_gguf_checkpoints_match_numpy_in_every_weight_format(tmp_path, quant):
             np.testing.assert_allclose(ours, theirs, atol=rel * max(1.0, np.abs(theirs).max()))
         finally:
             model.release()
+
+
+def test_a_tied_q8_0_head_bounds_its_error_and_gives_the_float32_argmax(tmp_path):
+    """``gguf-blocks`` runs a tied Q8_0 lm head with int8 arithmetic; the post model bounds every logit's error and
+    the host recomputes the logits near the top in float32, so the greedy choice is the float32 head's."""
+    pytest.importorskip("gguf")
+    import onnxruntime as ort
+
+    from axcl_ros.models.llm.checkpoint import read_gguf
+    from axcl_ros.models.llm.layers import BOUNDED_POST_OUTPUTS
+    from axcl_ros_testing.llm_models import write_tiny_gguf
+
+    hf = write_tiny_checkpoint(str(tmp_path / "hf"), "llama", hidden=64, heads=4, kv_heads=2, intermediate=128,
+                               tie=True)
+    path = write_tiny_gguf(str(tmp_path / "tiny.gguf"), hf, "Q8_0")
+    ck = read_gguf(path, keep_quant=True)
+    out = str(tmp_path / "onnx")
+    convert_checkpoint(path, out, max_context=128, prefill_chunk=8, weights="gguf-blocks")
+    files = find_model_files(out)
+    post = ort.InferenceSession(files.post, providers=["CPUExecutionProvider"])
+    assert [o.name for o in post.get_outputs()] == list(BOUNDED_POST_OUTPUTS)
+    table = ck.weight("model.embed_tokens.weight")
+    np.testing.assert_array_equal(np.load(files.embeddings), table)
+    ref = NumpyLlama(ck)
+    model = LlmModel(out)
+    try:
+        rng = np.random.default_rng(1)
+        for _ in range(20):  # the bound holds for hidden states of any scale
+            x = (rng.standard_normal((1, 1, ck.hidden_size)) * rng.uniform(0.1, 30)).astype(np.float32)
+            approx, normed, bound = post.run(None, {"input": x})
+            err = np.abs(approx.reshape(-1) - table @ normed.reshape(-1)).max()
+            assert 0 < err <= bound[0], (err, bound)
+        ids, _ = model.tokenizer.prompt_ids(PROMPT)
+        model.stack.reset()
+        ref.reset()
+        ours = model.stack.logits(model.stack.forward(model.embeddings(ids), 0))
+        theirs = ref.forward(table[ids])
+        for token in rng.integers(0, ck.vocab_size, 6):
+            best = int(np.argmax(theirs))
+            assert int(np.argmax(ours)) == best
+            np.testing.assert_allclose(ours[best], theirs[best], rtol=1e-4, atol=1e-4)  # recomputed, not int8
+            ours = model.stack.logits(model.stack.forward(model.embeddings([int(token)]), model.stack.position))
+            theirs = ref.forward(table[[int(token)]])
+    finally:
+        model.release()

@@ -123,6 +123,9 @@ class DescribeNode(AxclLifecycleNode):
         ParamSpec("backend", "auto", "auto = what the layer files need; onnxruntime; axcl.", choices=BACKEND_CHOICES),
         ParamSpec("device", "", "Backend device: '' or 'cpu' (onnxruntime), card index '0' (axcl)."),
         ParamSpec("threads", 0, "onnxruntime intra-op threads (0 = onnxruntime's default).", min=0, max=64),
+        ParamSpec("cpu_spinning", False, "Let onnxruntime threads busy-wait between the operators of a decode step "
+                                         "(faster on an idle machine, slower when another process keeps a core "
+                                         "busy; see the README)."),
         ParamSpec("image_topic", "image", "sensor_msgs/Image topic whose latest frame empty requests describe."),
         ParamSpec("input_qos", "sensor_data", "Image input QoS.", choices=QOS_CHOICES),
         ParamSpec("system_prompt", "", "System prompt (empty = the model's default).", dynamic=True),
@@ -167,7 +170,8 @@ class DescribeNode(AxclLifecycleNode):
                              f"{files.backend!r}; set backend: auto")
         # the layers run on the process-wide executor of the device: one job per prefill chunk and per token
         model = LlmModel(files.folder, vision_path=self.param("vision_model_path"),
-                         threads=int(self.param("threads")), device=device,
+                         threads=int(self.param("threads")), spinning=bool(self.param("cpu_spinning")),
+                         device=device,
                          executor=get_executor(executor_key(files.backend, device)))
         self.model = model
         self._pub = self.create_lifecycle_publisher(Description, "description", OUTPUT_QOS)

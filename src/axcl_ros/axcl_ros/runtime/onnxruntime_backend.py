@@ -138,7 +138,8 @@ DEFAULT_MEMORY_PATTERN = True
 def session_options(intra_op_num_threads: int = DEFAULT_INTRA_OP_THREADS,
                     inter_op_num_threads: int = DEFAULT_INTER_OP_THREADS,
                     allow_spinning: bool = DEFAULT_ALLOW_SPINNING, affinity: str = "",
-                    log_severity_level: int = 3, memory_pattern: bool = DEFAULT_MEMORY_PATTERN):
+                    log_severity_level: int = 3, memory_pattern: bool = DEFAULT_MEMORY_PATTERN,
+                    stop_spinning_after_run: bool = False):
     """The one place that builds ``onnxruntime.SessionOptions`` in this package (detector, depth, speech, VAD).
 
     ``intra_op_num_threads`` / ``inter_op_num_threads``: 0 keeps ORT's default (one thread per core).
@@ -147,7 +148,9 @@ def session_options(intra_op_num_threads: int = DEFAULT_INTRA_OP_THREADS,
     (e.g. ``"1"`` pins the one extra intra-op thread to core 1; ``""`` = unpinned); it needs
     ``intra_op_num_threads`` >= 2 and is rejected by ORT otherwise. ``memory_pattern``: ORT's
     ``enable_mem_pattern`` (one preplanned block for a run's intermediate tensors; off = each tensor allocated from
-    the arena as the run goes, which keeps less memory resident).
+    the arena as the run goes, which keeps less memory resident). ``stop_spinning_after_run``: spinning workers go
+    to sleep when a run ends (ORT's ``session.force_spinning_stop``) instead of spinning on for a while, waiting for
+    the next run: for sessions that run one after another, whose idle pools must not spin against the running one.
     """
     if ort is None:
         raise BackendUnavailableError(f"onnxruntime is not installed ({_IMPORT_ERROR}): pip install onnxruntime")
@@ -162,6 +165,8 @@ def session_options(intra_op_num_threads: int = DEFAULT_INTRA_OP_THREADS,
     spin = "1" if allow_spinning else "0"
     opts.add_session_config_entry("session.intra_op.allow_spinning", spin)
     opts.add_session_config_entry("session.inter_op.allow_spinning", spin)
+    if allow_spinning and stop_spinning_after_run:
+        opts.add_session_config_entry("session.force_spinning_stop", "1")
     if affinity:
         opts.add_session_config_entry("session.intra_op_thread_affinities", str(affinity))
     return opts
@@ -177,6 +182,7 @@ class OnnxRuntimeBackend(Backend):
         affinity: ORT intra-op thread affinity string ('' = not pinned).
         log_severity_level: ORT log level for new sessions (0 verbose … 4 fatal); 3 shows errors only.
         memory_pattern: ORT's ``enable_mem_pattern`` (see :func:`session_options`).
+        stop_spinning_after_run: spinning workers sleep when a run ends (see :func:`session_options`).
     The defaults are the measured thread budget (:data:`DEFAULT_INTRA_OP_THREADS` …).
     """
 
@@ -186,7 +192,8 @@ class OnnxRuntimeBackend(Backend):
     def __init__(self, intra_op_num_threads: int = DEFAULT_INTRA_OP_THREADS,
                  inter_op_num_threads: int = DEFAULT_INTER_OP_THREADS,
                  allow_spinning: bool = DEFAULT_ALLOW_SPINNING, affinity: str = "",
-                 log_severity_level: int = 3, memory_pattern: bool = DEFAULT_MEMORY_PATTERN) -> None:
+                 log_severity_level: int = 3, memory_pattern: bool = DEFAULT_MEMORY_PATTERN,
+                 stop_spinning_after_run: bool = False) -> None:
         if intra_op_num_threads < 0 or inter_op_num_threads < 0:
             raise ValueError(f"thread counts must be >= 0, got intra={intra_op_num_threads} "
                              f"inter={inter_op_num_threads}")
@@ -196,6 +203,7 @@ class OnnxRuntimeBackend(Backend):
         self.affinity = str(affinity or "")
         self.log_severity_level = int(log_severity_level)
         self.memory_pattern = bool(memory_pattern)
+        self.stop_spinning_after_run = bool(stop_spinning_after_run)
 
     def available(self) -> Tuple[bool, str]:
         """ORT is usable when the ``onnxruntime`` package imports."""
@@ -205,10 +213,25 @@ class OnnxRuntimeBackend(Backend):
 
     def _session_options(self):
         return session_options(self.intra_op_num_threads, self.inter_op_num_threads, self.allow_spinning,
-                               self.affinity, self.log_severity_level, self.memory_pattern)
+                               self.affinity, self.log_severity_level, self.memory_pattern,
+                               self.stop_spinning_after_run)
 
     def load(self, path: str, device: str = "") -> OnnxRuntimeSession:
         """Load the ONNX file ``path`` on ``device`` (``""``/``"cpu"``, ``"cuda"``, ``"cuda:N"``)."""
+        provider = self._provider(device)
+        path = os.fspath(path)
+        if not os.path.exists(path):
+            raise ModelLoadError(f"model file {path!r} does not exist; check the path (absolute, or relative to "
+                                 f"{os.getcwd()}) or export the model there")
+        if not os.path.isfile(path):
+            raise ModelLoadError(f"model path {path!r} is not a file; pass the .onnx file itself")
+        return self._session(path, path, provider, device)
+
+    def load_serialized(self, model: bytes, name: str, device: str = "") -> OnnxRuntimeSession:
+        """Load a serialized ONNX model built in memory; ``name`` stands for its path in messages."""
+        return self._session(model, name, self._provider(device), device)
+
+    def _provider(self, device: str) -> Tuple[str, Dict[str, str]]:
         ok, reason = self.available()
         if not ok:
             raise BackendUnavailableError(reason)
@@ -217,20 +240,18 @@ class OnnxRuntimeBackend(Backend):
             raise BackendUnavailableError(
                 f"onnxruntime: device {device!r} needs {provider}, but this onnxruntime build only has "
                 f"{ort.get_available_providers()}; install onnxruntime-gpu (with a matching CUDA) or use device 'cpu'")
-        path = os.fspath(path)
-        if not os.path.exists(path):
-            raise ModelLoadError(f"model file {path!r} does not exist; check the path (absolute, or relative to "
-                                 f"{os.getcwd()}) or export the model there")
-        if not os.path.isfile(path):
-            raise ModelLoadError(f"model path {path!r} is not a file; pass the .onnx file itself")
-        providers = [(provider, options)] if options else [provider]
+        return provider, options
+
+    def _session(self, source, name: str, provider: Tuple[str, Dict[str, str]], device: str) -> OnnxRuntimeSession:
+        ep, options = provider
+        providers = [(ep, options)] if options else [ep]
         try:
-            sess = ort.InferenceSession(path, sess_options=self._session_options(), providers=providers)
+            sess = ort.InferenceSession(source, sess_options=self._session_options(), providers=providers)
         except Exception as exc:
-            raise ModelLoadError(f"onnxruntime cannot load {path!r} (corrupt, truncated or not an ONNX model, or an "
+            raise ModelLoadError(f"onnxruntime cannot load {name!r} (corrupt, truncated or not an ONNX model, or an "
                                  f"unsupported opset/operator): {exc}") from exc
-        if provider not in sess.get_providers():
+        if ep not in sess.get_providers():
             raise BackendUnavailableError(
-                f"onnxruntime could not start {provider} for {path!r} (session uses {sess.get_providers()}); "
+                f"onnxruntime could not start {ep} for {name!r} (session uses {sess.get_providers()}); "
                 "check the CUDA/cuDNN install or use device 'cpu'")
-        return OnnxRuntimeSession(sess, path, (device or "cpu").strip().lower())
+        return OnnxRuntimeSession(sess, name, (device or "cpu").strip().lower())

@@ -28,7 +28,8 @@ from typing import List, Optional, Union
 import numpy as np
 
 from .config import LlmFiles, ModelFilesError
-from .layers import LAYER_INPUTS, LAYER_OUTPUTS, ContextFullError, LayerStack
+from .layer_chain import LAYER_INPUTS, LAYER_OUTPUTS
+from .layers import ContextFullError, LayerStack
 
 log = logging.getLogger(__name__)
 

@@ -13,6 +13,10 @@ shape groups)::
 
 ``{prefix}_post.onnx`` is the final RMSNorm + lm head, ``input f32[1,1,H] -> output f32[1,1,V]`` (logits). The token
 embedding table is kept on the host (``model.embed_tokens.weight.npy``), as AXERA keeps its bf16 table on the host.
+In ``gguf-blocks`` a Q8_0 lm head tied to that table runs with int8 arithmetic, and the post model also gives
+``normed f32[1,1,H]`` (the head's input) and ``error_bound f32[1]`` (a bound on any logit's error); the host
+recomputes in float32, from the table, every logit within twice the bound of the best (:func:`.layers.exact_near_top`),
+so the greedy choice is the float32 head's.
 Weights are float32 (quantized GGUF tensors are dequantized) unless a block format is asked for
 (:data:`ACCURACY_LEVEL`).
 Graphs use numpy + ``onnx.helper`` only. A decode step is memory- and operator-bound on a small CPU, so a layer is kept
@@ -39,14 +43,16 @@ from .config import EMBED_NPY, LlmConfig
 __all__ = ["CONVERTER_VERSION", "MASK_VALUE", "WEIGHT_FORMATS", "build_layer", "build_post", "cached_conversion",
            "convert_checkpoint", "build_tokenizer_json"]
 
-CONVERTER_VERSION = 3
+CONVERTER_VERSION = 4
 #: the value AXERA's masks use for "do not attend" (bf16 -65536); exp() of it underflows to exactly 0
 MASK_VALUE = -65536.0
 ProgressFn = Optional[Callable[[str], None]]
 #: ``--weights`` formats of the converter and their ``MatMulNBits.accuracy_level``. ``float32``: every matrix
 #: dequantized to float32 (the reference path). ``gguf-blocks``: GGUF Q4_0/Q4_1 (and a Q8_0 head's) block codes kept,
-#: float32 arithmetic on their exact values. ``gguf-blocks-int8``: the same codes (the Q8_0 lm head too), int8
-#: arithmetic (onnxruntime quantizes each 32-value block of the activations to int8 at run time): not exact.
+#: float32 arithmetic on their exact values (a tied Q8_0 lm head: int8 arithmetic with the logits near the top
+#: recomputed in float32 on the host, see the module docstring). ``gguf-blocks-int8``: the same codes (the Q8_0 lm
+#: head too), int8 arithmetic (onnxruntime quantizes each 32-value block of the activations to int8 at run time): not
+#: exact.
 ACCURACY_LEVEL = {"float32": 0, "gguf-blocks": 0, "gguf-blocks-int8": 4}
 WEIGHT_FORMATS = tuple(ACCURACY_LEVEL)
 
@@ -65,9 +71,11 @@ class _LlmGraph(_Graph):
         self.accuracy_level = int(accuracy_level)
         self._block_sums: dict = {}
 
-    def matmul_nbits(self, x: str, qw: QuantWeight, bias: Optional[np.ndarray], hint: str) -> str:
-        """``x @ W.T (+ bias)`` with W kept as block codes (``com.microsoft.MatMulNBits``) plus the per-block offsets
-        as ``blocksum(x) @ offset.T`` (the block sums of one input are computed once per graph)."""
+    def matmul_nbits(self, x: str, qw: QuantWeight, bias: Optional[np.ndarray], hint: str,
+                     accuracy_level: Optional[int] = None) -> str:
+        """``x @ W.T (+ bias)`` with W kept as block codes (``com.microsoft.MatMulNBits``, the graph's
+        ``accuracy_level`` unless one is given) plus the per-block offsets as ``blocksum(x) @ offset.T`` (the block
+        sums of one input are computed once per graph)."""
         n, k = qw.codes.shape
         blocks = k // qw.block
         codes = qw.codes.reshape(n, blocks, qw.block)
@@ -76,7 +84,7 @@ class _LlmGraph(_Graph):
         y = self.op("MatMulNBits", [x, self.init(f"{hint}_q", np.ascontiguousarray(codes, np.uint8)),
                                     self.init(f"{hint}_s", qw.scale.reshape(-1).astype(np.float32))],
                     domain="com.microsoft", K=k, N=n, bits=qw.bits, block_size=qw.block,
-                    accuracy_level=self.accuracy_level)
+                    accuracy_level=self.accuracy_level if accuracy_level is None else int(accuracy_level))
         if qw.offset is not None and np.any(qw.offset):
             key = (x, qw.block)
             if key not in self._block_sums:
@@ -175,23 +183,45 @@ def build_layer(ck: Checkpoint, i: int, weights: str = "float32", max_positions:
 
 
 def build_post(ck: Checkpoint, weights: str = "float32") -> onnx.ModelProto:
-    """Final RMSNorm + lm head: ``input f32[1,1,H] -> output f32[1,1,V]``."""
+    """Final RMSNorm + lm head: ``input f32[1,1,H] -> output f32[1,1,V]`` (+ ``normed``, ``error_bound`` for a tied
+    Q8_0 head in ``gguf-blocks``, see the module docstring)."""
     g = _LlmGraph(ACCURACY_LEVEL[weights])
     x = g.rms_norm("input", ck.weight("model.norm.weight"), ck.rms_norm_eps, "norm")
-    qw = ck.quant.get("lm_head.weight") if "lm_head.weight" in ck.weights else ck.quant.get(
-        "model.embed_tokens.weight")
-    # onnxruntime 1.32's 8-bit MatMulNBits with float32 arithmetic runs a vocabulary-wide head ~25x slower than
-    # float32: 8-bit codes (SmolLM2's Q8_0 tied embedding) are kept only with int8 arithmetic
+    tied = "lm_head.weight" not in ck.weights
+    qw = ck.quant.get("model.embed_tokens.weight" if tied else "lm_head.weight")
+    f32 = TensorProto.FLOAT
+    outputs = [helper.make_tensor_value_info("output", f32, [1, 1, ck.vocab_size])]
     if qw is not None and (qw.bits == 4 or g.accuracy_level == 4):
         head = g.matmul_nbits(x, qw, None, "lm_head")
+    elif qw is not None and tied and weights == "gguf-blocks":
+        # onnxruntime 1.32's 8-bit MatMulNBits with float32 arithmetic runs a vocabulary-wide head ~25x slower than
+        # float32: int8 arithmetic, plus what the host needs to recompute the logits near the top exactly
+        head = g.matmul_nbits(x, qw, None, "lm_head", accuracy_level=4)
+        g.op("Identity", [x], out=["normed"])
+        g.op("Identity", [_int8_error_bound(g, x, qw)], out=["error_bound"])
+        outputs += [helper.make_tensor_value_info("normed", f32, [1, 1, ck.hidden_size]),
+                    helper.make_tensor_value_info("error_bound", f32, [1])]
     else:
         head = g.linear(x, ck.lm_head, None, "lm_head")
     g.op("Identity", [head], out=["output"])
-    f32 = TensorProto.FLOAT
-    return _model(g, f"{ck.architecture}_post",
-                  [helper.make_tensor_value_info("input", f32, [1, 1, ck.hidden_size])],
-                  [helper.make_tensor_value_info("output", f32, [1, 1, ck.vocab_size])],
-                  f"final norm + lm head of {ck.name}")
+    return _model(g, f"{ck.architecture}_post", [helper.make_tensor_value_info("input", f32, [1, 1, ck.hidden_size])],
+                  outputs, f"final norm + lm head of {ck.name}")
+
+
+def _int8_error_bound(g: _LlmGraph, x: str, qw: QuantWeight) -> str:
+    """A bound on every logit's error from the int8 arithmetic of ``x @ W.T`` (``x [1,1,K]``, W's codes ``qw``).
+
+    onnxruntime quantizes each block of 32 inputs with the scale ``s_b = max|x_b| / 127`` and rounds to the nearest
+    code, so each input moves by at most ``s_b / 2`` and a logit by at most ``sum_b s_b / 2 * max_r |W_r,b|_1``
+    (the weights are exact codes; the int32 block sums are exact). Returns a ``[1]`` tensor."""
+    n, k = qw.codes.shape
+    blocks = k // qw.block
+    zero = 1 << (qw.bits - 1)
+    l1 = np.abs(qw.codes.astype(np.int32) - zero).reshape(n, blocks, qw.block).sum(-1) * np.abs(qw.scale)
+    amax = g.op("ReduceMax", [g.op("Abs", [g.op("Reshape", [x, g.ints([blocks, qw.block])])])], axes=[1],
+                keepdims=0)                                                                       # [blocks]
+    half_l1 = g.init("lm_head_l1", (l1.max(0) / (2.0 * 127.0)).astype(np.float32))
+    return g.op("ReduceSum", [g.op("Mul", [amax, half_l1]), g.ints([0])], keepdims=1)
 
 
 def _model(g: _LlmGraph, name: str, inputs, outputs, doc: str) -> onnx.ModelProto:

@@ -93,15 +93,15 @@ class _Streamer:
                 self.on_delta(delta, self.n_tokens)
 
 
-def build_stack(files: LlmFiles, threads: int = 0, device: str = "") -> LayerStack:
+def build_stack(files: LlmFiles, threads: int = 0, device: str = "", spinning: bool = False) -> LayerStack:
     """The layer stack the files need: :class:`~.axcl_layers.AxclLayerStack` for ``.axmodel`` layers (``device`` =
-    card index), else :class:`~.layers.OnnxLayerStack`."""
+    card index), else :class:`~.layers.OnnxLayerStack` (``threads``, ``spinning``: its onnxruntime threads)."""
     if files.backend == "axcl":
         from ...runtime.axcl_backend import parse_device
         from .axcl_layers import AxclLayerStack
 
         return AxclLayerStack(files, device_index=parse_device(device))
-    return OnnxLayerStack(files, threads=threads, device=device)
+    return OnnxLayerStack(files, threads=threads, device=device, spinning=spinning)
 
 
 class LlmModel:
@@ -111,14 +111,16 @@ class LlmModel:
         model_dir: folder written by ``axcl_ros convert-llm`` (ONNX) or AXERA's compiled layout.
         vision_path: vision encoder file (optional; found in ``model_dir`` when it holds one).
         threads: onnxruntime intra-op threads (0 = onnxruntime's default).
+        spinning: onnxruntime's workers busy-wait between the operators of a step (see
+            :class:`~.layers.OnnxLayerStack`).
         device: backend device.
         stack: a ready layer stack (default: the one the files need, see :func:`build_stack`).
         executor: an :class:`~axcl_ros.runtime.executor.InferenceExecutor`: build the stack on its worker thread
             and run every prefill chunk / token as one job there (:mod:`.executor_stack`).
     """
 
-    def __init__(self, model_dir: str, *, vision_path: str = "", threads: int = 0, device: str = "",
-                 stack: Optional[LayerStack] = None, executor=None) -> None:
+    def __init__(self, model_dir: str, *, vision_path: str = "", threads: int = 0, spinning: bool = False,
+                 device: str = "", stack: Optional[LayerStack] = None, executor=None) -> None:
         self.files: LlmFiles = find_model_files(model_dir, vision_path)
         cfg = self.config = self.files.config
         self.tokenizer = LlmTokenizer(self.files.tokenizer, cfg)
@@ -132,7 +134,7 @@ class LlmModel:
         self._lock = threading.Lock()
         if stack is None:
             def build() -> LayerStack:
-                return build_stack(self.files, threads=threads, device=device)
+                return build_stack(self.files, threads=threads, device=device, spinning=spinning)
 
             if executor is not None:
                 from .executor_stack import ExecutorLayerStack

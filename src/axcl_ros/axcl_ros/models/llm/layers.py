@@ -17,17 +17,17 @@ through group 0.
 from __future__ import annotations
 
 import abc
-from typing import List, Optional
+import os
+from typing import List, Optional, Tuple
 
 import numpy as np
 
 from ...runtime.base import Session
 from ...runtime.registry import get_backend
+from . import layer_chain
 from .config import LlmConfig, LlmFiles, ModelFilesError
 from .export_onnx import MASK_VALUE
-
-LAYER_INPUTS = ("input", "indices", "K_cache", "V_cache", "mask")
-LAYER_OUTPUTS = ("K_cache_out", "V_cache_out", "output")
+from .layer_chain import chain_layers, chain_name
 
 
 class ContextFullError(ValueError):
@@ -64,6 +64,24 @@ class LayerStack(abc.ABC):
         """Free the models and the cache (idempotent)."""
 
 
+#: outputs of a post model whose logits come with an error bound (``convert-llm --weights gguf-blocks``)
+BOUNDED_POST_OUTPUTS = ("output", "normed", "error_bound")
+#: the window recomputed exactly is ``2 * (bound * SLACK + FLOOR)``: room for float32 rounding on top of the bound
+ERROR_BOUND_SLACK = 1.1
+ERROR_BOUND_FLOOR = 1e-3
+
+
+def exact_near_top(approx: np.ndarray, hidden: np.ndarray, bound: float, head_rows: np.ndarray) -> np.ndarray:
+    """``approx`` logits ``[V]`` (each within ``bound`` of ``head_rows @ hidden``) with every logit within twice the
+    bound of the best recomputed in float32 as ``head_rows[i] @ hidden``: the largest exact logit is among them, and
+    every logit left approximate is smaller than it, so the argmax is the float32 head's. Changes ``approx`` in
+    place and returns it."""
+    window = 2.0 * (float(bound) * ERROR_BOUND_SLACK + ERROR_BOUND_FLOOR)
+    near = np.flatnonzero(approx >= approx.max() - window)
+    approx[near] = np.asarray(head_rows[near], np.float32) @ hidden
+    return approx
+
+
 def causal_mask(past: int, n: int) -> np.ndarray:
     """``[1, n, past+n]`` mask: every new token sees the cache and the new tokens up to itself."""
     mask = np.zeros((1, n, past + n), np.float32)
@@ -72,30 +90,40 @@ def causal_mask(past: int, n: int) -> np.ndarray:
 
 
 class OnnxLayerStack(LayerStack):
-    """The contract on onnxruntime: one session per layer file, the KV cache in host memory.
+    """The contract on onnxruntime: the layer files chained into one session (:mod:`.layer_chain`; several for
+    models over :data:`~.layer_chain.MAX_CHAIN_BYTES`), the KV cache in host memory.
 
     Args:
         files: a checked model set (:func:`.config.find_model_files`) with ``.onnx`` files.
         threads: onnxruntime intra-op threads (0 = onnxruntime's default).
         device: onnxruntime device (``cpu``, ``cuda:0``).
+        spinning: let the intra-op workers busy-wait between the operators of a step (they sleep when the step
+            ends). Faster on an idle machine, slower when another process keeps a core busy (README "describe").
     """
 
-    def __init__(self, files: LlmFiles, threads: int = 0, device: str = "") -> None:
+    def __init__(self, files: LlmFiles, threads: int = 0, device: str = "", spinning: bool = False) -> None:
         self.config = cfg = files.config
-        # one small session per layer, run one after the other: idle ORT pools must not spin against the running one
-        backend = get_backend("onnxruntime", intra_op_num_threads=threads, allow_spinning=False)
-        self._layers: List[Session] = []
+        backend = get_backend("onnxruntime", intra_op_num_threads=threads, allow_spinning=spinning,
+                              stop_spinning_after_run=True)
+        #: (index of the chain's first layer, number of layers, session)
+        self._chains: List[Tuple[int, int, Session]] = []
         self._post: Optional[Session] = None
         try:
-            for path in files.layers:
-                s = backend.load(path, device)
-                _check_contract(s, path, LAYER_INPUTS, LAYER_OUTPUTS)
-                self._layers.append(s)
+            first = 0
+            for group in layer_chain.group_layer_files(files.layers, layer_chain.MAX_CHAIN_BYTES):
+                name = group[0] if len(group) == 1 else f"{group[0]} … {os.path.basename(group[-1])}"
+                self._chains.append((first, len(group), backend.load_serialized(chain_layers(group), name, device)))
+                first += len(group)
             self._post = backend.load(files.post, device)
             _check_contract(self._post, files.post, ("input",), ("output",))
         except Exception:
             self.release()
             raise
+        #: the lm head's rows for :func:`exact_near_top` (the tied embedding table, memory-mapped), when the post
+        #: model bounds its logits' error
+        self._head_rows: Optional[np.ndarray] = None
+        if set(BOUNDED_POST_OUTPUTS) <= {s.name for s in self._post.outputs}:
+            self._head_rows = np.load(files.embeddings, mmap_mode="r")
         self._k = np.zeros((cfg.num_layers, cfg.max_context, cfg.kv_dim), np.float32)
         self._v = np.zeros_like(self._k)
         self._pos = 0
@@ -123,26 +151,34 @@ class OnnxLayerStack(LayerStack):
 
     def _run_chunk(self, x: np.ndarray, past: int) -> np.ndarray:
         n = x.shape[0]
-        feeds = {"indices": np.arange(past, past + n, dtype=np.uint32)[None], "mask": causal_mask(past, n)}
+        shared = {"indices": np.arange(past, past + n, dtype=np.uint32)[None], "mask": causal_mask(past, n)}
         x = x[None]
-        for i, layer in enumerate(self._layers):
-            feeds.update(input=x, K_cache=self._k[i, :past][None], V_cache=self._v[i, :past][None])
-            out = layer.run(feeds, LAYER_OUTPUTS)
-            self._k[i, past:past + n] = out["K_cache_out"][0]
-            self._v[i, past:past + n] = out["V_cache_out"][0]
+        for first, count, chain in self._chains:
+            feeds = dict(shared, input=x)
+            for j in range(count):
+                feeds[chain_name("K_cache", j)] = self._k[first + j, :past][None]
+                feeds[chain_name("V_cache", j)] = self._v[first + j, :past][None]
+            out = chain.run(feeds)
+            for j in range(count):
+                self._k[first + j, past:past + n] = out[chain_name("K_cache_out", j)][0]
+                self._v[first + j, past:past + n] = out[chain_name("V_cache_out", j)][0]
             x = out["output"]
         return x[0, -1]
 
     def logits(self, hidden: np.ndarray) -> np.ndarray:
         if self._post is None:
             raise ModelFilesError("the model was released")
-        return self._post.run({"input": np.ascontiguousarray(hidden, np.float32).reshape(1, 1, -1)},
-                              ["output"])["output"].reshape(-1)
+        feeds = {"input": np.ascontiguousarray(hidden, np.float32).reshape(1, 1, -1)}
+        if self._head_rows is None:
+            return self._post.run(feeds, ["output"])["output"].reshape(-1)
+        out = self._post.run(feeds, BOUNDED_POST_OUTPUTS)
+        return exact_near_top(out["output"].reshape(-1), out["normed"].reshape(-1), out["error_bound"][0],
+                              self._head_rows)
 
     def release(self) -> None:
-        for s in self._layers:
-            s.release()
-        self._layers = []
+        for _first, _count, chain in self._chains:
+            chain.release()
+        self._chains = []
         if self._post is not None:
             self._post.release()
             self._post = None
