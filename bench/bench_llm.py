@@ -21,7 +21,8 @@ waking a second, non-spinning worker for each parallel operator costs more than 
 :class:`axcl_ros_testing.llm_models.NumpyLlama` (the same decoder in numpy float32 on the
 dequantized GGUF weights, matmuls through OpenBLAS with 2 threads, its own KV cache). Same ChatML prompts; each row
 says in how many generations both produced the same greedy tokens. TTFT = prompt embedding + prefill + first token;
-decode rate = the tokens after the first divided by their time. Prompts alternate ours / numpy.
+decode rate = the tokens after the first divided by their time. Prompts alternate ours / numpy, each after a rest of
+``PAUSE_S`` (so that neither starts while the other's worker threads still spin).
 
 transformers (optional, not a project dependency): set ``AXCL_BENCH_TRANSFORMERS_PYTHON`` to a Python that has
 torch + transformers + gguf (e.g. the golden-reference venv of ``scripts/golden/smollm2_golden.py``); it loads the
@@ -49,6 +50,10 @@ TOPIC = "llm"
 #: onnxruntime thread budgets of ours (``AXCL_BENCH_LLM_CONFIGS``): "2s" = 2 intra-op threads, spinning; "1" = one
 #: thread (see the module docstring)
 CONFIGS = ("2s", "1")
+#: seconds of rest before each timed generation: OpenBLAS's worker threads keep spinning for ~0.1 s after numpy's last
+#: matmul (OpenBLAS's THREAD_TIMEOUT); started at once, ours ran its prefill against them on a 2-core machine (time to
+#: first token ~75 ms instead of ~40, measured)
+PAUSE_S = 0.3
 REPEATS = 3
 #: weight formats measured (``AXCL_BENCH_LLM_WEIGHTS``, comma-separated); the first is the headline
 WEIGHTS = ("gguf-blocks-int8", "gguf-blocks", "float32")
@@ -111,7 +116,9 @@ def _numpy(ref, table: np.ndarray, ids: List[int], n: int) -> Dict[str, object]:
 def _pass(model, ref, table, prompt_ids, n) -> Dict[str, List[Dict[str, object]]]:
     res: Dict[str, List[Dict[str, object]]] = {"ours": [], "numpy": []}
     for ids in prompt_ids:  # alternate, so that a slow phase of the machine hits both
+        time.sleep(PAUSE_S)
         res["ours"].append(_ours(model, ids, n))
+        time.sleep(PAUSE_S)
         res["numpy"].append(_numpy(ref, table, ids, n))
     return res
 
