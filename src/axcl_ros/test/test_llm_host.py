@@ -19,7 +19,7 @@ from axcl_ros.models.llm.generate import (
     LlmModel,
     _Streamer,
 )
-from axcl_ros.models.llm.layers import causal_mask
+from axcl_ros.models.llm.layers import OnnxLayerStack, causal_mask
 from axcl_ros.models.llm.sampling import Sampler, SamplingParams
 from axcl_ros.models.llm.tokenizer import PromptError
 from axcl_ros_testing.llm_models import NumpyLlama, write_tiny_checkpoint, write_vision_encoder
@@ -441,3 +441,6 @@ def test_a_tied_q8_0_head_bounds_its_error_and_gives_the_float32_argmax(tmp_path
             theirs = ref.forward(table[[int(token)]])
     finally:
         model.release()
+    np.save(files.embeddings, table.astype(np.float64))  # the host rows of the head must be the float32 table
+    with pytest.raises(ModelFilesError, match="tied lm head must be float32"):
+        OnnxLayerStack(find_model_files(out))

@@ -116,14 +116,14 @@ class OnnxLayerStack(LayerStack):
                 first += len(group)
             self._post = backend.load(files.post, device)
             _check_contract(self._post, files.post, ("input",), ("output",))
+            #: the lm head's rows for :func:`exact_near_top` (the tied embedding table, memory-mapped), when the
+            #: post model bounds its logits' error
+            self._head_rows: Optional[np.ndarray] = None
+            if set(BOUNDED_POST_OUTPUTS) <= {s.name for s in self._post.outputs}:
+                self._head_rows = _head_rows(files)
         except Exception:
             self.release()
             raise
-        #: the lm head's rows for :func:`exact_near_top` (the tied embedding table, memory-mapped), when the post
-        #: model bounds its logits' error
-        self._head_rows: Optional[np.ndarray] = None
-        if set(BOUNDED_POST_OUTPUTS) <= {s.name for s in self._post.outputs}:
-            self._head_rows = np.load(files.embeddings, mmap_mode="r")
         self._k = np.zeros((cfg.num_layers, cfg.max_context, cfg.kv_dim), np.float32)
         self._v = np.zeros_like(self._k)
         self._pos = 0
@@ -182,6 +182,20 @@ class OnnxLayerStack(LayerStack):
         if self._post is not None:
             self._post.release()
             self._post = None
+
+
+def _head_rows(files: LlmFiles) -> np.ndarray:
+    """The float32 embedding table as the rows of a tied lm head (memory-mapped)."""
+    cfg = files.config
+    try:
+        rows = np.load(files.embeddings, mmap_mode="r")
+    except (OSError, ValueError) as exc:
+        raise ModelFilesError(f"{files.post} bounds its logits' error, which needs the float32 embedding table as "
+                              f"the tied lm head, but {files.embeddings!r} is not a readable .npy: {exc}") from exc
+    if rows.dtype != np.float32 or rows.shape != (cfg.vocab_size, cfg.hidden_size):
+        raise ModelFilesError(f"{files.embeddings}: a tied lm head must be float32 ({cfg.vocab_size}, "
+                              f"{cfg.hidden_size}), not {rows.dtype} {rows.shape}")
+    return rows
 
 
 def _check_contract(session: Session, path: str, inputs, outputs) -> None:
