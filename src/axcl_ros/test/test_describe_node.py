@@ -235,8 +235,19 @@ def test_narration_publishes_the_latest_frame_with_its_header(graph, model_dirs)
         ns.lc.change("/narrator", "cleanup")
 
 
-def test_text_only_model_refuses_images_and_answers_text(graph, model_dirs):
-    ns = _start(graph, "textonly", model_dirs.text)
+def test_text_only_model_refuses_images_and_answers_text(graph, model_dirs, monkeypatch):
+    import axcl_ros.nodes.describe as describe_module
+
+    built = []
+    real_model = describe_module.LlmModel
+
+    def recording_model(*args, **kwargs):
+        built.append(kwargs)
+        return real_model(*args, **kwargs)
+
+    monkeypatch.setattr(describe_module, "LlmModel", recording_model)
+    ns = _start(graph, "textonly", model_dirs.text, threads=2, cpu_spinning=True)
+    assert built and built[0]["threads"] == 2 and built[0]["spinning"] is True  # the thread budget reaches the model
     try:
         res = _result(graph, _send(graph, ns, Describe.Goal(image=_image(RGB), prompt="what?", max_new_tokens=2)))
         assert res.status == GoalStatus.STATUS_ABORTED and "no vision encoder" in res.result.error
