@@ -285,7 +285,6 @@ def test_fifty_configure_cleanup_cycles_release_every_session(graph, model_dirs,
         return load
 
     monkeypatch.setattr(OnnxRuntimeBackend, "load", recording(OnnxRuntimeBackend.load))
-    monkeypatch.setattr(OnnxRuntimeBackend, "load_serialized", recording(OnnxRuntimeBackend.load_serialized))
     node = graph.add(DescribeNode("cycler", context=graph.context,
                                   parameter_overrides=[Parameter("model_dir", value=model_dirs.vlm)]))
     lc = LifecycleClient(graph, graph.node("cycler_test"))

@@ -2,9 +2,11 @@
 the chain computes what the files compute one by one, long models are cut into several chains, and a file that is
 not a layer of the contract is named. Also the host side of a bounded post model (``exact_near_top``)."""
 
+import io
 import os
 
 import numpy as np
+import onnx
 import onnxruntime as ort
 import pytest
 
@@ -80,11 +82,29 @@ def test_layer_files_are_grouped_in_order_up_to_the_size_limit(tmp_path):
 
 def test_a_file_that_is_not_a_layer_is_named(tiny, tmp_path):
     with pytest.raises(ModelFilesError, match=r"post\.onnx: not a layer of the per-layer contract"):
-        layer_chain.chain_layers([tiny.layers[0], tiny.post])
+        layer_chain.write_chain([tiny.layers[0], tiny.post], io.BytesIO())
     broken = tmp_path / "broken_l1.onnx"
     broken.write_bytes(open(tiny.layers[1], "rb").read()[:500])
     with pytest.raises(ModelFilesError, match="broken_l1.onnx.*not a readable ONNX model"):
-        layer_chain.chain_layers([tiny.layers[0], str(broken)])
+        layer_chain.write_chain([tiny.layers[0], str(broken)], io.BytesIO())
+
+
+def test_the_written_chain_is_a_valid_onnx_model(tiny):
+    """The chain file is the layers' graphs concatenated in protobuf's wire format: onnx reads it back as one model
+    whose graph has every layer's nodes and initializers and the chain's inputs and outputs (onnx's checker does not
+    know onnxruntime's contrib operators; onnxruntime runs the chain in the test above)."""
+    buf = io.BytesIO()
+    layer_chain.write_chain(tiny.layers, buf)
+    model = onnx.load_from_string(buf.getvalue())
+    n = len(tiny.layers)
+    layers = [onnx.load(p).graph for p in tiny.layers]
+    assert len(model.graph.node) == sum(len(g.node) for g in layers)
+    assert len(model.graph.initializer) == sum(len(g.initializer) for g in layers)
+    names = {v.name for v in model.graph.input}
+    assert names == {"input", "indices", "mask"} | {layer_chain.chain_name(k, j) for k in ("K_cache", "V_cache")
+                                                    for j in range(n)}
+    assert {v.name for v in model.graph.output} == {"output"} | {
+        layer_chain.chain_name(k, j) for k in ("K_cache_out", "V_cache_out") for j in range(n)}
 
 
 def test_logits_near_the_top_are_recomputed_exactly():

@@ -214,16 +214,6 @@ def test_session_options_thread_budget(add_path):
     assert stop._sess.get_session_options().get_session_config_entry("session.force_spinning_stop") == "1"
 
 
-def test_a_model_built_in_memory_loads_like_a_file(backend, add_path):
-    sess = backend.load_serialized(open(add_path, "rb").read(), "built in memory")
-    feeds = {spec.name: np.ones([d or 2 for d in spec.shape], spec.dtype) for spec in sess.inputs}
-    file_sess = backend.load(add_path)
-    for name, value in sess.run(feeds).items():
-        np.testing.assert_array_equal(value, file_sess.run(feeds)[name])
-    with pytest.raises(ModelLoadError, match="'built in memory'.*corrupt"):
-        backend.load_serialized(b"not an onnx model", "built in memory")
-
-
 def test_node_model_passes_the_node_thread_budget(add_path, monkeypatch):
     """The detector's cpu_threads / cpu_spinning / cpu_memory_pattern reach the session options through NodeModel
     (ORT only)."""

@@ -227,10 +227,6 @@ class OnnxRuntimeBackend(Backend):
             raise ModelLoadError(f"model path {path!r} is not a file; pass the .onnx file itself")
         return self._session(path, path, provider, device)
 
-    def load_serialized(self, model: bytes, name: str, device: str = "") -> OnnxRuntimeSession:
-        """Load a serialized ONNX model built in memory; ``name`` stands for its path in messages."""
-        return self._session(model, name, self._provider(device), device)
-
     def _provider(self, device: str) -> Tuple[str, Dict[str, str]]:
         ok, reason = self.available()
         if not ok:

@@ -4,7 +4,8 @@ onnxruntime gives every session its own intra-op thread pool. With one session p
 small sessions one after another and each one's worker threads must be woken for it; busy-waiting (spinning)
 workers of 30 pools would fight over the cores. One session for a run of consecutive layers has one pool whose
 workers can spin between the operators of the whole step and stop when the step ends (measured in the README,
-section "describe"). The files on disk keep the per-layer contract; the chain is built in memory at load time.
+section "describe"). The files on disk keep the per-layer contract; the chain is written to a temporary file at load
+time (:func:`write_chain`).
 
 The chained graph of layers ``0 … n-1`` (``j`` = position in the chain)::
 
@@ -20,14 +21,14 @@ initializers, intermediate tensors) gets the prefix ``l{j}/``.
 from __future__ import annotations
 
 import os
-from typing import List, Sequence
+from typing import BinaryIO, Dict, List, Sequence
 
 import onnx
 from onnx import helper
 
 from .config import ModelFilesError
 
-__all__ = ["LAYER_INPUTS", "LAYER_OUTPUTS", "MAX_CHAIN_BYTES", "chain_layers", "chain_name", "group_layer_files"]
+__all__ = ["LAYER_INPUTS", "LAYER_OUTPUTS", "MAX_CHAIN_BYTES", "chain_name", "group_layer_files", "write_chain"]
 
 LAYER_INPUTS = ("input", "indices", "K_cache", "V_cache", "mask")
 LAYER_OUTPUTS = ("K_cache_out", "V_cache_out", "output")
@@ -74,17 +75,23 @@ def _load_layer(path: str) -> onnx.ModelProto:
     return model
 
 
-def chain_layers(paths: Sequence[str]) -> bytes:
-    """The serialized ONNX model running the layer files ``paths`` one after another (see the module docstring).
+def write_chain(paths: Sequence[str], out: BinaryIO) -> None:
+    """Write the ONNX model running the layer files ``paths`` one after another (see the module docstring) to
+    ``out``.
+
+    One layer is in memory as a message at a time: each renamed layer graph is serialized on its own and the chain's
+    graph is their concatenation (protobuf appends repeated fields: nodes, initializers, inputs, outputs), so
+    building a chain needs about one copy of the weights, not the three that merging messages would. Load the
+    written file by its path: onnxruntime then frees each weight once it has packed it (from a bytes object it kept
+    the originals too, ~1.7x the resident memory, measured).
 
     Raises :class:`~.config.ModelFilesError` for a file that is not a readable layer of the contract."""
     last = len(paths) - 1
-    nodes, initializers, inputs, outputs = [], [], [], []
-    opsets: dict = {}
+    parts: List[bytes] = []
+    opsets: Dict[str, int] = {}
     ir_version = 0
     for j, path in enumerate(paths):
         model = _load_layer(path)
-        graph = model.graph
         ir_version = max(ir_version, model.ir_version)
         for op in model.opset_import:
             opsets[op.domain] = max(opsets.get(op.domain, 0), op.version)
@@ -100,25 +107,40 @@ def chain_layers(paths: Sequence[str]) -> bytes:
                 return chain_name(name, j)
             return f"l{j}/{name}"
 
+        graph = model.graph
         for node in graph.node:
             node.name = f"l{j}/{node.name}"
             node.input[:] = [rename(n) for n in node.input]
             node.output[:] = [rename(n) for n in node.output]
         for init in graph.initializer:
             init.name = rename(init.name)
-        nodes.extend(graph.node)
-        initializers.extend(graph.initializer)
-        for value in graph.input:
-            if value.name not in ("input", *_SHARED) or j == 0:
-                value.name = rename(value.name)
-                inputs.append(value)
-        for value in graph.output:
-            if value.name != "output" or j == last:
-                value.name = rename(value.name)
-                outputs.append(value)
-    chained = helper.make_model(helper.make_graph(nodes, f"layers {os.path.basename(paths[0])}…"
-                                                         f"{os.path.basename(paths[-1])}", inputs, outputs,
-                                                  initializers),
-                                opset_imports=[helper.make_opsetid(d, v) for d, v in opsets.items()])
-    chained.ir_version = ir_version
-    return chained.SerializeToString()
+        keep_in = [v for v in graph.input if v.name not in ("input", *_SHARED) or j == 0]
+        keep_out = [v for v in graph.output if v.name != "output" or j == last]
+        for value in keep_in + keep_out:
+            value.name = rename(value.name)
+        del graph.input[:], graph.output[:], graph.value_info[:]
+        graph.input.extend(keep_in)
+        graph.output.extend(keep_out)
+        graph.name = f"layers {os.path.basename(paths[0])} … {os.path.basename(paths[-1])}"
+        graph.ClearField("doc_string")
+        parts.append(graph.SerializeToString())
+        del model, graph
+    head = onnx.ModelProto(ir_version=ir_version, producer_name="axcl_ros layer chain",
+                           opset_import=[helper.make_opsetid(d, v) for d, v in opsets.items()])
+    out.write(head.SerializeToString())
+    out.write(_GRAPH_TAG + _varint(sum(map(len, parts))))
+    for part in parts:
+        out.write(part)
+
+
+#: the key of ``ModelProto.graph`` (field 7, length-delimited) in protobuf's wire format
+_GRAPH_TAG = bytes([7 << 3 | 2])
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte, n = n & 0x7F, n >> 7
+        out.append(byte | (0x80 if n else 0))
+        if not n:
+            return bytes(out)

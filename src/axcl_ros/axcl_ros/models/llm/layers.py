@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import abc
 import os
+import tempfile
 from typing import List, Optional, Tuple
 
 import numpy as np
@@ -27,7 +28,7 @@ from ...runtime.registry import get_backend
 from . import layer_chain
 from .config import LlmConfig, LlmFiles, ModelFilesError
 from .export_onnx import MASK_VALUE
-from .layer_chain import chain_layers, chain_name
+from .layer_chain import chain_name, write_chain
 
 
 class ContextFullError(ValueError):
@@ -111,8 +112,7 @@ class OnnxLayerStack(LayerStack):
         try:
             first = 0
             for group in layer_chain.group_layer_files(files.layers, layer_chain.MAX_CHAIN_BYTES):
-                name = group[0] if len(group) == 1 else f"{group[0]} … {os.path.basename(group[-1])}"
-                self._chains.append((first, len(group), backend.load_serialized(chain_layers(group), name, device)))
+                self._chains.append((first, len(group), _load_chain(backend, group, device)))
                 first += len(group)
             self._post = backend.load(files.post, device)
             _check_contract(self._post, files.post, ("input",), ("output",))
@@ -182,6 +182,17 @@ class OnnxLayerStack(LayerStack):
         if self._post is not None:
             self._post.release()
             self._post = None
+
+
+def _load_chain(backend, paths: List[str], device: str) -> Session:
+    """The layer files ``paths`` chained into one session, through a temporary file (see
+    :func:`.layer_chain.write_chain`; it is deleted once loaded)."""
+    stem = os.path.splitext(os.path.basename(paths[0]))[0]
+    with tempfile.TemporaryDirectory(prefix="axcl_ros_chain_") as tmp:
+        path = os.path.join(tmp, f"{stem}-{len(paths)}-layers.onnx")
+        with open(path, "wb") as f:
+            write_chain(paths, f)
+        return backend.load(path, device)
 
 
 def _head_rows(files: LlmFiles) -> np.ndarray:
