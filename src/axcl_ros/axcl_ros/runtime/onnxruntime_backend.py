@@ -218,16 +218,6 @@ class OnnxRuntimeBackend(Backend):
 
     def load(self, path: str, device: str = "") -> OnnxRuntimeSession:
         """Load the ONNX file ``path`` on ``device`` (``""``/``"cpu"``, ``"cuda"``, ``"cuda:N"``)."""
-        provider = self._provider(device)
-        path = os.fspath(path)
-        if not os.path.exists(path):
-            raise ModelLoadError(f"model file {path!r} does not exist; check the path (absolute, or relative to "
-                                 f"{os.getcwd()}) or export the model there")
-        if not os.path.isfile(path):
-            raise ModelLoadError(f"model path {path!r} is not a file; pass the .onnx file itself")
-        return self._session(path, path, provider, device)
-
-    def _provider(self, device: str) -> Tuple[str, Dict[str, str]]:
         ok, reason = self.available()
         if not ok:
             raise BackendUnavailableError(reason)
@@ -236,18 +226,20 @@ class OnnxRuntimeBackend(Backend):
             raise BackendUnavailableError(
                 f"onnxruntime: device {device!r} needs {provider}, but this onnxruntime build only has "
                 f"{ort.get_available_providers()}; install onnxruntime-gpu (with a matching CUDA) or use device 'cpu'")
-        return provider, options
-
-    def _session(self, source, name: str, provider: Tuple[str, Dict[str, str]], device: str) -> OnnxRuntimeSession:
-        ep, options = provider
-        providers = [(ep, options)] if options else [ep]
+        path = os.fspath(path)
+        if not os.path.exists(path):
+            raise ModelLoadError(f"model file {path!r} does not exist; check the path (absolute, or relative to "
+                                 f"{os.getcwd()}) or export the model there")
+        if not os.path.isfile(path):
+            raise ModelLoadError(f"model path {path!r} is not a file; pass the .onnx file itself")
+        providers = [(provider, options)] if options else [provider]
         try:
-            sess = ort.InferenceSession(source, sess_options=self._session_options(), providers=providers)
+            sess = ort.InferenceSession(path, sess_options=self._session_options(), providers=providers)
         except Exception as exc:
-            raise ModelLoadError(f"onnxruntime cannot load {name!r} (corrupt, truncated or not an ONNX model, or an "
+            raise ModelLoadError(f"onnxruntime cannot load {path!r} (corrupt, truncated or not an ONNX model, or an "
                                  f"unsupported opset/operator): {exc}") from exc
-        if ep not in sess.get_providers():
+        if provider not in sess.get_providers():
             raise BackendUnavailableError(
-                f"onnxruntime could not start {ep} for {name!r} (session uses {sess.get_providers()}); "
+                f"onnxruntime could not start {provider} for {path!r} (session uses {sess.get_providers()}); "
                 "check the CUDA/cuDNN install or use device 'cpu'")
-        return OnnxRuntimeSession(sess, name, (device or "cpu").strip().lower())
+        return OnnxRuntimeSession(sess, path, (device or "cpu").strip().lower())
