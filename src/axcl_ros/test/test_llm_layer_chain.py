@@ -126,3 +126,11 @@ def test_logits_near_the_top_are_recomputed_exactly():
         np.testing.assert_allclose(out[near], exact[near], rtol=1e-6, atol=1e-6)
         np.testing.assert_array_equal(out[~near], approx[~near])
         assert near.sum() < len(exact)
+
+
+def test_no_room_for_the_chain_file_says_what_to_set(tiny, tmp_path, monkeypatch):
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "not-there"))
+    with pytest.raises(ModelFilesError, match="set TMPDIR to a folder with"):
+        OnnxLayerStack(tiny, threads=1)

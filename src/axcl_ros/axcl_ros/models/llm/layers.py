@@ -188,11 +188,16 @@ def _load_chain(backend, paths: List[str], device: str) -> Session:
     """The layer files ``paths`` chained into one session, through a temporary file (see
     :func:`.layer_chain.write_chain`; it is deleted once loaded)."""
     stem = os.path.splitext(os.path.basename(paths[0]))[0]
-    with tempfile.TemporaryDirectory(prefix="axcl_ros_chain_") as tmp:
-        path = os.path.join(tmp, f"{stem}-{len(paths)}-layers.onnx")
-        with open(path, "wb") as f:
-            write_chain(paths, f)
-        return backend.load(path, device)
+    try:
+        with tempfile.TemporaryDirectory(prefix="axcl_ros_chain_") as tmp:
+            path = os.path.join(tmp, f"{stem}-{len(paths)}-layers.onnx")
+            with open(path, "wb") as f:
+                write_chain(paths, f)
+            return backend.load(path, device)
+    except OSError as exc:
+        size = sum(os.path.getsize(p) for p in paths) / 2**20
+        raise ModelFilesError(f"cannot write the chained layers to a temporary file in {tempfile.gettempdir()} "
+                              f"({exc}); set TMPDIR to a folder with {size:.0f} MiB free") from exc
 
 
 def _head_rows(files: LlmFiles) -> np.ndarray:
