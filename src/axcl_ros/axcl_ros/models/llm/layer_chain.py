@@ -21,14 +21,15 @@ initializers, intermediate tensors) gets the prefix ``l{j}/``.
 from __future__ import annotations
 
 import os
-from typing import BinaryIO, Dict, List, Sequence
+from typing import BinaryIO, Dict, Iterable, List, Sequence
 
 import onnx
 from onnx import helper
 
 from .config import ModelFilesError
 
-__all__ = ["LAYER_INPUTS", "LAYER_OUTPUTS", "MAX_CHAIN_BYTES", "chain_name", "group_layer_files", "write_chain"]
+__all__ = ["LAYER_INPUTS", "LAYER_OUTPUTS", "MAX_CHAIN_BYTES", "chain_name", "check_contract", "group_layer_files",
+           "write_chain"]
 
 LAYER_INPUTS = ("input", "indices", "K_cache", "V_cache", "mask")
 LAYER_OUTPUTS = ("K_cache_out", "V_cache_out", "output")
@@ -57,6 +58,16 @@ def group_layer_files(paths: Sequence[str], max_bytes: int = MAX_CHAIN_BYTES) ->
     return groups
 
 
+def check_contract(path: str, have_in: Iterable[str], have_out: Iterable[str], inputs: Sequence[str],
+                   outputs: Sequence[str]) -> None:
+    """Raise :class:`~.config.ModelFilesError` unless a model with inputs ``have_in`` and outputs ``have_out`` has
+    the ``inputs`` and ``outputs`` of the contract."""
+    have_in, have_out = set(have_in), set(have_out)
+    if not set(inputs) <= have_in or not set(outputs) <= have_out:
+        raise ModelFilesError(f"{path}: not a layer of the per-layer contract: it has inputs {sorted(have_in)} and "
+                              f"outputs {sorted(have_out)}, expected {list(inputs)} -> {list(outputs)}")
+
+
 def _load_layer(path: str) -> onnx.ModelProto:
     try:
         model = onnx.load(path)
@@ -64,10 +75,7 @@ def _load_layer(path: str) -> onnx.ModelProto:
         raise ModelFilesError(f"cannot load {path!r}: not a readable ONNX model (truncated or corrupt?): {exc}") \
             from exc
     graph = model.graph
-    have_in, have_out = {v.name for v in graph.input}, {v.name for v in graph.output}
-    if not set(LAYER_INPUTS) <= have_in or not set(LAYER_OUTPUTS) <= have_out:
-        raise ModelFilesError(f"{path}: not a layer of the per-layer contract: it has inputs {sorted(have_in)} and "
-                              f"outputs {sorted(have_out)}, expected {list(LAYER_INPUTS)} -> {list(LAYER_OUTPUTS)}")
+    check_contract(path, [v.name for v in graph.input], [v.name for v in graph.output], LAYER_INPUTS, LAYER_OUTPUTS)
     if any(a.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS) for n in graph.node
            for a in n.attribute):
         raise ModelFilesError(f"{path}: layers with control-flow subgraphs (If/Loop/Scan) cannot be chained; "

@@ -28,7 +28,7 @@ from ...runtime.registry import get_backend
 from . import layer_chain
 from .config import LlmConfig, LlmFiles, ModelFilesError
 from .export_onnx import MASK_VALUE
-from .layer_chain import chain_name, write_chain
+from .layer_chain import chain_name, check_contract, write_chain
 
 
 class ContextFullError(ValueError):
@@ -115,7 +115,8 @@ class OnnxLayerStack(LayerStack):
                 self._chains.append((first, len(group), _load_chain(backend, group, device)))
                 first += len(group)
             self._post = backend.load(files.post, device)
-            _check_contract(self._post, files.post, ("input",), ("output",))
+            check_contract(files.post, [t.name for t in self._post.inputs], [t.name for t in self._post.outputs],
+                           ("input",), ("output",))
             #: the lm head's rows for :func:`exact_near_top` (the tied embedding table, memory-mapped), when the
             #: post model bounds its logits' error
             self._head_rows: Optional[np.ndarray] = None
@@ -212,11 +213,3 @@ def _head_rows(files: LlmFiles) -> np.ndarray:
         raise ModelFilesError(f"{files.embeddings}: a tied lm head must be float32 ({cfg.vocab_size}, "
                               f"{cfg.hidden_size}), not {rows.dtype} {rows.shape}")
     return rows
-
-
-def _check_contract(session: Session, path: str, inputs, outputs) -> None:
-    have_in = {s.name for s in session.inputs}
-    have_out = {s.name for s in session.outputs}
-    if not set(inputs) <= have_in or not set(outputs) <= have_out:
-        raise ModelFilesError(f"{path}: not a layer of the per-layer contract: it has inputs {sorted(have_in)} and "
-                              f"outputs {sorted(have_out)}, expected {list(inputs)} -> {list(outputs)}")
