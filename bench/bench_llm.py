@@ -24,6 +24,10 @@ says in how many generations both produced the same greedy tokens. TTFT = prompt
 decode rate = the tokens after the first divided by their time. Prompts alternate ours / numpy, each after a rest of
 ``PAUSE_S`` (so that neither starts while the other's worker threads still spin).
 
+Also: one decode step's ``MatMulNBits`` products alone at SmolLM2's shapes, float32 against int8 arithmetic (the
+kernel that bounds the exact format, :func:`kernel_rows`), and the first request's time to first token after loading,
+with and without ``LlmModel.warm_up`` (what the describe node runs at configure).
+
 transformers (optional, not a project dependency): set ``AXCL_BENCH_TRANSFORMERS_PYTHON`` to a Python that has
 torch + transformers + gguf (e.g. the golden-reference venv of ``scripts/golden/smollm2_golden.py``); it loads the
 same GGUF (float32, 2 torch threads) and runs ``generate`` greedily on the same prompt ids.
@@ -275,9 +279,104 @@ def _executor_rows(folder: str, model, prompt_ids: List[List[int]], n: int, thre
                 f"{'same' if same else 'DIFFERENT'} tokens")]
 
 
+def _first_request_rows(folder: str, weights: str, prompt_ids: List[List[int]], threads: int, spinning: bool,
+                        repeats: int) -> List[Row]:
+    """Time to first token of the first request after loading, with ``LlmModel.warm_up`` (what the describe node runs
+    at configure) and without, on fresh models alternated, quiet."""
+    from axcl_ros.models.llm.generate import LlmModel
+
+    ttft: Dict[bool, List[float]] = {False: [], True: []}
+    warm_ms: List[float] = []
+    for _ in range(repeats):
+        for warmed in (False, True):
+            model = LlmModel(folder, threads=threads, spinning=spinning)
+            try:
+                if warmed:
+                    warm_ms.append(model.warm_up())
+                time.sleep(PAUSE_S)
+                ttft[warmed].append(_ours(model, prompt_ids[0], 2)["ttft_ms"])
+            finally:
+                model.release()
+    with_, without = statistics.median(ttft[True]), statistics.median(ttft[False])
+    return [Row(TOPIC, "SmolLM2-135M time to first token of the first request after loading (quiet)", with_, "ms",
+                without, "without the warm-up", ratio(with_, without),
+                f"ONNX weights {weights}, onnxruntime {threads} thread(s){', spinning' if spinning else ''}; warm-up "
+                f"(one full prefill chunk + one decode step) took {statistics.median(warm_ms):.0f} ms; per load "
+                f"with: {', '.join(f'{v:.0f}' for v in ttft[True])} ms, without: "
+                f"{', '.join(f'{v:.0f}' for v in ttft[False])} ms; {len(prompt_ids[0])}-token prompt")]
+
+
+#: SmolLM2-135M's decode projections (K, N): fused q/k/v, o, fused gate/up, down
+KERNEL_SHAPES = ((576, 960), (576, 576), (576, 3072), (1536, 576))
+
+
+def _kernel_model(k: int, n: int, kind: str, copies: int) -> bytes:
+    """``copies`` independent ``x[1,1,k] @ W[k,n]`` of one kind: ``fp32`` / ``int8`` (``MatMulNBits``, 4-bit blocks
+    of 32, accuracy level 0 / 4) or ``dense`` (float32 ``MatMul``); random weights."""
+    from onnx import TensorProto, helper
+
+    rng = np.random.default_rng(0)
+    nodes, inits = [], []
+    for c in range(copies):
+        if kind == "dense":
+            w = rng.standard_normal((k, n)).astype(np.float32)
+            inits.append(helper.make_tensor(f"w{c}", TensorProto.FLOAT, w.shape, w.tobytes(), raw=True))
+            nodes.append(helper.make_node("MatMul", ["x", f"w{c}"], [f"y{c}"]))
+            continue
+        codes = rng.integers(0, 256, (n, k // 32, 16), dtype=np.uint8)
+        scales = (rng.random(n * k // 32, dtype=np.float32) * 0.01).astype(np.float32)
+        inits += [helper.make_tensor(f"q{c}", TensorProto.UINT8, codes.shape, codes.tobytes(), raw=True),
+                  helper.make_tensor(f"s{c}", TensorProto.FLOAT, scales.shape, scales.tobytes(), raw=True)]
+        nodes.append(helper.make_node("MatMulNBits", ["x", f"q{c}", f"s{c}"], [f"y{c}"], domain="com.microsoft", K=k,
+                                      N=n, bits=4, block_size=32, accuracy_level=0 if kind == "fp32" else 4))
+    graph = helper.make_graph(nodes, "kernel", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 1, k])],
+                              [helper.make_tensor_value_info(f"y{c}", TensorProto.FLOAT, None) for c in range(copies)],
+                              inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("com.microsoft",
+                                                                                                       1)])
+    model.ir_version = 8
+    return model.SerializeToString()
+
+
+def kernel_rows(quick: bool = False) -> List[Row]:
+    """One decode step's matrix products alone (M = 1, SmolLM2's shapes, 2 onnxruntime threads spinning, quiet):
+    ``MatMulNBits`` with float32 arithmetic on the exact block values (the exact formats) against int8 arithmetic
+    (``gguf-blocks-int8``) and a dense float32 ``MatMul`` (the ``float32`` format), kinds alternated."""
+    import onnxruntime as ort
+
+    copies, rounds = 30, 3 if quick else 9
+    rows = []
+    for k, n in KERNEL_SHAPES:
+        x = {"x": np.random.default_rng(1).standard_normal((1, 1, k)).astype(np.float32)}
+        sessions = {}
+        for kind in ("fp32", "int8", "dense"):
+            opts = ort.SessionOptions()
+            opts.intra_op_num_threads = 2
+            opts.add_session_config_entry("session.intra_op.allow_spinning", "1")
+            opts.add_session_config_entry("session.force_spinning_stop", "1")  # idle sessions' workers sleep
+            sessions[kind] = ort.InferenceSession(_kernel_model(k, n, kind, copies), opts,
+                                                  providers=["CPUExecutionProvider"])
+            sessions[kind].run(None, x)
+        us: Dict[str, List[float]] = {kind: [] for kind in sessions}
+        for _ in range(rounds):
+            for kind, sess in sessions.items():
+                t0 = time.perf_counter()
+                for _ in range(5):
+                    sess.run(None, x)
+                us[kind].append((time.perf_counter() - t0) / (5 * copies) * 1e6)
+        fp32, int8, dense = (statistics.median(us[kind]) for kind in ("fp32", "int8", "dense"))
+        rows.append(Row(TOPIC, f"MatMulNBits 4-bit {k}x{n}, M=1, float32 arithmetic (exact formats)", fp32,
+                        "us/product", int8, "int8 arithmetic (gguf-blocks-int8)", ratio(fp32, int8),
+                        f"{k * n / fp32 / 1e3:.0f} GMAC/s vs {k * n / int8 / 1e3:.0f}; dense float32 MatMul "
+                        f"{dense:.1f} us ({k * n / dense / 1e3:.0f} GMAC/s); {copies} copies per run (weights "
+                        f"{copies * k * n / 2 / 2**20:.0f} MiB of codes, beyond the caches), onnxruntime "
+                        f"{ort.__version__}, 2 threads spinning, {rounds} rounds alternated, quiet"))
+    return rows
+
+
 def run(quick: bool = False) -> List[Row]:
     """Benchmark rows (see the module docstring)."""
-    rows = card_rows(quick)
+    rows = card_rows(quick) + kernel_rows(quick)
     return rows + _cpu_rows(quick)
 
 
@@ -331,6 +430,7 @@ def _cpu_rows(quick: bool = False) -> List[Row]:
     if main is not None:
         folder, model, prompt_ids, threads, spinning = main
         rows += _executor_rows(folder, model, prompt_ids, n, threads, spinning)
+        rows += _first_request_rows(folder, model.config.weights, prompt_ids, threads, spinning, repeats)
         py = os.environ.get("AXCL_BENCH_TRANSFORMERS_PYTHON", "")
         if py:
             rows += _transformers_rows(py, gguf_path, model, prompt_ids, n)

@@ -295,6 +295,23 @@ def test_generation_through_the_shared_executor(stub, folder):
     assert c["outstanding_allocs"] == 0 and c["loaded_models"] == 0
 
 
+def test_warm_up_on_the_card_through_the_executor(stub, folder):
+    """The describe node's configure-time warm-up on the card: a full prefill chunk through the prefill group, a
+    decode step through group 0, the cache reset; the next answer is unchanged and nothing stays allocated."""
+    from axcl_ros.runtime.executors import get_executor
+
+    model = LlmModel(folder.folder, executor=get_executor("axcl:0"))
+    try:
+        assert model.warm_up() > 0 and model.stack.position == 0
+        assert model.stack.jobs == 1 + 1 + 1 + 1  # reset, chunk + logits, decode step + logits, reset
+        r = model.generate("hello", max_new_tokens=10)
+        assert r.text == " hey!" and r.stop_reason == "eos"
+    finally:
+        model.release()
+    c = stub.counters()
+    assert c["outstanding_allocs"] == 0 and c["loaded_models"] == 0
+
+
 def test_prompt_beyond_the_prefill_groups_is_a_clear_error(stub, tmp_path):
     """kv_len 384 but prefill capacity 128: a 300-token prompt fits the context, not the prefill groups."""
     from axcl_ros.runtime.executors import get_executor

@@ -289,6 +289,31 @@ def test_image_rows_replace_the_image_tokens(vlm):
         model.release()
 
 
+def test_warm_up_runs_every_shape_once_and_changes_no_answer(vlm):
+    """``warm_up`` (run at configure by the describe node) runs a full prefill chunk, a decode step and a blank
+    image, leaves an empty cache, and the answers after it are the answers without it."""
+    _, folder = vlm
+    image = np.random.default_rng(1).integers(0, 255, (40, 60, 3), dtype=np.uint8)
+    cold = LlmModel(folder)
+    try:
+        expected = [cold.generate(PROMPT, max_new_tokens=6).token_ids,
+                    cold.generate("what is this?", image=image, max_new_tokens=4).token_ids]
+    finally:
+        cold.release()
+    model = LlmModel(folder)
+    seen = []
+    forward = model.stack.forward
+    model.stack.forward = lambda embeds, start: seen.append((len(embeds), start)) or forward(embeds, start)
+    try:
+        assert model.warm_up() > 0
+        chunk = model.config.prefill_chunk
+        assert seen == [(chunk, 0), (1, chunk)] and model.stack.position == 0
+        assert [model.generate(PROMPT, max_new_tokens=6).token_ids,
+                model.generate("what is this?", image=image, max_new_tokens=4).token_ids] == expected
+    finally:
+        model.release()
+
+
 def test_image_of_a_wrong_kind_is_refused(vlm):
     _, folder = vlm
     model = LlmModel(folder)

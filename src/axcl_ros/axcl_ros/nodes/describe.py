@@ -174,6 +174,7 @@ class DescribeNode(AxclLifecycleNode):
                          device=device,
                          executor=get_executor(executor_key(files.backend, device)))
         self.model = model
+        warm_ms = model.warm_up()  # first-run allocations now, not in the first request's time to first token
         self._pub = self.create_lifecycle_publisher(Description, "description", OUTPUT_QOS)
         self._action = ActionServer(self, Describe, "~/describe", execute_callback=self._execute,
                                     goal_callback=self._on_goal, cancel_callback=lambda _g: CancelResponse.ACCEPT,
@@ -181,7 +182,8 @@ class DescribeNode(AxclLifecycleNode):
         self._srv = self.create_service(Ask, "~/ask", self._on_ask, callback_group=self._requests)
         cfg = model.config
         self.get_logger().info(f"configured {cfg.architecture} {cfg.num_layers} layers ({model.files.backend}), "
-                               f"context {cfg.max_context}, vision: {model.files.vision or 'none (text-only)'}")
+                               f"context {cfg.max_context}, vision: {model.files.vision or 'none (text-only)'}, "
+                               f"warmed up in {warm_ms:.0f} ms")
 
     def activate(self) -> None:
         if self.model.has_vision:
