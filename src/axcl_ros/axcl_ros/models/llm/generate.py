@@ -246,7 +246,7 @@ class LlmModel:
     def warm_up(self) -> float:
         """Run one full prefill chunk, one decode step and (with a vision encoder) one blank image through the
         models, then forget them (the cache is reset). The first run of each input shape allocates and plans (on
-        onnxruntime the first prefill took ~130 ms instead of ~33 ms, measured in the README's describe section);
+        onnxruntime SmolLM2's first prefill took 31-41 ms instead of 29-31, once 130 ms; README, describe section);
         warmed up at configure, that cost is not in the first request's time to first token. Returns the time it
         took in milliseconds."""
         cfg = self.config
