@@ -253,6 +253,11 @@ def _config(text: str):
     return int(text.rstrip("s")), text.endswith("s")
 
 
+def _budget(threads: int, spinning: bool) -> str:
+    """A thread budget in words, for row labels and notes (``2 threads, spinning``)."""
+    return f"{threads} thread{'s' if threads > 1 else ''}{', spinning' if spinning else ''}"
+
+
 def _executor_rows(folder: str, model, prompt_ids: List[List[int]], n: int, threads: int,
                    spinning: bool) -> List[Row]:
     """Decode through the shared inference executor (what the describe node does: one job per chunk, step and
@@ -300,7 +305,7 @@ def _first_request_rows(folder: str, weights: str, prompt_ids: List[List[int]], 
     with_, without = statistics.median(ttft[True]), statistics.median(ttft[False])
     return [Row(TOPIC, "SmolLM2-135M time to first token of the first request after loading (quiet)", with_, "ms",
                 without, "without the warm-up", ratio(with_, without),
-                f"ONNX weights {weights}, onnxruntime {threads} thread(s){', spinning' if spinning else ''}; warm-up "
+                f"ONNX weights {weights}, onnxruntime {_budget(threads, spinning)}; warm-up "
                 f"(one full prefill chunk + one decode step) took {statistics.median(warm_ms):.0f} ms; per load "
                 f"with: {', '.join(f'{v:.0f}' for v in ttft[True])} ms, without: "
                 f"{', '.join(f'{v:.0f}' for v in ttft[False])} ms; {len(prompt_ids[0])}-token prompt")]
@@ -344,16 +349,16 @@ def kernel_rows(quick: bool = False) -> List[Row]:
     (``gguf-blocks-int8``) and a dense float32 ``MatMul`` (the ``float32`` format), kinds alternated."""
     import onnxruntime as ort
 
+    from axcl_ros.runtime.onnxruntime_backend import session_options
+
     copies, rounds = 30, 3 if quick else 9
     rows = []
     for k, n in KERNEL_SHAPES:
         x = {"x": np.random.default_rng(1).standard_normal((1, 1, k)).astype(np.float32)}
         sessions = {}
         for kind in ("fp32", "int8", "dense"):
-            opts = ort.SessionOptions()
-            opts.intra_op_num_threads = 2
-            opts.add_session_config_entry("session.intra_op.allow_spinning", "1")
-            opts.add_session_config_entry("session.force_spinning_stop", "1")  # idle sessions' workers sleep
+            # spinning workers of the idle sessions sleep while another kind runs
+            opts = session_options(2, allow_spinning=True, stop_spinning_after_run=True)
             sessions[kind] = ort.InferenceSession(_kernel_model(k, n, kind, copies), opts,
                                                   providers=["CPUExecutionProvider"])
             sessions[kind].run(None, x)
@@ -407,7 +412,7 @@ def _cpu_rows(quick: bool = False) -> List[Row]:
                         note=f"cache: {folder}"))
         for threads, spinning in configs:
             model = LlmModel(folder, threads=threads, spinning=spinning)
-            budget = f"{threads} thread{'s' if threads > 1 else ''}{', spinning' if spinning else ''}"
+            budget = _budget(threads, spinning)
             prompt_ids = [model.tokenizer.prompt_ids(p)[0] for p in prompts]
             _ours(model, prompt_ids[0], 2)  # warm-up
             _numpy(ref, table, prompt_ids[0], 2)
